@@ -1,0 +1,1 @@
+"""Real-process helpers shared by the test suite (Redis, Celery workers, MCP servers)."""
