@@ -1,0 +1,1 @@
+"""Code shared by the four media servers: settings, the upstream HTTP client, errors, redaction, runner."""

@@ -1,0 +1,36 @@
+"""Calls to SABnzbd's single `/api` endpoint; its in-band `{"status": false}` replies become tool errors."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from media_mcp.common.errors import BAD_REQUEST, NOT_FOUND, TaggedToolError
+from media_mcp.common.upstream import Auth, Upstream
+
+
+def auth(api_key: str) -> Auth:
+    """SABnzbd takes its key and the output format as query parameters."""
+    return Auth(params={"apikey": api_key, "output": "json"})
+
+
+def flag(value: bool) -> int | None:
+    """SABnzbd booleans are ``1``; a false flag is simply not sent."""
+    return 1 if value else None
+
+
+async def call(upstream: Upstream, mode: str, **params: Any) -> dict[str, Any]:
+    """``GET /api?mode=<mode>&…`` and return the reply, or raise the tagged error SABnzbd reported."""
+    payload = await upstream.request("GET", "/api", params={"mode": mode, **params})
+    if isinstance(payload, dict) and payload.get("status") is False:
+        raise _reported_error(mode, params, payload)
+    return payload
+
+
+def _reported_error(mode: str, params: dict[str, Any], payload: dict[str, Any]) -> TaggedToolError:
+    """SABnzbd answers HTTP 200 with `{"status": false, "error": …}`, or `nzo_ids: []` for an unknown job."""
+    action = f"sabnzbd mode={mode}" + (f" name={params['name']}" if "name" in params else "")
+    error = payload.get("error")
+    if error is None:
+        return TaggedToolError(NOT_FOUND, f"{action}: no job {params.get('value')!r} in the queue")
+    tag = NOT_FOUND if "does not exist" in str(error) else BAD_REQUEST
+    return TaggedToolError(tag, f"{action}: {error}")
