@@ -128,7 +128,7 @@ def _text(value: Any) -> str:
 
 
 def _ms(seconds: float) -> int:
-    return int(seconds * 1000)
+    return round(seconds * 1000)
 
 
 class CircuitBreaker:

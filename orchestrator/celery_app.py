@@ -1,0 +1,57 @@
+"""The Celery application shared by clients and workers: queues, routing, safety settings."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from celery import Celery
+from kombu import Queue
+
+from orchestrator.config import Settings
+from orchestrator.keys import queue_name
+
+CALL_TOOL = "mcp.call_tool"
+"""Task name of one tool call; the client sends it by name, only workers import its body."""
+LIST_TOOLS = "mcp.list_tools"
+"""Task name of a ``tools/list`` on a server's held session."""
+
+
+def route_by_server(name: str, args: Any, kwargs: dict[str, Any], options: Any, task: Any = None,
+                    **_: Any) -> dict[str, str] | None:
+    """Send every MCP task to its server's own queue, whoever builds the signature."""
+    if name.startswith("mcp.") and isinstance(kwargs, dict) and "server" in kwargs:
+        return {"queue": queue_name(kwargs["server"])}
+    return None
+
+
+def make_celery(settings: Settings, *, main: str = "mcp_orchestrator") -> Celery:
+    """A Celery app configured for this orchestrator (no global state: tests build several)."""
+    app = Celery(main, broker=settings.broker_url, backend=settings.backend_url, set_as_current=False)
+    transport_options = {"visibility_timeout": settings.visibility_timeout}
+    app.conf.update(
+        # Invariant 2: JSON only; a pickled message is refused.
+        task_serializer="json",
+        result_serializer="json",
+        accept_content=["json"],
+        result_accept_content=["json"],
+        # Invariant 3: nothing lost. Ack after the call, re-deliver when a worker dies mid-call.
+        task_acks_late=True,
+        task_reject_on_worker_lost=True,
+        worker_prefetch_multiplier=1,
+        broker_transport_options=transport_options,
+        result_backend_transport_options=transport_options,
+        broker_connection_retry_on_startup=True,
+        result_expires=settings.result_expires,
+        # One queue per server; nothing MCP goes to Celery's default queue.
+        task_queues=[Queue(server.queue) for server in settings.servers.values()],
+        task_routes=(route_by_server,),
+        task_default_queue="mcp.default",
+        task_create_missing_queues=True,
+        # Flower sees every task.
+        worker_send_task_events=True,
+        task_send_sent_event=True,
+        task_track_started=True,
+        worker_hijack_root_logger=False,
+        enable_utc=True,
+    )
+    return app

@@ -1,0 +1,137 @@
+"""The client library AutoArr uses: validate, enqueue on the server's queue, wait, re-raise.
+
+``Orchestrator`` is synchronous; ``AsyncOrchestrator`` runs the same code in a dedicated
+thread pool through asgiref, so an async caller (FastAPI) never blocks its event loop.
+"""
+
+from __future__ import annotations
+
+import time
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
+from typing import Any
+
+from asgiref.sync import sync_to_async
+from celery import Celery
+from celery.exceptions import TaskRevokedError
+from celery.exceptions import TimeoutError as CeleryTimeout
+from celery.result import AsyncResult
+
+from orchestrator.celery_app import CALL_TOOL, LIST_TOOLS, make_celery
+from orchestrator.config import Settings, load_settings
+from orchestrator.errors import CallFailed, DeadlineExceeded, OrchestratorError, ToolReturnedError
+from orchestrator.results import ToolResult
+from orchestrator.validation import PreparedCall, check_timeout, prepare_call, resolve_server
+
+RESULT_GRACE_SECONDS = 2.0
+"""Extra wait past a call's deadline for the worker's own timeout error to arrive (seconds)."""
+ASYNC_THREADS = 64
+"""Threads the async client may block in at once while waiting for results."""
+
+
+class Orchestrator:
+    """Synchronous client: one tool call in, one ``ToolResult`` (or typed error) out."""
+
+    def __init__(self, settings: Settings | None = None, *, app: Celery | None = None) -> None:
+        self.settings = settings or load_settings()
+        self.app = app or make_celery(self.settings, main="mcp_orchestrator_client")
+
+    def call_tool(self, server: str, tool: str, params: dict[str, Any] | None = None,
+                  timeout: float | None = None, *, raise_on_error: bool = True) -> ToolResult:
+        """Call ``tool`` on ``server`` (name or alias) and wait for its result.
+
+        Raises a subclass of ``OrchestratorError``: ``InvalidCall`` before anything is
+        enqueued, ``ToolReturnedError`` when the tool answered with ``isError`` (unless
+        ``raise_on_error`` is False, then the result comes back with ``ok=False``).
+        """
+        call = prepare_call(self.settings, server, tool, params, timeout)
+        result = ToolResult.model_validate(self._run(call, CALL_TOOL, call.task_kwargs()))
+        if result.is_error and raise_on_error:
+            raise ToolReturnedError(result.error_text or f"{call.tool} returned an error", server=call.server.name,
+                                    tool=call.tool, task_id=result.task_id, result=result.model_dump(mode="json"))
+        return result
+
+    def list_tools(self, server: str, timeout: float | None = None) -> list[dict[str, Any]]:
+        """The tools of ``server`` as its workers' held session lists them (wire form)."""
+        config = resolve_server(self.settings, server)
+        seconds = check_timeout(timeout, config, self.settings, "tools/list")
+        call = PreparedCall(server=config, tool="tools/list", params={}, timeout=seconds,
+                            deadline=time.time() + seconds)
+        return self._run(call, LIST_TOOLS, {"server": config.name, "deadline": call.deadline})
+
+    def list_all_tools(self, timeout: float | None = None) -> dict[str, list[dict[str, Any]]]:
+        """Tools of every enabled server, listed in parallel; the first failing server raises."""
+        pending = {}
+        for name, config in self.settings.enabled_servers().items():
+            seconds = check_timeout(timeout, config, self.settings, "tools/list")
+            call = PreparedCall(server=config, tool="tools/list", params={}, timeout=seconds,
+                                deadline=time.time() + seconds)
+            pending[name] = (call, self._send(call, LIST_TOOLS, {"server": name, "deadline": call.deadline}))
+        return {name: self._wait(call, handle) for name, (call, handle) in pending.items()}
+
+    def _run(self, call: PreparedCall, task: str, kwargs: dict[str, Any]) -> Any:
+        return self._wait(call, self._send(call, task, kwargs))
+
+    def _send(self, call: PreparedCall, task: str, kwargs: dict[str, Any]) -> AsyncResult:
+        return self.app.send_task(task, kwargs=kwargs, queue=call.server.queue,
+                                  expires=datetime.fromtimestamp(call.deadline, tz=UTC))
+
+    def _wait(self, call: PreparedCall, handle: AsyncResult) -> Any:
+        """Wait for the task until its deadline (plus grace); translate Celery's outcomes."""
+        wait = max(call.deadline - time.time(), 0.0) + RESULT_GRACE_SECONDS
+        try:
+            return handle.get(timeout=wait, propagate=True, disable_sync_subtasks=False)
+        except OrchestratorError:
+            raise
+        except CeleryTimeout:
+            handle.revoke()
+            raise DeadlineExceeded(f"no result from {call.server.name} within {call.timeout:g}s",
+                                   server=call.server.name, tool=call.tool, task_id=handle.id,
+                                   deadline=call.deadline) from None
+        except TaskRevokedError:
+            raise DeadlineExceeded(f"call to {call.server.name} expired in the queue after {call.timeout:g}s",
+                                   server=call.server.name, tool=call.tool, task_id=handle.id,
+                                   deadline=call.deadline) from None
+        except Exception as exc:  # boundary: anything else from Celery or the backend
+            raise CallFailed(f"call to {call.server.name} failed: {type(exc).__name__}: {exc}",
+                             server=call.server.name, tool=call.tool, task_id=handle.id,
+                             cause=type(exc).__name__) from None
+
+    def close(self) -> None:
+        """Release the broker and backend connections."""
+        self.app.close()
+
+
+class AsyncOrchestrator:
+    """The same API as ``Orchestrator``, awaitable, never blocking the caller's event loop."""
+
+    def __init__(self, settings: Settings | None = None, *, app: Celery | None = None) -> None:
+        self.sync = Orchestrator(settings, app=app)
+        self._executor = ThreadPoolExecutor(max_workers=ASYNC_THREADS, thread_name_prefix="mcp-orch-wait")
+
+    @property
+    def settings(self) -> Settings:
+        return self.sync.settings
+
+    def _off_loop(self, method: Any) -> Any:
+        return sync_to_async(method, thread_sensitive=False, executor=self._executor)
+
+    async def call_tool(self, server: str, tool: str, params: dict[str, Any] | None = None,
+                        timeout: float | None = None, *, raise_on_error: bool = True) -> ToolResult:
+        return await self._off_loop(self.sync.call_tool)(server, tool, params, timeout, raise_on_error=raise_on_error)
+
+    async def list_tools(self, server: str, timeout: float | None = None) -> list[dict[str, Any]]:
+        return await self._off_loop(self.sync.list_tools)(server, timeout)
+
+    async def list_all_tools(self, timeout: float | None = None) -> dict[str, list[dict[str, Any]]]:
+        return await self._off_loop(self.sync.list_all_tools)(timeout)
+
+    async def aclose(self) -> None:
+        await self._off_loop(self.sync.close)()
+        self._executor.shutdown(wait=False)
+
+    async def __aenter__(self) -> AsyncOrchestrator:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()

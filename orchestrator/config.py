@@ -1,0 +1,298 @@
+"""Typed configuration: the MCP servers, the broker and the global defaults.
+
+Loaded from one TOML file (``--config`` / ``MCP_ORCH_CONFIG``; the bundled ``defaults.toml``
+when neither is given) and overridable from the environment with the ``MCP_ORCH_`` prefix and
+``__`` for nesting, e.g. ``MCP_ORCH_BROKER_URL`` or ``MCP_ORCH_SERVERS__SONARR__ENABLED=false``.
+
+String values in a server's transport (``url``, ``env``, ``headers``) may say ``${VAR}`` or
+``${VAR:-default}``: the variable is read when a worker opens the session, from that worker's
+environment, so secrets stay with the worker that needs them: never in a file, a task
+message or a log, and a client needs none of them. Transport ``env`` and ``headers`` values
+are ``SecretStr``.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import sys
+import tomllib
+from contextvars import ContextVar
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+ENV_PREFIX = "MCP_ORCH_"
+CONFIG_PATH_ENV = "MCP_ORCH_CONFIG"
+DEFAULTS_FILE = Path(__file__).with_name("defaults.toml")
+
+DEFAULT_TIMEOUT_SECONDS = 30.0
+"""Deadline of a call when neither the call nor its server sets one (seconds)."""
+MAX_TIMEOUT_SECONDS = 600.0
+"""Longest deadline a call may ask for; must stay below the visibility timeout (seconds)."""
+VISIBILITY_TIMEOUT_SECONDS = 3600
+"""Redis re-delivers an unacked message after this long; longer than any call can run (s)."""
+RESULT_EXPIRES_SECONDS = 3600
+"""How long a call's result stays in the result backend (seconds)."""
+KEEPALIVE_SECONDS = 30.0
+"""How often an idle held MCP session is probed with ``tools/list`` (seconds)."""
+CONNECT_TIMEOUT_SECONDS = 20.0
+"""How long opening one MCP session may take before it counts as failed (seconds)."""
+
+_SERVER_NAME = re.compile(r"^[a-z][a-z0-9_-]{0,62}$")
+_ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+_loading_path: ContextVar[Path | None] = ContextVar("_loading_path", default=None)
+
+
+class ConfigError(ValueError):
+    """The configuration is invalid; the message names the file and the field."""
+
+
+def expand_env_refs(value: str, where: str) -> str:
+    """Replace ``${VAR}`` / ``${VAR:-default}`` with the environment's value."""
+
+    def substitute(match: re.Match[str]) -> str:
+        name, default = match.group(1), match.group(2)
+        if name in os.environ:
+            return os.environ[name]
+        if default is not None:
+            return default
+        raise ValueError(f"{where} refers to ${{{name}}}, which is not set in the environment")
+
+    return _ENV_REF.sub(substitute, value)
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def _check_env_refs(value: Any, where: str) -> Any:
+    """Refuse a malformed ``${...}`` at load time; the value itself is read later."""
+    if isinstance(value, str) and "${" in _ENV_REF.sub("", value):
+        raise ValueError(f"{where} has a malformed ${{...}} reference (use ${{VAR}} or ${{VAR:-default}})")
+    return value
+
+
+def _reveal(values: dict[str, SecretStr], where: str) -> dict[str, str]:
+    return {k: expand_env_refs(v.get_secret_value(), f"{where}.{k}") for k, v in values.items()}
+
+
+class StdioTransport(_Strict):
+    """Launch the MCP server as a child process and speak MCP over its stdin/stdout.
+
+    ``command = "python"`` means the interpreter of the worker itself, so a bundled server
+    runs in the worker's virtualenv whatever the PATH says.
+    """
+
+    type: Literal["stdio"] = "stdio"
+    command: str = Field(min_length=1)
+    args: list[str] = Field(default_factory=list)
+    env: dict[str, SecretStr] = Field(default_factory=dict)
+    cwd: str | None = None
+
+    @field_validator("env")
+    @classmethod
+    def _check_env(cls, value: dict[str, SecretStr]) -> dict[str, SecretStr]:
+        for key, secret in value.items():
+            _check_env_refs(secret.get_secret_value(), f"env.{key}")
+        return value
+
+    def resolved_command(self) -> str:
+        return sys.executable if self.command == "python" else self.command
+
+    def resolved_env(self) -> dict[str, str]:
+        """The child's extra environment, ``${VAR}`` read from this process (secrets inside)."""
+        return _reveal(self.env, "env")
+
+    def secret_values(self) -> list[str]:
+        return list(_resolvable(self.env.values()))
+
+
+class HttpTransport(_Strict):
+    """Reach an MCP server over streamable HTTP."""
+
+    type: Literal["http"] = "http"
+    url: SecretStr
+    headers: dict[str, SecretStr] = Field(default_factory=dict)
+
+    @field_validator("url")
+    @classmethod
+    def _check_url(cls, value: SecretStr) -> SecretStr:
+        raw = _check_env_refs(value.get_secret_value(), "url")
+        if not re.match(r"^(https?://[^/\s]+|\$\{)", raw):
+            raise ValueError("must be an http:// or https:// URL")
+        return value
+
+    @field_validator("headers")
+    @classmethod
+    def _check_headers(cls, value: dict[str, SecretStr]) -> dict[str, SecretStr]:
+        for key, secret in value.items():
+            _check_env_refs(secret.get_secret_value(), f"headers.{key}")
+        return value
+
+    def resolved_url(self) -> str:
+        return expand_env_refs(self.url.get_secret_value(), "url")
+
+    def resolved_headers(self) -> dict[str, str]:
+        return _reveal(self.headers, "headers")
+
+    def secret_values(self) -> list[str]:
+        return list(_resolvable([self.url, *self.headers.values()]))
+
+
+def _resolvable(secrets: Any) -> Any:
+    """Expanded secret values that can be known in this process (unset refs are skipped)."""
+    for secret in secrets:
+        try:
+            yield expand_env_refs(secret.get_secret_value(), "secret")
+        except ValueError:
+            continue
+
+
+Transport = Annotated[StdioTransport | HttpTransport, Field(discriminator="type")]
+
+
+class ServerConfig(_Strict):
+    """One MCP server: how to reach it and how calls to it behave."""
+
+    name: str
+    aliases: list[str] = Field(default_factory=list)
+    transport: Transport
+    enabled: bool = True
+    timeout: float = Field(default=DEFAULT_TIMEOUT_SECONDS, gt=0, le=MAX_TIMEOUT_SECONDS)
+    protocol: Literal["auto", "legacy"] = "auto"
+    keepalive_seconds: float = Field(default=KEEPALIVE_SECONDS, gt=0)
+    connect_timeout: float = Field(default=CONNECT_TIMEOUT_SECONDS, gt=0)
+
+    @field_validator("name", "aliases")
+    @classmethod
+    def _check_names(cls, value: str | list[str]) -> str | list[str]:
+        for name in [value] if isinstance(value, str) else value:
+            if not _SERVER_NAME.match(name):
+                raise ValueError(f"{name!r} is not a valid server name (lowercase letters, digits, - and _)")
+        return value
+
+    @property
+    def queue(self) -> str:
+        """The Celery queue that carries this server's calls."""
+        return f"mcp.{self.name}"
+
+    def secret_values(self) -> list[str]:
+        """Every secret this server's transport holds, as far as this process can know it."""
+        return [v for v in self.transport.secret_values() if len(v) >= 4]
+
+
+class Settings(BaseSettings):
+    """The whole configuration of clients, workers and beat."""
+
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, env_nested_delimiter="__", extra="forbid",
+                                      frozen=True)
+
+    broker_url: str = "redis://127.0.0.1:6379/0"
+    result_backend: str | None = None
+    default_timeout: float = Field(default=DEFAULT_TIMEOUT_SECONDS, gt=0, le=MAX_TIMEOUT_SECONDS)
+    max_timeout: float = Field(default=MAX_TIMEOUT_SECONDS, gt=0)
+    visibility_timeout: int = Field(default=VISIBILITY_TIMEOUT_SECONDS, gt=0)
+    result_expires: int = Field(default=RESULT_EXPIRES_SECONDS, gt=0)
+    servers: dict[str, ServerConfig] = Field(default_factory=dict)
+
+    @field_validator("servers", mode="before")
+    @classmethod
+    def _name_servers(cls, value: Any) -> Any:
+        """A server's name is its table key, so ``[servers.sonarr]`` needs no ``name =``."""
+        if isinstance(value, dict):
+            return {key: {"name": key, **entry} if isinstance(entry, dict) else entry
+                    for key, entry in value.items()}
+        return value
+
+    @model_validator(mode="after")
+    def _check_consistency(self) -> Settings:
+        if self.max_timeout >= self.visibility_timeout:
+            raise ValueError(f"max_timeout ({self.max_timeout}s) must be shorter than visibility_timeout "
+                             f"({self.visibility_timeout}s), or Redis would re-deliver running calls")
+        seen: dict[str, str] = {}
+        for key, server in self.servers.items():
+            if server.name != key:
+                raise ValueError(f"servers.{key}: name {server.name!r} differs from its key {key!r}")
+            for alias in [server.name, *server.aliases]:
+                if alias in seen and seen[alias] != key:
+                    raise ValueError(f"servers.{key}: alias {alias!r} is already used by {seen[alias]!r}")
+                seen[alias] = key
+        return self
+
+    @property
+    def backend_url(self) -> str:
+        """The result backend; the broker's Redis unless set apart."""
+        return self.result_backend or self.broker_url
+
+    def enabled_servers(self) -> dict[str, ServerConfig]:
+        return {name: server for name, server in self.servers.items() if server.enabled}
+
+    def secret_values(self) -> list[str]:
+        """Every secret of every server, for scrubbing text that leaves a process."""
+        return [value for server in self.servers.values() for value in server.secret_values()]
+
+    @classmethod
+    def settings_customise_sources(cls, settings_cls: type[BaseSettings],
+                                   init_settings: PydanticBaseSettingsSource,
+                                   env_settings: PydanticBaseSettingsSource,
+                                   dotenv_settings: PydanticBaseSettingsSource,
+                                   file_secret_settings: PydanticBaseSettingsSource,
+                                   ) -> tuple[PydanticBaseSettingsSource, ...]:
+        """Precedence: explicit arguments, then the environment, then the config file."""
+        return init_settings, env_settings, _TomlFile(settings_cls)
+
+
+class _TomlFile(PydanticBaseSettingsSource):
+    """The TOML file chosen by ``load_settings`` (read once, errors name the file)."""
+
+    def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:
+        return None, field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        path = _loading_path.get()
+        if path is None:
+            return {}
+        try:
+            return tomllib.loads(path.read_text())
+        except FileNotFoundError:
+            raise ConfigError(f"config file {path} does not exist") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
+
+
+def config_path(explicit: str | os.PathLike[str] | None = None) -> Path:
+    """Which file to load: the argument, else ``MCP_ORCH_CONFIG``, else the bundled defaults."""
+    chosen = explicit or os.environ.get(CONFIG_PATH_ENV)
+    return Path(chosen) if chosen else DEFAULTS_FILE
+
+
+def load_settings(path: str | os.PathLike[str] | None = None, **overrides: Any) -> Settings:
+    """Load and validate the configuration, or raise ConfigError naming the bad field."""
+    source = config_path(path)
+    token = _loading_path.set(source)
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        raise ConfigError(describe_validation_error(exc, str(source))) from None
+    finally:
+        _loading_path.reset(token)
+
+
+def describe_validation_error(exc: ValidationError, source: str) -> str:
+    """One line per problem, each naming the dotted field path (never the bad value)."""
+    lines = []
+    for error in exc.errors(include_input=False, include_url=False):
+        where = ".".join(str(part) for part in error["loc"] if part not in ("stdio", "http")) or "(top level)"
+        lines.append(f"{where}: {error['msg']}")
+    return f"invalid configuration ({source}):\n  " + "\n  ".join(lines)

@@ -1,0 +1,104 @@
+"""One error hierarchy for the whole orchestrator, raised the same on both sides of the queue.
+
+::
+
+    * OrchestratorError           .server .tool .task_id .cause .transient
+      x InvalidCall               refused before enqueue; .field names what was wrong
+        + UnknownServer
+      x CallFailed                the call was enqueued (or about to be) and did not succeed
+        + CircuitBreakerOpenError .retry_after: seconds until the next trial call
+        + DeadlineExceeded        .deadline: epoch seconds the call had to finish by
+        + ServerUnavailable       transport / session failure, upstream down (transient)
+        + ToolReturnedError       the tool answered with isError; .result holds the ToolResult
+        + OutcomeUnknown          a call not safe to repeat may already have run
+
+Every error keeps its fields in one JSON-able dict and passes ``(message, details)`` as its
+``args``: Celery's JSON result backend stores ``args`` and rebuilds the exception with
+``cls(*args)``, so the client re-raises exactly the type the worker raised. ``transient``
+says whether trying the same call again could succeed (retries, breaker accounting).
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+__all__ = [
+    "CallFailed",
+    "CircuitBreakerOpenError",
+    "DeadlineExceeded",
+    "InvalidCall",
+    "OrchestratorError",
+    "OutcomeUnknown",
+    "ServerUnavailable",
+    "ToolReturnedError",
+    "UnknownServer",
+]
+
+
+class OrchestratorError(Exception):
+    """Base of every error the orchestrator raises; fields live in ``details``."""
+
+    transient: ClassVar[bool] = False
+
+    def __init__(self, message: str, details: dict[str, Any] | None = None, /, **fields: Any) -> None:
+        merged = {**(details or {}), **{k: v for k, v in fields.items() if v is not None}}
+        super().__init__(message, merged)
+        self.message = message
+        self.details = merged
+
+    def __str__(self) -> str:
+        return self.message
+
+    def __getattr__(self, name: str) -> Any:
+        # Only reached for attributes not set normally: expose detail fields (server, tool...).
+        details = self.__dict__.get("details", {})
+        if name in details:
+            return details[name]
+        if name in _COMMON_FIELDS:
+            return None
+        raise AttributeError(name)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON form for logs, CLI output and batch outcomes."""
+        return {"type": type(self).__name__, "message": self.message, "transient": self.transient,
+                **self.details}
+
+
+_COMMON_FIELDS = frozenset({"server", "tool", "task_id", "cause", "field", "retry_after", "deadline",
+                            "result"})
+
+
+class InvalidCall(OrchestratorError):
+    """Refused before anything was enqueued: the message names the bad field."""
+
+
+class UnknownServer(InvalidCall):
+    """The server name (or alias) is not configured or not enabled."""
+
+
+class CallFailed(OrchestratorError):
+    """The call did not produce a successful result."""
+
+
+class CircuitBreakerOpenError(CallFailed):
+    """The server's breaker refuses calls for now; ``retry_after`` says for how long."""
+
+
+class DeadlineExceeded(CallFailed):
+    """The call's deadline passed, in the queue or during the MCP call."""
+
+    transient = True
+
+
+class ServerUnavailable(CallFailed):
+    """The MCP session or its upstream could not serve the call (connection, transport, 5xx)."""
+
+    transient = True
+
+
+class ToolReturnedError(CallFailed):
+    """The tool ran and answered with ``isError``; ``result`` is the full ToolResult dict."""
+
+
+class OutcomeUnknown(CallFailed):
+    """A call that is not safe to repeat may already have run; it is not run again."""

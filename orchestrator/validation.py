@@ -1,0 +1,89 @@
+"""Check a call before anything is enqueued; every refusal names the bad field."""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from orchestrator.config import ServerConfig, Settings
+from orchestrator.errors import InvalidCall, UnknownServer
+
+
+@dataclass(frozen=True)
+class PreparedCall:
+    """A call that passed validation: canonical server, tool, params and its absolute deadline."""
+
+    server: ServerConfig
+    tool: str
+    params: dict[str, Any]
+    timeout: float
+    deadline: float
+
+    def task_kwargs(self) -> dict[str, Any]:
+        """The task message body: names, params and deadline only (no secret, invariant 1)."""
+        return {"server": self.server.name, "tool": self.tool, "params": self.params, "deadline": self.deadline}
+
+
+def resolve_server(settings: Settings, name: Any) -> ServerConfig:
+    """The enabled server called ``name`` or one of its aliases."""
+    if not isinstance(name, str) or not name.strip():
+        raise InvalidCall(f"server: must be a non-empty string, got {type(name).__name__}", field="server")
+    wanted = name.strip().lower()
+    for server in settings.servers.values():
+        if wanted == server.name or wanted in server.aliases:
+            if not server.enabled:
+                raise UnknownServer(f"server: {server.name!r} is disabled in the configuration",
+                                    server=server.name, field="server")
+            return server
+    known = ", ".join(sorted(settings.enabled_servers())) or "none"
+    raise UnknownServer(f"server: unknown server {name!r} (configured: {known})", server=name, field="server")
+
+
+def check_tool(tool: Any, server: str) -> str:
+    if not isinstance(tool, str) or not tool.strip():
+        raise InvalidCall("tool: must be a non-empty string", server=server, field="tool")
+    return tool.strip()
+
+
+def check_params(params: Any, server: str, tool: str) -> dict[str, Any]:
+    """Params must be a JSON object that survives the JSON serializer unchanged."""
+    if params is None:
+        return {}
+    if not isinstance(params, dict):
+        raise InvalidCall(f"params: must be a dict (a JSON object), got {type(params).__name__}",
+                          server=server, tool=tool, field="params")
+    try:
+        encoded = json.dumps(params, allow_nan=False)
+    except (TypeError, ValueError) as exc:
+        raise InvalidCall(f"params: not JSON-serialisable: {exc}", server=server, tool=tool,
+                          field="params") from None
+    decoded = json.loads(encoded)
+    if decoded != params:
+        raise InvalidCall("params: keys must be strings (JSON object keys)", server=server, tool=tool,
+                          field="params")
+    return decoded
+
+
+def check_timeout(timeout: Any, server: ServerConfig, settings: Settings, tool: str) -> float:
+    if timeout is None:
+        return server.timeout
+    if isinstance(timeout, bool) or not isinstance(timeout, int | float) or not math.isfinite(timeout):
+        raise InvalidCall("timeout: must be a number of seconds", server=server.name, tool=tool, field="timeout")
+    if timeout <= 0 or timeout > settings.max_timeout:
+        raise InvalidCall(f"timeout: must be > 0 and <= {settings.max_timeout:g} seconds, got {timeout:g}",
+                          server=server.name, tool=tool, field="timeout")
+    return float(timeout)
+
+
+def prepare_call(settings: Settings, server: Any, tool: Any, params: Any = None,
+                 timeout: Any = None) -> PreparedCall:
+    """Validate one call and fix its deadline (queue time counts, invariant 5)."""
+    config = resolve_server(settings, server)
+    name = check_tool(tool, config.name)
+    checked = check_params(params, config.name, name)
+    seconds = check_timeout(timeout, config, settings, name)
+    return PreparedCall(server=config, tool=name, params=checked, timeout=seconds,
+                        deadline=time.time() + seconds)

@@ -1,0 +1,1 @@
+"""MCP servers of the test suite, run as real processes over stdio or streamable HTTP."""

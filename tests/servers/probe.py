@@ -1,0 +1,136 @@
+"""A small MCP server for the test suite: echo, arithmetic, a failing tool, a slow tool and
+``whoami``, which tells which process answered and how many sessions it has opened.
+
+Run: ``python -m tests.servers.probe --transport stdio`` or ``--transport http --port N``.
+The server reads ``PROBE_API_KEY`` from its environment (the canary secret of the tests).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+from typing import Any
+
+import uvicorn
+from mcp.server.mcpserver import MCPServer
+from mcp.server.mcpserver.exceptions import ToolError
+from mcp_types import ToolAnnotations
+from pydantic import BaseModel, Field
+
+_handshakes = 0
+_calls = 0
+
+
+class Echo(BaseModel):
+    text: str
+    length: int
+
+
+class Who(BaseModel):
+    pid: int
+    handshakes: int
+    calls: int
+    has_api_key: bool
+
+
+server = MCPServer("probe", version="1.0.0")
+READ_ONLY = ToolAnnotations(readOnlyHint=True, idempotentHint=True, destructiveHint=False)
+
+
+def _count() -> None:
+    global _calls
+    _calls += 1
+
+
+@server.tool(annotations=READ_ONLY)
+def echo(text: str = Field(min_length=1)) -> Echo:
+    """Return the text and its length."""
+    _count()
+    return Echo(text=text, length=len(text))
+
+
+@server.tool(annotations=READ_ONLY)
+def add(a: int, b: int) -> int:
+    """Add two integers."""
+    _count()
+    return a + b
+
+
+@server.tool(annotations=READ_ONLY)
+def fail(message: str) -> str:
+    """Always fail with ``message`` (an MCP isError result)."""
+    _count()
+    raise ToolError(message)
+
+
+@server.tool(annotations=READ_ONLY)
+async def sleep(seconds: float) -> str:
+    """Sleep, then answer: for deadlines and slow servers."""
+    _count()
+    await asyncio.sleep(seconds)
+    return f"slept {seconds}"
+
+
+@server.tool(annotations=ToolAnnotations(readOnlyHint=False, destructiveHint=True, idempotentHint=False))
+def delete_thing(name: str) -> dict[str, Any]:
+    """A destructive tool (not safe to repeat)."""
+    _count()
+    return {"deleted": name}
+
+
+@server.tool(annotations=READ_ONLY)
+def whoami() -> Who:
+    """Which process answered, and how many MCP sessions it has seen opened."""
+    _count()
+    return Who(pid=os.getpid(), handshakes=max(_handshakes, 1), calls=_calls,
+               has_api_key=bool(os.environ.get("PROBE_API_KEY")))
+
+
+class CountHandshakes:
+    """ASGI middleware counting session openings (initialize or server/discover requests)."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http" or scope.get("method") != "POST":
+            await self.app(scope, receive, send)
+            return
+        body = b""
+        messages = []
+        while True:
+            message = await receive()
+            messages.append(message)
+            body += message.get("body", b"")
+            if not message.get("more_body"):
+                break
+        try:
+            method = json.loads(body).get("method") if body else None
+        except (ValueError, AttributeError):
+            method = None
+        if method in ("initialize", "server/discover"):
+            global _handshakes
+            _handshakes += 1
+
+        async def replay() -> Any:
+            return messages.pop(0) if messages else await receive()
+
+        await self.app(scope, replay, send)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="probe")
+    parser.add_argument("--transport", choices=["stdio", "http"], default="stdio")
+    parser.add_argument("--port", type=int, default=0)
+    args = parser.parse_args()
+    if args.transport == "stdio":
+        server.run("stdio")
+        return
+    app = CountHandshakes(server.streamable_http_app())
+    uvicorn.run(app, host="127.0.0.1", port=args.port, log_level="warning")
+
+
+if __name__ == "__main__":
+    main()

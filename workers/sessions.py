@@ -1,0 +1,320 @@
+"""MCP sessions held by a worker process and reused by every call (DESIGN invariant 6).
+
+The MCP SDK wants a session entered and exited by the same task, and a dying HTTP transport
+cancels that task. So each process runs one asyncio loop in a daemon thread; each server's
+session lives in an *owner* coroutine on it that opens the session, probes it as keepalive,
+re-opens it with exponential backoff and jitter when it breaks, and closes it at shutdown.
+Task threads (prefork or threads pool) submit calls as separate coroutines with
+``run_coroutine_threadsafe`` and wait at most the call's remaining deadline, so a slow or
+dead server never blocks start-up and concurrent calls share one session.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import math
+import os
+import random
+import threading
+import time
+from collections.abc import Awaitable, Callable
+from concurrent.futures import TimeoutError as FutureTimeout
+from typing import Any, TypeVar
+
+import anyio
+from mcp import Client
+from mcp.shared.exceptions import MCPError
+from mcp_types import CONNECTION_CLOSED, REQUEST_TIMEOUT, CallToolResult, ListToolsResult
+
+from orchestrator.config import ServerConfig
+from orchestrator.errors import DeadlineExceeded, OrchestratorError, ServerUnavailable
+from workers.transports import HttpClients, build_client
+
+log = logging.getLogger("workers.sessions")
+
+T = TypeVar("T")
+
+BACKOFF_BASE_SECONDS = 0.2
+"""First wait before re-opening a broken session (seconds); doubles per failed attempt."""
+BACKOFF_MAX_SECONDS = 10.0
+"""Longest wait between two attempts to open a session (seconds)."""
+CLOSE_TIMEOUT_SECONDS = 5.0
+"""How long shutdown waits for the sessions to close cleanly (seconds)."""
+
+_SESSION_GONE = ("session terminated", "session not found")
+
+
+def backoff_delay(attempt: int) -> float:
+    """Exponential backoff with full jitter, capped (attempt 1 is the first retry)."""
+    ceiling = min(BACKOFF_MAX_SECONDS, BACKOFF_BASE_SECONDS * 2 ** (attempt - 1))
+    return random.uniform(ceiling / 2, ceiling)
+
+
+def _is_session_gone(exc: MCPError) -> bool:
+    return any(marker in exc.message.lower() for marker in _SESSION_GONE)
+
+
+class HeldSession:
+    """One server's long-lived MCP session, owned by one coroutine on the session loop."""
+
+    def __init__(self, server: ServerConfig, http_clients: HttpClients) -> None:
+        self.server = server
+        self._http_clients = http_clients
+        self._client: Client | None = None
+        self._changed = asyncio.Condition()
+        self._wake = asyncio.Event()
+        self._closing = False
+        self._owner: asyncio.Task[None] | None = None
+        self.opens = 0
+        self.failed_attempts = 0
+        self.last_error: str | None = None
+        self.server_info: dict[str, Any] | None = None
+
+    @property
+    def connected(self) -> bool:
+        return self._client is not None
+
+    def start(self) -> None:
+        """Start the owner coroutine (on the session loop); it connects in the background."""
+        loop = asyncio.get_running_loop()
+        self._owner = loop.create_task(self._own(), name=f"mcp-owner-{self.server.name}")
+
+    async def _own(self) -> None:
+        attempt = 0
+        while not self._closing:
+            try:
+                await self._hold_one_session()
+                attempt = 0
+            except asyncio.CancelledError:
+                if self._closing:
+                    raise
+                # A dying HTTP transport cancels the task that entered the Client: reconnect.
+                self._uncancel()
+                self._note_failure("transport cancelled the session")
+            except Exception as exc:  # boundary: any failure to open or keep the session
+                self._note_failure(f"{type(exc).__name__}: {exc}")
+            if self._closing:
+                break
+            attempt += 1
+            async with self._changed:
+                self._changed.notify_all()
+            delay = backoff_delay(attempt)
+            log.warning("MCP session to %s broke (%s); reconnecting in %.2fs", self.server.name,
+                        self.last_error, delay)
+            await self._sleep_unless_closing(delay)
+
+    async def _hold_one_session(self) -> None:
+        # The connect timeout is a cancel scope around the whole session whose deadline is
+        # lifted once the handshake is done: scopes must nest with the SDK's task groups.
+        with anyio.CancelScope(deadline=anyio.current_time() + self.server.connect_timeout) as scope:
+            async with build_client(self.server, self._http_clients) as client:
+                scope.deadline = math.inf
+                try:
+                    await self._serve(client)
+                finally:
+                    self._client = None
+                    self._wake.clear()
+        if scope.cancelled_caught:
+            raise TimeoutError(f"no MCP handshake within {self.server.connect_timeout}s")
+
+    async def _serve(self, client: Client) -> None:
+        self._client = client
+        self.opens += 1
+        info = client.server_info
+        self.server_info = info.model_dump(mode="json", exclude_none=True) if info else None
+        log.info("MCP session to %s open (pid %s, open #%d)", self.server.name, os.getpid(), self.opens)
+        async with self._changed:
+            self._changed.notify_all()
+        await self._watch(client)
+
+    async def _watch(self, client: Client) -> None:
+        """Probe the idle session every keepalive interval until it breaks or we close."""
+        while not self._closing:
+            try:
+                await asyncio.wait_for(self._wake.wait(), self.server.keepalive_seconds)
+                return
+            except TimeoutError:
+                with anyio.fail_after(self.server.connect_timeout):
+                    await client.list_tools(cache_mode="bypass")
+
+    def _note_failure(self, message: str) -> None:
+        self.failed_attempts += 1
+        self.last_error = message
+
+    def _uncancel(self) -> None:
+        task = asyncio.current_task()
+        if task is not None:
+            while task.cancelling():
+                task.uncancel()
+
+    async def _sleep_unless_closing(self, delay: float) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._wake.wait(), delay)
+        self._wake.clear()
+
+    async def _connected_client(self, timeout: float) -> Client:
+        """The open session; waits for it, but at most through one failed connect attempt."""
+        if self._client is not None:
+            return self._client
+        failures_before = self.failed_attempts
+        async with self._changed:
+            try:
+                await asyncio.wait_for(self._changed.wait_for(
+                    lambda: self._client is not None or self.failed_attempts > failures_before
+                    or self._closing), timeout)
+            except TimeoutError:
+                raise DeadlineExceeded(f"no MCP session to {self.server.name} within {timeout:.2f}s "
+                                       f"(last error: {self.last_error})", server=self.server.name) from None
+        if self._client is None:
+            raise ServerUnavailable(f"cannot open MCP session to {self.server.name}: {self.last_error}",
+                                    server=self.server.name, cause=self.last_error)
+        return self._client
+
+    def _mark_broken(self, client: Client, reason: str) -> None:
+        if self._client is client:
+            self.last_error = reason
+            self._client = None
+            self._wake.set()
+
+    async def _run(self, operation: Callable[[Client, float], Awaitable[T]], timeout: float, what: str) -> T:
+        """Run one request on the session, translating MCP/transport failures to our errors."""
+        deadline = time.monotonic() + timeout
+        for attempt in (1, 2):
+            client = await self._connected_client(max(deadline - time.monotonic(), 0.0))
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise DeadlineExceeded(f"{what} on {self.server.name}: deadline passed while connecting",
+                                       server=self.server.name)
+            try:
+                with anyio.fail_after(remaining):
+                    return await operation(client, remaining)
+            except TimeoutError:
+                raise DeadlineExceeded(f"{what} on {self.server.name} timed out after {timeout:.2f}s",
+                                       server=self.server.name) from None
+            except MCPError as exc:
+                if exc.code == REQUEST_TIMEOUT:
+                    raise DeadlineExceeded(f"{what} on {self.server.name} timed out after {timeout:.2f}s",
+                                           server=self.server.name) from None
+                if _is_session_gone(exc) and attempt == 1:
+                    # The server dropped the session before running anything: rebuild, retry once.
+                    self._mark_broken(client, exc.message)
+                    continue
+                if exc.code == CONNECTION_CLOSED or _is_session_gone(exc):
+                    self._mark_broken(client, exc.message)
+                raise ServerUnavailable(f"{what} on {self.server.name} failed: {exc.message}",
+                                        server=self.server.name, cause=f"MCPError {exc.code}") from None
+            except OrchestratorError:
+                raise
+            except Exception as exc:  # transport-level failure: the session is unusable
+                self._mark_broken(client, f"{type(exc).__name__}: {exc}")
+                raise ServerUnavailable(f"{what} on {self.server.name} failed: {type(exc).__name__}: {exc}",
+                                        server=self.server.name, cause=type(exc).__name__) from None
+        raise AssertionError("unreachable")
+
+    async def call_tool(self, tool: str, params: dict[str, Any], timeout: float) -> CallToolResult:
+        return await self._run(
+            lambda client, left: client.call_tool(tool, params, read_timeout_seconds=left), timeout,
+            f"tools/call {tool}")
+
+    async def list_tools(self, timeout: float) -> ListToolsResult:
+        return await self._run(lambda client, left: client.list_tools(cache_mode="bypass"), timeout,
+                               "tools/list")
+
+    async def aclose(self) -> None:
+        self._closing = True
+        self._wake.set()
+        async with self._changed:
+            self._changed.notify_all()
+        if self._owner is not None:
+            try:
+                await asyncio.wait_for(self._owner, CLOSE_TIMEOUT_SECONDS)
+            except (TimeoutError, asyncio.CancelledError, Exception) as exc:
+                log.debug("owner of %s ended with %r", self.server.name, exc)
+
+
+class SessionManager:
+    """The process's session loop thread and its held sessions, one per server."""
+
+    def __init__(self) -> None:
+        self.pid = os.getpid()
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, name="mcp-sessions", daemon=True)
+        self._thread.start()
+        self._http_clients = HttpClients()
+        self._sessions: dict[str, HeldSession] = {}
+        self._lock = threading.Lock()
+        self._closed = False
+
+    def session(self, server: ServerConfig) -> HeldSession:
+        """The held session of ``server``, created (and connecting in the background) on first use."""
+        with self._lock:
+            if self._closed:
+                raise ServerUnavailable("worker is shutting down", server=server.name)
+            held = self._sessions.get(server.name)
+            if held is None:
+                held = self._submit(self._create(server)).result(timeout=CLOSE_TIMEOUT_SECONDS)
+                self._sessions[server.name] = held
+            return held
+
+    async def _create(self, server: ServerConfig) -> HeldSession:
+        held = HeldSession(server, self._http_clients)
+        held.start()
+        return held
+
+    def _submit(self, coro: Awaitable[T]) -> Any:
+        return asyncio.run_coroutine_threadsafe(coro, self._loop)  # type: ignore[arg-type]
+
+    def run(self, coro: Awaitable[T], timeout: float) -> T:
+        """Run ``coro`` on the session loop and wait for it from this (task) thread."""
+        future = self._submit(coro)
+        try:
+            return future.result(timeout=timeout + 1.0)
+        except FutureTimeout:
+            future.cancel()
+            raise DeadlineExceeded(f"call did not finish within {timeout:.2f}s") from None
+
+    def sessions(self) -> dict[str, HeldSession]:
+        return dict(self._sessions)
+
+    def close(self) -> None:
+        """Close every session cleanly, then stop the loop; safe to call more than once."""
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+        if os.getpid() != self.pid:
+            return  # a forked child inherited this object but not its thread
+        try:
+            self._submit(self._close_all()).result(timeout=CLOSE_TIMEOUT_SECONDS * 2)
+        except Exception as exc:  # shutdown must go on
+            log.warning("closing MCP sessions: %s", exc)
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(timeout=CLOSE_TIMEOUT_SECONDS)
+
+    async def _close_all(self) -> None:
+        await asyncio.gather(*(held.aclose() for held in self._sessions.values()), return_exceptions=True)
+        await self._http_clients.aclose()
+
+
+_manager: SessionManager | None = None
+_manager_lock = threading.Lock()
+
+
+def get_manager() -> SessionManager:
+    """This process's manager, created lazily (so prefork children each get their own)."""
+    global _manager
+    with _manager_lock:
+        if _manager is None or _manager.pid != os.getpid():
+            _manager = SessionManager()
+        return _manager
+
+
+def close_manager() -> None:
+    """Close this process's sessions, if it has any."""
+    global _manager
+    with _manager_lock:
+        manager, _manager = _manager, None
+    if manager is not None and manager.pid == os.getpid():
+        manager.close()

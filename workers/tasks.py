@@ -1,0 +1,36 @@
+"""Thin Celery tasks: each one hands its arguments to the call body in ``workers.execution``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from celery import Task
+
+from orchestrator.celery_app import CALL_TOOL, LIST_TOOLS
+from orchestrator.errors import OrchestratorError
+from workers.app import app, redactor, settings
+from workers.execution import (
+    errors_for_caller,
+    list_server_tools,
+    run_call,
+    scrub_json,
+    server_config,
+)
+from workers.sessions import get_manager
+
+
+@app.task(name=CALL_TOOL, bind=True, throws=(OrchestratorError,))
+def call_tool(self: Task, server: str, tool: str, params: dict[str, Any], deadline: float) -> dict[str, Any]:
+    """Run one MCP tool call on this worker's held session for ``server``."""
+    with errors_for_caller(redactor, server=server, tool=tool, task_id=self.request.id):
+        result = run_call(get_manager(), server_config(settings, server), tool, params, deadline,
+                          worker=self.request.hostname, task_id=self.request.id)
+        return scrub_json(result.model_dump(mode="json"), redactor)
+
+
+@app.task(name=LIST_TOOLS, bind=True, throws=(OrchestratorError,))
+def list_tools(self: Task, server: str, deadline: float) -> list[dict[str, Any]]:
+    """List ``server``'s tools (input schemas and annotations included)."""
+    with errors_for_caller(redactor, server=server, tool=None, task_id=self.request.id):
+        tools = list_server_tools(get_manager(), server_config(settings, server), deadline)
+        return scrub_json(tools, redactor)

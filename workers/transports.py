@@ -1,0 +1,42 @@
+"""Build a fresh ``mcp.Client`` for one server from its configuration (a Client is single-use)."""
+
+from __future__ import annotations
+
+import httpx2
+from mcp import Client
+from mcp.client.stdio import StdioServerParameters
+from mcp.client.streamable_http import streamable_http_client
+from mcp.shared._httpx_utils import create_mcp_http_client
+
+from orchestrator.config import HttpTransport, ServerConfig, StdioTransport
+
+
+class HttpClients:
+    """One ``httpx2.AsyncClient`` per HTTP server per process, reused across reconnects."""
+
+    def __init__(self) -> None:
+        self._clients: dict[str, httpx2.AsyncClient] = {}
+
+    def get(self, server: ServerConfig, transport: HttpTransport) -> httpx2.AsyncClient:
+        client = self._clients.get(server.name)
+        if client is None or client.is_closed:
+            client = create_mcp_http_client(headers=transport.resolved_headers())
+            self._clients[server.name] = client
+        return client
+
+    async def aclose(self) -> None:
+        for client in self._clients.values():
+            await client.aclose()
+        self._clients.clear()
+
+
+def build_client(server: ServerConfig, http_clients: HttpClients) -> Client:
+    """A new, un-entered MCP client for ``server`` (secrets are read here, in the worker)."""
+    transport = server.transport
+    if isinstance(transport, StdioTransport):
+        target = StdioServerParameters(command=transport.resolved_command(), args=transport.args,
+                                       env=transport.resolved_env(), cwd=transport.cwd)
+        return Client(target, mode=server.protocol, cache=None)
+    http = streamable_http_client(transport.resolved_url(), http_client=http_clients.get(server, transport),
+                                  terminate_on_close=True)
+    return Client(http, mode=server.protocol, cache=None)
