@@ -143,6 +143,7 @@ class CircuitBreaker:
         self._scripts = _scripts_for(redis_client)
         self._keys = [keys.breaker_key(server), keys.breaker_trials_key(server),
                       keys.breaker_calls_key(server), keys.breaker_buckets_key(server)]
+        self._policy_json = self.policy.script_argument()  # built once: it rides on every record
         self._redis_down = False
 
     # -- calls ---------------------------------------------------------------------------------
@@ -176,7 +177,7 @@ class CircuitBreaker:
             state, generation, _applied, from_state = self._scripts["record"](
                 keys=self._keys,
                 args=[_ms(self._clock()), self.server, keys.BREAKER_EVENTS_CHANNEL, admission.generation,
-                      admission.trial_id, int(failed), self.policy.script_argument])
+                      admission.trial_id, int(failed), self._policy_json])
         except _REDIS_DOWN as exc:
             self._on_redis_down(exc, "outcome dropped")
             return admission.state

@@ -8,7 +8,6 @@ options, and its errors name the bad field.
 from __future__ import annotations
 
 import json
-from functools import cached_property
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -103,7 +102,6 @@ class BreakerPolicy(BaseModel):
         slow = self.slow_call_seconds is not None and duration > self.slow_call_seconds
         return not success or slow
 
-    @cached_property
     def script_argument(self) -> str:
         """The policy as the JSON argument ``breaker_record.lua`` reads (times in ms)."""
         return json.dumps({
