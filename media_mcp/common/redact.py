@@ -5,8 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 MASK = "***"
-SECRET_KEYS = frozenset({"apikey", "api_key", "nzb_key", "password", "token", "x-plex-token"})
-"""Keys whose value is masked wherever they appear, whatever the value."""
+SECRET_KEY_PARTS = ("apikey", "api_key", "nzb_key", "userkey", "password", "token")
+"""A key containing one of these (any case) has its value masked wherever it appears, whatever the value."""
 
 
 def redact(value: Any, secret: str) -> Any:
@@ -29,4 +29,7 @@ def redact_text(text: str, secret: str) -> str:
 
 def _is_secret_key(key: Any, item: Any) -> bool:
     """Mask non-empty scalar values under secret-named keys (an empty password stays visibly empty)."""
-    return isinstance(key, str) and key.lower() in SECRET_KEYS and item not in ("", None)
+    if not isinstance(key, str) or item in ("", None):
+        return False
+    lowered = key.lower()
+    return any(part in lowered for part in SECRET_KEY_PARTS)
