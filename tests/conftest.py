@@ -2,12 +2,21 @@
 
 from __future__ import annotations
 
+import contextlib
 import itertools
+import sys
 from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 import redis
 
+from orchestrator.celery_app import make_celery
+from orchestrator.client import Orchestrator
+from orchestrator.config import Settings, load_settings
+from tests.support.ports import free_port, wait_for_port
+from tests.support.procs import REPO, Child, start_worker
 from tests.support.redis_proc import RedisServer
 
 _databases = itertools.cycle(range(1, 32))
@@ -29,10 +38,8 @@ def redis_url(redis_server: RedisServer) -> Iterator[str]:
     conn = redis.Redis.from_url(url)
     conn.flushdb()
     yield url
-    try:
+    with contextlib.suppress(redis.ConnectionError):
         conn.flushdb()
-    except redis.ConnectionError:
-        pass
     conn.close()
 
 
@@ -42,3 +49,92 @@ def redis_client(redis_url: str) -> Iterator[redis.Redis]:
     conn = redis.Redis.from_url(redis_url)
     yield conn
     conn.close()
+
+
+CANARY_KEY = "CANARY-probe-key-5d1e"
+"""Secret given to the probe MCP server's environment; must never leave the worker."""
+CANARY_TOKEN = "CANARY-http-token-8b2c"
+"""Secret sent as an HTTP header to the probe server over streamable HTTP."""
+
+
+@dataclass
+class Stack:
+    """A real stack for one test session: Redis, a probe MCP server over HTTP, two workers."""
+
+    redis: RedisServer
+    config_path: Path
+    broker_url: str
+    settings: Settings
+    workers: dict[str, Child]
+    http_probe: Child
+
+    def client(self) -> Orchestrator:
+        return Orchestrator(self.settings)
+
+
+STACK_CONFIG = """
+broker_url = "{broker}"
+default_timeout = 20
+
+[servers.probe]
+aliases = ["pr", "probe-alias"]
+[servers.probe.transport]
+type = "stdio"
+command = "python"
+args = ["-m", "tests.servers.probe"]
+cwd = "{repo}"
+env = {{ PROBE_API_KEY = "${{PROBE_API_KEY}}" }}
+
+[servers.forked.transport]
+type = "stdio"
+command = "python"
+args = ["-m", "tests.servers.probe"]
+cwd = "{repo}"
+env = {{ PROBE_API_KEY = "${{PROBE_API_KEY}}" }}
+
+[servers.probe_http.transport]
+type = "http"
+url = "http://127.0.0.1:{http_port}/mcp"
+headers = {{ Authorization = "Bearer ${{PROBE_TOKEN}}" }}
+
+[servers.idle.transport]
+type = "stdio"
+command = "python"
+args = ["-m", "tests.servers.probe"]
+cwd = "{repo}"
+
+[servers.stuck]
+connect_timeout = 2
+transport = {{ type = "stdio", command = "python", args = ["-c", "import time; time.sleep(300)"] }}
+
+[servers.off]
+enabled = false
+transport = {{ type = "stdio", command = "python", args = ["-m", "tests.servers.probe"] }}
+"""
+
+
+@pytest.fixture(scope="session")
+def stack(redis_server: RedisServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    """Redis + probe MCP server over HTTP + a threads-pool worker and a prefork worker."""
+    root = tmp_path_factory.mktemp("stack")
+    http_port = free_port()
+    http_probe = Child([sys.executable, "-m", "tests.servers.probe", "--transport", "http", "--port",
+                        str(http_port)], log=root / "probe-http.log")
+    wait_for_port(http_port)
+    broker = f"{redis_server.url}/0"
+    config_path = root / "orchestrator.toml"
+    config_path.write_text(STACK_CONFIG.format(broker=broker, repo=REPO, http_port=http_port))
+    settings = load_settings(config_path)
+    env = {"MCP_ORCH_CONFIG": str(config_path), "PROBE_API_KEY": CANARY_KEY, "PROBE_TOKEN": CANARY_TOKEN}
+    app = make_celery(settings)
+    workers: dict[str, Child] = {}
+    try:
+        workers["threads"] = start_worker(app, name="threads", queues=["mcp.probe", "mcp.probe_http", "mcp.stuck"],
+                                          pool="threads", concurrency=8, env=env, log=root / "worker-threads.log")
+        workers["prefork"] = start_worker(app, name="prefork", queues=["mcp.forked"], pool="prefork",
+                                          concurrency=1, env=env, log=root / "worker-prefork.log")
+        yield Stack(redis_server, config_path, broker, settings, workers, http_probe)
+    finally:
+        for child in [*workers.values(), http_probe]:
+            child.stop()
+        app.close()

@@ -28,9 +28,9 @@ from mcp import Client
 from mcp.shared.exceptions import MCPError
 from mcp_types import CONNECTION_CLOSED, REQUEST_TIMEOUT, CallToolResult, ListToolsResult
 
-from orchestrator.config import ServerConfig
+from orchestrator.config import ServerConfig, StdioTransport
 from orchestrator.errors import DeadlineExceeded, OrchestratorError, ServerUnavailable
-from workers.transports import HttpClients, build_client
+from workers.transports import HttpClients, StderrRelay, build_client
 
 log = logging.getLogger("workers.sessions")
 
@@ -62,6 +62,7 @@ class HeldSession:
     def __init__(self, server: ServerConfig, http_clients: HttpClients) -> None:
         self.server = server
         self._http_clients = http_clients
+        self._stderr = StderrRelay(server.name) if isinstance(server.transport, StdioTransport) else None
         self._client: Client | None = None
         self._changed = asyncio.Condition()
         self._wake = asyncio.Event()
@@ -109,7 +110,7 @@ class HeldSession:
         # The connect timeout is a cancel scope around the whole session whose deadline is
         # lifted once the handshake is done: scopes must nest with the SDK's task groups.
         with anyio.CancelScope(deadline=anyio.current_time() + self.server.connect_timeout) as scope:
-            async with build_client(self.server, self._http_clients) as client:
+            async with build_client(self.server, self._http_clients, self._stderr) as client:
                 scope.deadline = math.inf
                 try:
                     await self._serve(client)

@@ -2,13 +2,38 @@
 
 from __future__ import annotations
 
+import logging
+import os
+import sys
+import threading
+from typing import TextIO
+
 import httpx2
 from mcp import Client
-from mcp.client.stdio import StdioServerParameters
+from mcp.client.stdio import StdioServerParameters, stdio_client
 from mcp.client.streamable_http import streamable_http_client
 from mcp.shared._httpx_utils import create_mcp_http_client
 
 from orchestrator.config import HttpTransport, ServerConfig, StdioTransport
+
+
+class StderrRelay:
+    """A pipe that stdio MCP servers write their stderr to; each line is re-logged by the worker.
+
+    The child's own log lines then go through the worker's logging (and its secret
+    redaction, with the server's name) instead of straight onto the worker's stderr.
+    """
+
+    def __init__(self, server: str) -> None:
+        read_fd, write_fd = os.pipe()
+        self.writer: TextIO = os.fdopen(write_fd, "w", buffering=1)
+        self._reader = os.fdopen(read_fd, "r", errors="replace")
+        self._log = logging.getLogger(f"workers.mcp_stderr.{server}")
+        threading.Thread(target=self._relay, name=f"mcp-stderr-{server}", daemon=True).start()
+
+    def _relay(self) -> None:
+        for line in self._reader:
+            self._log.info("%s", line.rstrip())
 
 
 class HttpClients:
@@ -30,13 +55,14 @@ class HttpClients:
         self._clients.clear()
 
 
-def build_client(server: ServerConfig, http_clients: HttpClients) -> Client:
+def build_client(server: ServerConfig, http_clients: HttpClients, stderr: StderrRelay | None) -> Client:
     """A new, un-entered MCP client for ``server`` (secrets are read here, in the worker)."""
     transport = server.transport
     if isinstance(transport, StdioTransport):
-        target = StdioServerParameters(command=transport.resolved_command(), args=transport.args,
+        params = StdioServerParameters(command=transport.resolved_command(), args=transport.args,
                                        env=transport.resolved_env(), cwd=transport.cwd)
-        return Client(target, mode=server.protocol, cache=None)
+        errlog = stderr.writer if stderr is not None else sys.stderr
+        return Client(stdio_client(params, errlog=errlog), mode=server.protocol, cache=None)
     http = streamable_http_client(transport.resolved_url(), http_client=http_clients.get(server, transport),
                                   terminate_on_close=True)
     return Client(http, mode=server.protocol, cache=None)

@@ -81,6 +81,20 @@ def delete_thing(name: str) -> dict[str, Any]:
 
 
 @server.tool(annotations=READ_ONLY)
+def leak_key() -> dict[str, Any]:
+    """A careless tool that echoes its API key (the worker must scrub it from the result)."""
+    _count()
+    return {"note": f"my key is {os.environ.get('PROBE_API_KEY', '')}"}
+
+
+@server.tool(annotations=READ_ONLY)
+def leak_key_error() -> str:
+    """A careless tool whose error text contains its API key."""
+    _count()
+    raise ToolError(f"login failed with key {os.environ.get('PROBE_API_KEY', '')}")
+
+
+@server.tool(annotations=READ_ONLY)
 def whoami() -> Who:
     """Which process answered, and how many MCP sessions it has seen opened."""
     _count()
