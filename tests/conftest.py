@@ -15,8 +15,9 @@ import redis
 from orchestrator.celery_app import make_celery
 from orchestrator.client import Orchestrator
 from orchestrator.config import Settings, load_settings
+from orchestrator.processes import ChildProcess
 from tests.support.ports import free_port, wait_for_port
-from tests.support.procs import REPO, Child, start_worker
+from tests.support.procs import REPO, start_child, start_worker
 from tests.support.redis_proc import RedisServer
 
 _databases = itertools.cycle(range(1, 32))
@@ -65,8 +66,8 @@ class Stack:
     config_path: Path
     broker_url: str
     settings: Settings
-    workers: dict[str, Child]
-    http_probe: Child
+    workers: dict[str, ChildProcess]
+    http_probe: ChildProcess
 
     def client(self) -> Orchestrator:
         return Orchestrator(self.settings)
@@ -118,8 +119,8 @@ def stack(redis_server: RedisServer, tmp_path_factory: pytest.TempPathFactory) -
     """Redis + probe MCP server over HTTP + a threads-pool worker and a prefork worker."""
     root = tmp_path_factory.mktemp("stack")
     http_port = free_port()
-    http_probe = Child([sys.executable, "-m", "tests.servers.probe", "--transport", "http", "--port",
-                        str(http_port)], log=root / "probe-http.log")
+    http_probe = start_child("probe-http", [sys.executable, "-m", "tests.servers.probe", "--transport", "http",
+                                            "--port", str(http_port)], log=root / "probe-http.log")
     wait_for_port(http_port)
     broker = f"{redis_server.url}/0"
     config_path = root / "orchestrator.toml"
@@ -127,7 +128,7 @@ def stack(redis_server: RedisServer, tmp_path_factory: pytest.TempPathFactory) -
     settings = load_settings(config_path)
     env = {"MCP_ORCH_CONFIG": str(config_path), "PROBE_API_KEY": CANARY_KEY, "PROBE_TOKEN": CANARY_TOKEN}
     app = make_celery(settings)
-    workers: dict[str, Child] = {}
+    workers: dict[str, ChildProcess] = {}
     try:
         workers["threads"] = start_worker(app, name="threads", queues=["mcp.probe", "mcp.probe_http", "mcp.stuck"],
                                           pool="threads", concurrency=8, env=env, log=root / "worker-threads.log")

@@ -1,25 +1,12 @@
-"""Free TCP ports and waiting for them, with a time limit on every wait."""
+"""Waiting for a TCP port, with a time limit (free ports come from orchestrator.processes)."""
 
 from __future__ import annotations
 
-import socket
-import time
+from orchestrator.processes import free_port, port_open, wait_until
+
+__all__ = ["free_port", "wait_for_port"]
 
 
-def free_port() -> int:
-    """Ask the kernel for a free loopback port."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def wait_for_port(port: int, timeout: float = 10.0, host: str = "127.0.0.1") -> None:
+def wait_for_port(port: int, timeout: float = 10.0) -> None:
     """Block until something accepts connections on ``port``, or raise TimeoutError."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            with socket.create_connection((host, port), timeout=0.2):
-                return
-        except OSError:
-            time.sleep(0.05)
-    raise TimeoutError(f"nothing listening on {host}:{port} after {timeout}s")
+    wait_until(lambda: port_open(port), timeout, f"port {port} to accept connections", interval=0.05)

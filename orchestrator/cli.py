@@ -1,0 +1,168 @@
+"""``mcp-orch``: a thin command line over the client library, the worker and the stack.
+
+Errors are one line on stderr and a non-zero exit (2 for bad input, 1 for a failed call).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from typing import Any
+
+from orchestrator.client import Orchestrator
+from orchestrator.config import CONFIG_PATH_ENV, ENV_PREFIX, ConfigError, Settings, load_settings
+from orchestrator.errors import InvalidCall, OrchestratorError
+
+
+def cli_settings(config: str | None) -> Settings:
+    """The configuration; under the bundled defaults, a stack running here supplies the broker."""
+    if config is None and not os.environ.get(CONFIG_PATH_ENV) and not os.environ.get(f"{ENV_PREFIX}BROKER_URL"):
+        from orchestrator.stack import running_stack_broker
+
+        broker = running_stack_broker()
+        if broker:
+            return load_settings(broker_url=broker)
+    return load_settings(config)
+
+
+def parse_param(text: str) -> tuple[str, Any]:
+    """``k=v``: the value is read as JSON when it parses (numbers, booleans, lists), else as text."""
+    key, sep, raw = text.partition("=")
+    if not sep or not key:
+        raise InvalidCall(f"params: --param takes key=value, got {text!r}", field="params")
+    try:
+        return key, json.loads(raw)
+    except ValueError:
+        return key, raw
+
+
+def collect_params(args: argparse.Namespace) -> dict[str, Any]:
+    params: dict[str, Any] = {}
+    if args.params_json:
+        try:
+            params = json.loads(args.params_json)
+        except ValueError as exc:
+            raise InvalidCall(f"params: --json-params is not valid JSON: {exc}", field="params") from None
+        if not isinstance(params, dict):
+            raise InvalidCall("params: --json-params must be a JSON object", field="params")
+    params.update(dict(parse_param(item) for item in args.param))
+    return params
+
+
+def emit(value: Any, as_json: bool) -> None:
+    if as_json:
+        print(json.dumps(value, indent=2, default=str))
+    elif isinstance(value, str):
+        print(value)
+    else:
+        print(json.dumps(value, indent=2, default=str))
+
+
+def cmd_call(args: argparse.Namespace) -> int:
+    client = Orchestrator(cli_settings(args.config))
+    try:
+        result = client.call_tool(args.server, args.tool, collect_params(args), args.timeout)
+    finally:
+        client.close()
+    emit(result.model_dump(mode="json") if args.json else result.data, args.json)
+    return 0
+
+
+def cmd_tools(args: argparse.Namespace) -> int:
+    client = Orchestrator(cli_settings(args.config))
+    try:
+        listing = {args.server: client.list_tools(args.server)} if args.server else client.list_all_tools()
+    finally:
+        client.close()
+    if args.json:
+        emit(listing, True)
+        return 0
+    for server, tools in listing.items():
+        print(f"{server} ({len(tools)} tools)")
+        for tool in tools:
+            hints = tool.get("annotations", {})
+            flags = ",".join(name for name, key in (("read-only", "readOnlyHint"), ("destructive", "destructiveHint"),
+                                                     ("idempotent", "idempotentHint")) if hints.get(key))
+            print(f"  {tool['name']:<32} {flags:<28} {tool.get('description', '').splitlines()[0][:60]}")
+    return 0
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    """Replace this process with a Celery worker for the given servers' queues."""
+    settings = cli_settings(args.config)
+    names = [name.strip() for name in args.servers.split(",")] if args.servers else list(settings.enabled_servers())
+    unknown = [name for name in names if name not in settings.enabled_servers()]
+    if unknown:
+        raise InvalidCall(f"servers: not configured or not enabled: {', '.join(unknown)}", field="servers")
+    if args.config:
+        os.environ[CONFIG_PATH_ENV] = os.path.abspath(args.config)
+    os.environ[f"{ENV_PREFIX}BROKER_URL"] = settings.broker_url
+    queues = ",".join(settings.servers[name].queue for name in names)
+    argv = [sys.executable, "-m", "celery", "-A", "workers.app", "worker", "-Q", queues, "-P", args.pool,
+            "-c", str(args.concurrency), "-l", args.loglevel]
+    if args.name:
+        argv += ["-n", args.name]
+    os.execv(sys.executable, argv)
+    return 0  # not reached
+
+
+def cmd_stack(args: argparse.Namespace) -> int:
+    from orchestrator.stack import StackOptions, run_stack
+
+    return run_stack(StackOptions(config=args.config, single_worker=args.single_worker, pool=args.pool))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="mcp-orch", description="AutoArr's MCP tool-call orchestrator.")
+    parser.add_argument("--config", help=f"TOML config file (default: ${CONFIG_PATH_ENV} or the bundled defaults)")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    call = sub.add_parser("call", help="call one tool through the queue and print its result")
+    call.add_argument("server", help="server name or alias")
+    call.add_argument("tool", help="tool name")
+    call.add_argument("--param", "-p", action="append", default=[], metavar="KEY=VALUE",
+                      help="a parameter; VALUE is parsed as JSON when it can be (repeatable)")
+    call.add_argument("--json-params", dest="params_json", metavar="JSON", help="all parameters as a JSON object")
+    call.add_argument("--timeout", type=float, help="deadline in seconds (default: the server's timeout)")
+    call.add_argument("--json", action="store_true", help="print the whole result as JSON")
+    call.set_defaults(func=cmd_call)
+
+    tools = sub.add_parser("tools", help="list the tools of one server, or of all")
+    tools.add_argument("server", nargs="?", help="server name or alias (default: all enabled servers)")
+    tools.add_argument("--json", action="store_true", help="print JSON")
+    tools.set_defaults(func=cmd_tools)
+
+    worker = sub.add_parser("worker", help="run a Celery worker for some servers' queues")
+    worker.add_argument("--servers", help="comma-separated server names (default: every enabled server)")
+    worker.add_argument("--pool", choices=["threads", "prefork"], default="threads")
+    worker.add_argument("--concurrency", "-c", type=int, default=8)
+    worker.add_argument("--name", "-n", help="worker node name, e.g. sonarr@%%h")
+    worker.add_argument("--loglevel", "-l", default="INFO")
+    worker.set_defaults(func=cmd_worker)
+
+    stack = sub.add_parser("stack", help="run the whole stack on this machine (Ctrl-C stops it)")
+    stack.add_argument("--single-worker", action="store_true", help="one worker for every queue")
+    stack.add_argument("--pool", choices=["threads", "prefork"], default="threads")
+    stack.set_defaults(func=cmd_stack)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except InvalidCall as exc:
+        print(f"error: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 2
+    except OrchestratorError as exc:
+        print(f"error: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,199 @@
+"""The whole stack on one machine, for ``mcp-orch stack`` (the README's run command).
+
+Starts, in order: a private ``redis-server`` on a free port (unless a broker is configured),
+a simulated upstream for every bundled media server whose ``<SERVICE>_URL`` is not set, and
+Celery workers (one per server queue, or one for all). It prints what runs where, waits until
+every server answers ``tools/list`` through the queue, and on Ctrl-C or SIGTERM stops every
+child process group, leaving nothing behind.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import shutil
+import signal
+import sys
+import tempfile
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from orchestrator.client import Orchestrator
+from orchestrator.config import CONFIG_PATH_ENV, DEFAULTS_FILE, ENV_PREFIX, Settings, config_path, load_settings
+from orchestrator.errors import OrchestratorError
+from orchestrator.processes import ChildProcess, free_port, port_open, wait_until
+
+BROKER_ENV = f"{ENV_PREFIX}BROKER_URL"
+READY_TIMEOUT_SECONDS = 60.0
+"""How long the stack waits for every server to answer through its queue (seconds)."""
+WORKER_THREADS = 8
+"""Threads per worker: calls are I/O-bound waits on the held MCP session."""
+
+SIMULATED_SERVICES = {
+    "sabnzbd": ("SABNZBD_URL", "SABNZBD_API_KEY"),
+    "sonarr": ("SONARR_URL", "SONARR_API_KEY"),
+    "radarr": ("RADARR_URL", "RADARR_API_KEY"),
+    "plex": ("PLEX_URL", "PLEX_TOKEN"),
+}
+"""Bundled servers and the variables their MCP server reads: URL and secret."""
+
+
+STATE_FILE = Path(os.environ.get("XDG_RUNTIME_DIR") or Path.home() / ".cache") / "mcp-orch" / "stack.json"
+"""Where a running stack leaves its broker URL, so ``mcp-orch call`` in another shell finds it."""
+
+
+def running_stack_broker() -> str | None:
+    """The broker of a stack running on this machine under the bundled defaults, if any."""
+    try:
+        state = json.loads(STATE_FILE.read_text())
+        os.kill(int(state["pid"]), 0)
+        return str(state["broker_url"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def _write_state(broker_url: str) -> None:
+    STATE_FILE.parent.mkdir(parents=True, exist_ok=True)
+    STATE_FILE.write_text(json.dumps({"pid": os.getpid(), "broker_url": broker_url}))
+
+
+def _clear_state() -> None:
+    if running_stack_broker() is not None and json.loads(STATE_FILE.read_text())["pid"] == os.getpid():
+        STATE_FILE.unlink()
+
+
+class StackError(RuntimeError):
+    """The stack cannot start; the message says what to do."""
+
+
+@dataclass
+class StackOptions:
+    config: str | None = None
+    single_worker: bool = False
+    pool: str = "threads"
+    log_dir: Path | None = None
+
+
+@dataclass
+class RunningStack:
+    """What the stack started, for the summary table and the shutdown."""
+
+    log_dir: Path
+    settings: Settings
+    env: dict[str, str]
+    children: list[ChildProcess] = field(default_factory=list)
+    rows: list[tuple[str, str, str]] = field(default_factory=list)
+
+    def add(self, child: ChildProcess, what: str, where: str) -> ChildProcess:
+        self.children.append(child)
+        self.rows.append((child.name, what, where))
+        return child
+
+    def stop(self) -> None:
+        for child in reversed(self.children):
+            child.stop()
+
+
+def start_redis(stack: RunningStack) -> str:
+    binary = shutil.which("redis-server")
+    if binary is None:
+        raise StackError("redis-server is not installed. Install it with: sudo apt-get install -y redis-server "
+                         f"(or point {BROKER_ENV} at a running Redis)")
+    port = free_port()
+    child = ChildProcess("redis", [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+                                   "--appendonly", "no", "--dir", str(stack.log_dir)],
+                         log=stack.log_dir / "redis.log")
+    url = f"redis://127.0.0.1:{port}/0"
+    stack.add(child, "Redis (broker + results + breaker state)", url)
+    wait_until(lambda: port_open(port), 10, "redis-server to accept connections")
+    return url
+
+
+def start_simulators(stack: RunningStack) -> None:
+    started: list[tuple[ChildProcess, int]] = []
+    for service, (url_var, key_var) in SIMULATED_SERVICES.items():
+        server = stack.settings.servers.get(service)
+        if server is None or not server.enabled or os.environ.get(url_var):
+            continue
+        port = free_port()
+        key = os.environ.get(key_var) or secrets.token_hex(16)
+        child = ChildProcess(f"sim-{service}", [sys.executable, "-m", "upstream_sim", service, "--port", str(port)],
+                             log=stack.log_dir / f"sim-{service}.log", env={key_var: key})
+        stack.add(child, f"simulated {service} upstream", f"http://127.0.0.1:{port}")
+        stack.env.update({url_var: f"http://127.0.0.1:{port}", key_var: key})
+        started.append((child, port))
+    for child, port in started:
+        wait_until(lambda p=port: port_open(p), 20, f"{child.name} to listen")
+
+
+def start_workers(stack: RunningStack, options: StackOptions) -> None:
+    servers = list(stack.settings.enabled_servers().values())
+    groups = [servers] if options.single_worker else [[server] for server in servers]
+    for group in groups:
+        name = "all" if options.single_worker else group[0].name
+        queues = ",".join(server.queue for server in group)
+        args = [sys.executable, "-m", "celery", "-A", "workers.app", "worker", "-Q", queues, "-P", options.pool,
+                "-c", str(WORKER_THREADS), "-n", f"{name}@%h", "-l", "INFO"]
+        child = ChildProcess(f"worker-{name}", args, log=stack.log_dir / f"worker-{name}.log", env=stack.env)
+        stack.add(child, f"Celery worker ({options.pool} pool)", queues)
+
+
+def wait_ready(stack: RunningStack) -> dict[str, str]:
+    """Every enabled server answers ``tools/list`` through its queue; returns a status per server."""
+    client = Orchestrator(stack.settings)
+    status: dict[str, str] = {}
+    try:
+        for name in stack.settings.enabled_servers():
+            try:
+                tools = client.list_tools(name, timeout=READY_TIMEOUT_SECONDS)
+                status[name] = f"ready, {len(tools)} tools"
+            except OrchestratorError as exc:
+                status[name] = f"NOT READY: {type(exc).__name__}: {exc}"
+    finally:
+        client.close()
+    return status
+
+
+def print_table(stack: RunningStack, status: dict[str, str]) -> None:
+    width = max(len(row[0]) for row in stack.rows)
+    print(f"\nmcp-orch stack is up (logs in {stack.log_dir})\n")
+    for name, what, where in stack.rows:
+        print(f"  {name:<{width}}  {where:<40}  {what}")
+    print()
+    for name, state in status.items():
+        print(f"  server {name:<10} {state}")
+    print("\nTry:  mcp-orch call sabnzbd sabnzbd_get_queue      (Ctrl-C stops everything)\n", flush=True)
+
+
+def run_stack(options: StackOptions) -> int:
+    """Start everything, report readiness, block until SIGINT/SIGTERM, stop everything."""
+    log_dir = options.log_dir or Path(tempfile.mkdtemp(prefix="mcp-orch-stack-"))
+    log_dir.mkdir(parents=True, exist_ok=True)
+    path = config_path(options.config)
+    env = {CONFIG_PATH_ENV: str(path.resolve())}
+    stack = RunningStack(log_dir=log_dir, settings=load_settings(path), env=env)
+    stopping = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stopping.set())
+    try:
+        if os.environ.get(BROKER_ENV) is None and path == DEFAULTS_FILE:
+            env[BROKER_ENV] = start_redis(stack)
+            os.environ[BROKER_ENV] = env[BROKER_ENV]
+            stack.settings = load_settings(path)
+            _write_state(env[BROKER_ENV])
+        start_simulators(stack)
+        start_workers(stack, options)
+        status = wait_ready(stack)
+        print_table(stack, status)
+        while not stopping.wait(1.0):
+            dead = [child.name for child in stack.children if not child.alive()]
+            if dead:
+                print(f"stopping: {', '.join(dead)} exited (see {log_dir})", file=sys.stderr)
+                return 1
+        return 0
+    finally:
+        print("stopping the stack...", file=sys.stderr, flush=True)
+        stack.stop()
+        _clear_state()
