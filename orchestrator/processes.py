@@ -35,6 +35,11 @@ class ChildProcess:
     def alive(self) -> bool:
         return self.proc.poll() is None
 
+    def terminate(self) -> None:
+        """Ask the whole process group to stop (SIGTERM) without waiting."""
+        if self.alive():
+            self._signal_group(signal.SIGTERM)
+
     def stop(self, timeout: float = STOP_TIMEOUT_SECONDS) -> None:
         """SIGTERM the process group, then SIGKILL whatever is left after ``timeout``."""
         if self.alive():

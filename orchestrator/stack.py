@@ -92,8 +92,13 @@ class RunningStack:
         return child
 
     def stop(self) -> None:
-        for child in reversed(self.children):
-            child.stop()
+        """Workers first (they close their MCP sessions), then simulators and Redis."""
+        workers = [child for child in self.children if child.name.startswith("worker-")]
+        for group in (workers, [child for child in self.children if child not in workers]):
+            for child in group:
+                child.terminate()
+            for child in group:
+                child.stop()
 
 
 def start_redis(stack: RunningStack) -> str:

@@ -310,7 +310,9 @@ def library_routes(
     ]
 
 
-def queue_record(record_id: int, title: str, size: float, progress: float, added: datetime) -> dict[str, Any]:
+def queue_record(
+    record_id: int, title: str, quality: dict[str, Any], size: float, progress: float, added: datetime
+) -> dict[str, Any]:
     """The download-client part of a queue record; ``progress`` is 0..1."""
     left = size * (1 - progress)
     rate = 2 * 1024 * 1024
@@ -318,7 +320,7 @@ def queue_record(record_id: int, title: str, size: float, progress: float, added
         "id": record_id,
         "languages": [ENGLISH],
         "quality": {
-            "quality": {"id": 3, "name": "WEBDL-1080p", "source": "web", "resolution": 1080},
+            "quality": quality,
             "revision": {"version": 1, "real": 0, "isRepack": False},
         },
         "customFormats": [],

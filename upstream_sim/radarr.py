@@ -32,6 +32,7 @@ CATALOG = [
 LIBRARY = {693134: True, 872585: True, 414906: False, 687163: False}
 """tmdb id -> has a file, for the movies in the library at start; the rest are only found by lookup."""
 FILE_SIZE = 8_000_000_000
+QUALITY = {"id": 19, "name": "Bluray-2160p", "source": "bluray", "resolution": 2160, "modifier": "none"}
 
 
 def _movie(title: str, tmdb: int, imdb: str, year: int, studio: str, release: datetime) -> dict[str, Any]:
@@ -107,7 +108,9 @@ class RadarrState:
         records = []
         for index, movie in enumerate(self.missing(), start=1):
             title = f"{movie['title'].replace(' ', '.')}.{movie['year']}.2160p.UHD.BluRay.x265-GRP"
-            record = arr.queue_record(index, title, float(FILE_SIZE), min(0.35 + elapsed / 900, 1.0), self.started)
+            record = arr.queue_record(
+                index, title, QUALITY, float(FILE_SIZE), min(0.35 + elapsed / 900, 1.0), self.started
+            )
             record["movieId"] = movie["id"]
             records.append(record)
         return records

@@ -32,6 +32,7 @@ CATALOG = [
 LIBRARY = (81189, 371980, 280619)
 """The tvdb ids already in the library at start; the rest are only found by lookup."""
 FILE_SIZE = 1_500_000_000
+QUALITY = {"id": 3, "name": "WEBDL-1080p", "source": "web", "resolution": 1080}
 
 
 def _series(title: str, tvdb: int, year: int, network: str, status: str, seasons: list) -> dict[str, Any]:
@@ -161,7 +162,7 @@ class SonarrState:
             title = f"{series['title']}.S{episode['seasonNumber']:02}E{episode['episodeNumber']:02}.1080p.WEB-GRP"
             elapsed = (now - self.started).total_seconds()
             record = arr.queue_record(
-                index, title, float(FILE_SIZE), min(0.2 * index + elapsed / 600, 1.0), self.started
+                index, title, QUALITY, float(FILE_SIZE), min(0.2 * index + elapsed / 600, 1.0), self.started
             )
             record.update(seriesId=series["id"], episodeId=episode["id"], seasonNumber=episode["seasonNumber"])
             record["episodeHasFile"] = False

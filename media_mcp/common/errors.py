@@ -36,9 +36,7 @@ def status_error(service: str, method: str, path: str, status: int, detail: str)
     """Map a non-success HTTP status from the upstream to its tagged error."""
     where = f"{service} {method} {path}"
     if status in (401, 403):
-        return TaggedToolError(
-            UNAUTHORIZED, f"{where}: unauthorized (HTTP {status}), wrong API key? {detail}"
-        )
+        return TaggedToolError(UNAUTHORIZED, f"{where}: unauthorized (HTTP {status}), wrong API key? {detail}")
     if status == 404:
         return TaggedToolError(NOT_FOUND, f"{where}: not found (HTTP 404) {detail}")
     if status >= 500:

@@ -12,9 +12,7 @@ SECRET_KEY_PARTS = ("apikey", "api_key", "nzb_key", "userkey", "password", "toke
 def redact(value: Any, secret: str) -> Any:
     """Return ``value`` with secret-named keys masked and every occurrence of ``secret`` replaced."""
     if isinstance(value, dict):
-        return {
-            key: MASK if _is_secret_key(key, item) else redact(item, secret) for key, item in value.items()
-        }
+        return {key: MASK if _is_secret_key(key, item) else redact(item, secret) for key, item in value.items()}
     if isinstance(value, list):
         return [redact(item, secret) for item in value]
     if isinstance(value, str):

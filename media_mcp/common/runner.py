@@ -53,6 +53,4 @@ async def _serve(spec: ServiceSpec, settings: Settings, args: argparse.Namespace
         if args.transport == "stdio":
             await server.run_stdio_async()
         else:
-            await server.run_streamable_http_async(
-                host=args.host, port=args.port, streamable_http_path=MCP_PATH
-            )
+            await server.run_streamable_http_async(host=args.host, port=args.port, streamable_http_path=MCP_PATH)

@@ -11,29 +11,19 @@ from pydantic import ValidationError
 
 from media_mcp.common.errors import INVALID_ARGUMENTS, TaggedToolError
 
-READ = ToolAnnotations(
-    read_only_hint=True, destructive_hint=False, idempotent_hint=True, open_world_hint=True
-)
+READ = ToolAnnotations(read_only_hint=True, destructive_hint=False, idempotent_hint=True, open_world_hint=True)
 """Reads upstream state and changes nothing."""
 
-SET_STATE = ToolAnnotations(
-    read_only_hint=False, destructive_hint=False, idempotent_hint=True, open_world_hint=True
-)
+SET_STATE = ToolAnnotations(read_only_hint=False, destructive_hint=False, idempotent_hint=True, open_world_hint=True)
 """Moves the upstream to a named state (pause, resume, rescan): repeating it changes nothing more."""
 
-OVERWRITE = ToolAnnotations(
-    read_only_hint=False, destructive_hint=True, idempotent_hint=True, open_world_hint=True
-)
+OVERWRITE = ToolAnnotations(read_only_hint=False, destructive_hint=True, idempotent_hint=True, open_world_hint=True)
 """Replaces a stored value (the old one is lost); repeating it changes nothing more."""
 
-TRIGGER = ToolAnnotations(
-    read_only_hint=False, destructive_hint=False, idempotent_hint=False, open_world_hint=True
-)
+TRIGGER = ToolAnnotations(read_only_hint=False, destructive_hint=False, idempotent_hint=False, open_world_hint=True)
 """Starts work or adds an item: each call has a new effect, nothing is lost."""
 
-DESTROY = ToolAnnotations(
-    read_only_hint=False, destructive_hint=True, idempotent_hint=False, open_world_hint=True
-)
+DESTROY = ToolAnnotations(read_only_hint=False, destructive_hint=True, idempotent_hint=False, open_world_hint=True)
 """Removes an item (and perhaps files); a second call finds nothing to remove."""
 
 
@@ -57,8 +47,7 @@ def _tagged(name: str, exc: ToolError) -> ToolError:
         return cause
     if isinstance(cause, ValidationError):
         problems = "; ".join(
-            f"{'.'.join(str(part) for part in err['loc']) or 'arguments'}: {err['msg']}"
-            for err in cause.errors()
+            f"{'.'.join(str(part) for part in err['loc']) or 'arguments'}: {err['msg']}" for err in cause.errors()
         )
         return TaggedToolError(INVALID_ARGUMENTS, f"{name}: {problems}")
     return TaggedToolError(INVALID_ARGUMENTS, str(exc))

@@ -36,9 +36,7 @@ class Settings:
         try:
             timeout = float(raw_timeout) if raw_timeout else DEFAULT_TIMEOUT
         except ValueError:
-            raise SettingsError(
-                f"{prefix}_TIMEOUT must be a number of seconds, got {raw_timeout!r}"
-            ) from None
+            raise SettingsError(f"{prefix}_TIMEOUT must be a number of seconds, got {raw_timeout!r}") from None
         if timeout <= 0:
             raise SettingsError(f"{prefix}_TIMEOUT must be positive, got {raw_timeout!r}")
         return cls(service=service, url=url, secret=secret, timeout=timeout)

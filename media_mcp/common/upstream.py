@@ -62,9 +62,7 @@ class Upstream:
         try:
             response = await self._client.request(method, path, params=query, json=body)
         except httpx.TimeoutException:
-            raise self._error(
-                f"{method} {path}: upstream timed out after {self.settings.timeout:g}s"
-            ) from None
+            raise self._error(f"{method} {path}: upstream timed out after {self.settings.timeout:g}s") from None
         except httpx.ConnectError:
             raise self._error(f"{method} {path}: upstream unreachable (connection refused)") from None
         except httpx.HTTPError as exc:

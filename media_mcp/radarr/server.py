@@ -66,9 +66,7 @@ def build(upstream: Upstream) -> MediaServer:
     arr.add_queue_and_calendar(server, upstream, "radarr", "movies")
 
     @server.tool(name="radarr_delete_movie", annotations=DESTROY)
-    async def delete_movie(
-        movie_id: Id, delete_files: bool = False, add_import_exclusion: bool | None = None
-    ) -> Item:
+    async def delete_movie(movie_id: Id, delete_files: bool = False, add_import_exclusion: bool | None = None) -> Item:
         """Remove a movie from Radarr, and its files if asked."""
         return await arr.delete(
             upstream,

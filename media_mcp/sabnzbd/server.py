@@ -70,9 +70,7 @@ def build(upstream: Upstream) -> MediaServer:
     @server.tool(name="sabnzbd_delete_download", annotations=DESTROY)
     async def delete_download(nzo_id: NzoId, delete_files: bool = False) -> JobAck:
         """Remove a job from the queue, and its downloaded files if asked."""
-        payload = await api.call(
-            upstream, "queue", name="delete", value=nzo_id, del_files=api.flag(delete_files)
-        )
+        payload = await api.call(upstream, "queue", name="delete", value=nzo_id, del_files=api.flag(delete_files))
         return JobAck.model_validate(payload)
 
     @server.tool(name="sabnzbd_get_status", annotations=READ)

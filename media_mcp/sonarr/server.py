@@ -66,9 +66,7 @@ def build(upstream: Upstream) -> MediaServer:
         return await arr.post(upstream, "/command", {"name": "EpisodeSearch", "episodeIds": [episode_id]})
 
     @server.tool(name="sonarr_get_wanted", annotations=READ)
-    async def get_wanted(
-        page: Page = None, page_size: PageSize = None, include_series: bool | None = None
-    ) -> Item:
+    async def get_wanted(page: Page = None, page_size: PageSize = None, include_series: bool | None = None) -> Item:
         """Monitored episodes that have aired but have no file, as a paging envelope."""
         return await arr.get_item(
             upstream, "/wanted/missing", **arr.paging(page, page_size), includeSeries=arr.flag(include_series)
