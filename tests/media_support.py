@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import json
 import sys
 import threading
@@ -93,10 +94,8 @@ class HeldClient:
     def close(self, timeout: float = 15.0) -> None:
         if self._stop is not None:
             self._loop.call_soon_threadsafe(self._stop.set)
-        try:
+        with contextlib.suppress(Exception, concurrent.futures.CancelledError):
             self._owner.result(timeout)
-        except (Exception, concurrent.futures.CancelledError):
-            pass
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(timeout)
 

@@ -54,6 +54,12 @@ def query_time(request: Request, name: str, default: datetime) -> datetime:
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
+def calendar_window(request: Request, clock: Clock) -> tuple[datetime, datetime]:
+    """``start``/``end`` of a calendar request; like the real services, today and the next two days by default."""
+    today = datetime.fromtimestamp(clock.now(), UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+    return query_time(request, "start", today), query_time(request, "end", today + timedelta(days=2))
+
+
 def flag(request: Request, name: str) -> bool:
     return request.query_params.get(name, "").lower() == "true"
 

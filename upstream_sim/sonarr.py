@@ -203,10 +203,7 @@ def create(api_key: str, clock: Clock | None = None) -> Simulator:
         return JSONResponse(arr.page(request, records, "episodes.airDateUtc"))
 
     async def calendar(request: Request) -> Response:
-        now = datetime.fromtimestamp(state.clock.now(), UTC)
-        today = now.replace(hour=0, minute=0, second=0, microsecond=0)
-        start = arr.query_time(request, "start", today)
-        end = arr.query_time(request, "end", today + timedelta(days=2))
+        start, end = arr.calendar_window(request, state.clock)
         with state.library.lock:
             found = [
                 state.with_series(e, arr.flag(request, "includeSeries"))
