@@ -1,0 +1,276 @@
+"""Benchmark: this Redis breaker against pybreaker's CircuitRedisStorage, side by side, one run.
+
+Measures, for both: Redis round trips per call on each path, calls/s of a guarded no-op call
+with 1 and 8 processes, and how many half-open trial calls get through when 8 processes race.
+Prints a table of medians and writes them to bench/results/breaker.json.
+
+    python bench/bench_breaker.py [--redis-url redis://127.0.0.1:6379/15] [--calls 1000] [--repeats 3]
+
+Without --redis-url it starts its own redis-server on a free port. The database used is flushed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import multiprocessing
+import platform
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, suppress
+from datetime import UTC, datetime
+from importlib.metadata import version
+from pathlib import Path
+from typing import Any
+
+import pybreaker
+import redis
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from orchestrator.breaker import CircuitBreaker
+from orchestrator.breaker_policy import BreakerPolicy
+
+RESULTS = Path(__file__).with_name("results") / "breaker.json"
+PROCESSES = 8
+TRIAL_SECONDS = 0.02  # each half-open trial call lasts this long, so racing calls overlap
+OURS = "orchestrator"
+THEIRS = "pybreaker"
+
+
+class CountingConnection(redis.Connection):
+    """Counts requests written to the socket: one per command, one per pipeline."""
+
+    sent = 0
+
+    def send_packed_command(self, command: Any, check_health: bool = True) -> None:
+        CountingConnection.sent += 1
+        super().send_packed_command(command, check_health)
+
+
+@contextmanager
+def redis_server(url: str | None) -> Iterator[str]:
+    """Yield the given URL, or start a throwaway redis-server and yield its URL."""
+    if url:
+        yield url
+        return
+    binary = shutil.which("redis-server")
+    if binary is None:
+        sys.exit("no --redis-url given and redis-server is not installed")
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    workdir = tempfile.mkdtemp(prefix="bench-redis-")
+    proc = subprocess.Popen([binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+                             "--appendonly", "no", "--dir", workdir],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                redis.Redis(port=port).ping()
+                break
+            except redis.ConnectionError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.05)
+        yield f"redis://127.0.0.1:{port}/0"
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+# -- the two breakers behind one small interface ---------------------------------------------------
+def ours(client: redis.Redis, clock: Callable[[], float] = time.time) -> CircuitBreaker:
+    return CircuitBreaker(client, "bench", BreakerPolicy(half_open_max_calls=1, success_threshold=1),
+                          clock=clock)
+
+
+def theirs(client: redis.Redis) -> pybreaker.CircuitBreaker:
+    storage = pybreaker.CircuitRedisStorage(pybreaker.STATE_CLOSED, client, namespace="bench")
+    return pybreaker.CircuitBreaker(fail_max=5, reset_timeout=60, state_storage=storage)
+
+
+def call_ours(breaker: CircuitBreaker, success: bool = True, work: float = 0.0) -> bool:
+    """One guarded call; True if it ran."""
+    admission = breaker.admit()
+    if not admission.allowed:
+        return False
+    if work:
+        time.sleep(work)
+    breaker.record(admission, success=success, duration=work)
+    return True
+
+
+def call_theirs(breaker: pybreaker.CircuitBreaker, success: bool = True, work: float = 0.0) -> bool:
+    """One guarded call; True if it ran."""
+    ran = []
+
+    def body() -> None:
+        ran.append(True)
+        if work:
+            time.sleep(work)
+        if not success:
+            raise RuntimeError("upstream failed")
+
+    with suppress(pybreaker.CircuitBreakerError, RuntimeError):
+        breaker.call(body)
+    return bool(ran)
+
+
+def open_ours(client: redis.Redis) -> CircuitBreaker:
+    """Trip ours 61 s in the past; returns a breaker whose clock says the wait is over."""
+    past = ours(client, clock=lambda: time.time() - 61)
+    for _ in range(past.policy.failure_threshold):
+        call_ours(past, success=False)
+    return ours(client)
+
+
+def open_theirs(client: redis.Redis) -> pybreaker.CircuitBreaker:
+    """Trip pybreaker, then move its opened_at 61 s back so the next call is a trial."""
+    breaker = theirs(client)
+    for _ in range(breaker.fail_max):
+        call_theirs(breaker, success=False)
+    # Its opened_at setter only moves forward, so write the key directly.
+    client.set(breaker._state_storage._namespace("opened_at"), int(time.time()) - 61)
+    return breaker
+
+
+# -- measurements ----------------------------------------------------------------------------------
+def round_trips(url: str) -> dict[str, dict[str, int]]:
+    """Requests sent to Redis for one guarded call on each path (scripts already loaded)."""
+    client = redis.Redis(connection_pool=redis.ConnectionPool.from_url(url, connection_class=CountingConnection))
+
+    def count(call: Callable[[], object]) -> int:
+        before = CountingConnection.sent
+        call()
+        return CountingConnection.sent - before
+
+    client.flushdb()
+    mine = ours(client)
+    call_ours(mine)
+    result = {OURS: {"closed success": count(lambda: call_ours(mine)),
+                     "closed failure": count(lambda: call_ours(mine, success=False))}}
+    for _ in range(mine.policy.failure_threshold - 2):
+        call_ours(mine, success=False)
+    result[OURS]["failure that trips"] = count(lambda: call_ours(mine, success=False))
+    result[OURS]["open refusal"] = count(lambda: call_ours(mine))
+    client.flushdb()
+    mine = open_ours(client)
+    result[OURS]["half-open trial"] = count(lambda: call_ours(mine))
+
+    client.flushdb()
+    other = theirs(client)
+    call_theirs(other)
+    result[THEIRS] = {"closed success": count(lambda: call_theirs(other)),
+                      "closed failure": count(lambda: call_theirs(other, success=False))}
+    for _ in range(other.fail_max - 2):
+        call_theirs(other, success=False)
+    result[THEIRS]["failure that trips"] = count(lambda: call_theirs(other, success=False))
+    result[THEIRS]["open refusal"] = count(lambda: call_theirs(other))
+    client.flushdb()
+    other = open_theirs(client)
+    result[THEIRS]["half-open trial"] = count(lambda: call_theirs(other))
+    client.close()
+    return result
+
+
+def _throughput_child(kind: str, url: str, calls: int, barrier: Any, out: Any) -> None:
+    client = redis.Redis.from_url(url)
+    breaker, call = (ours(client), call_ours) if kind == OURS else (theirs(client), call_theirs)
+    call(breaker)  # connect, load scripts
+    barrier.wait(timeout=60)
+    start = time.time()
+    for _ in range(calls):
+        call(breaker)
+    out.put((start, time.time()))
+
+
+def _race_child(kind: str, url: str, barrier: Any, out: Any) -> None:
+    client = redis.Redis.from_url(url)
+    breaker, call = (ours(client), call_ours) if kind == OURS else (theirs(client), call_theirs)
+    barrier.wait(timeout=60)
+    out.put(call(breaker, work=TRIAL_SECONDS))
+
+
+def _run(target: Callable[..., None], processes: int, *args: Any) -> list[Any]:
+    ctx = multiprocessing.get_context("fork")
+    barrier, out = ctx.Barrier(processes), ctx.Queue()
+    procs = [ctx.Process(target=target, args=(*args, barrier, out)) for _ in range(processes)]
+    for proc in procs:
+        proc.start()
+    results = [out.get(timeout=120) for _ in procs]
+    for proc in procs:
+        proc.join(timeout=30)
+    return results
+
+
+def throughput(url: str, kind: str, processes: int, calls: int) -> float:
+    """Closed-state guarded no-op calls per second, all processes together."""
+    redis.Redis.from_url(url).flushdb()
+    spans = _run(_throughput_child, processes, kind, url, calls)
+    return processes * calls / (max(end for _, end in spans) - min(start for start, _ in spans))
+
+
+def half_open_race(url: str, kind: str) -> int:
+    """Trial calls that ran when 8 processes called a breaker whose open wait just ended."""
+    client = redis.Redis.from_url(url)
+    client.flushdb()
+    open_ours(client) if kind == OURS else open_theirs(client)
+    client.close()
+    return sum(_run(_race_child, PROCESSES, kind, url))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--redis-url", help="Redis database to use (flushed); default: own redis-server")
+    parser.add_argument("--calls", type=int, default=1000, help="calls per process per throughput run")
+    parser.add_argument("--repeats", type=int, default=3, help="runs per measurement; medians reported")
+    args = parser.parse_args()
+    logging.getLogger("orchestrator.breaker").setLevel(logging.ERROR)  # transitions are expected here
+    began = time.monotonic()
+    with redis_server(args.redis_url) as url:
+        trips = round_trips(url)
+        runs: dict[tuple[str, int], list[float]] = {}
+        for _ in range(args.repeats):  # interleaved, so load changes hit both alike
+            for n in (1, PROCESSES):
+                for kind in (OURS, THEIRS):
+                    runs.setdefault((kind, n), []).append(throughput(url, kind, n, args.calls))
+        rates = {kind: {n: statistics.median(runs[kind, n]) for n in (1, PROCESSES)} for kind in (OURS, THEIRS)}
+        races = {kind: statistics.median(half_open_race(url, kind) for _ in range(args.repeats))
+                 for kind in (OURS, THEIRS)}
+    report = {
+        "when": datetime.now(UTC).isoformat(timespec="seconds"), "python": platform.python_version(),
+        "pybreaker": version("pybreaker"), "calls_per_process": args.calls, "repeats": args.repeats,
+        "round_trips_per_call": trips, "calls_per_second": rates,
+        "half_open_trials_admitted_of_8_racing (allowed: 1)": races,
+        "seconds": round(time.monotonic() - began, 1),
+    }
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_text(json.dumps(report, indent=2) + "\n")
+    print_table(report)
+
+
+def print_table(report: dict[str, Any]) -> None:
+    rows = [(f"round trips: {path}", report["round_trips_per_call"][OURS][path],
+             report["round_trips_per_call"][THEIRS][path]) for path in report["round_trips_per_call"][OURS]]
+    rows += [(f"calls/s, {n} process{'es' if n > 1 else ''} (median)", f"{report['calls_per_second'][OURS][n]:,.0f}",
+              f"{report['calls_per_second'][THEIRS][n]:,.0f}") for n in (1, PROCESSES)]
+    races = report["half_open_trials_admitted_of_8_racing (allowed: 1)"]
+    rows.append(("half-open trials let through, 8 racing (median)", races[OURS], races[THEIRS]))
+    print(f"{'':52} {OURS:>14} {THEIRS:>12}")
+    for name, mine, other in rows:
+        print(f"{name:52} {mine!s:>14} {other!s:>12}")
+    print(f"\n{report['seconds']} s; JSON in {RESULTS}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,84 @@
+"""Shared plumbing of the benchmarks: a private Redis, real workers, timing tables, JSON output."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import redis
+from celery import Celery
+
+from orchestrator.processes import ChildProcess, free_port, port_open, wait_until
+
+REPO = Path(__file__).resolve().parents[1]
+RESULTS = REPO / "bench" / "results"
+
+
+def start_redis(log_dir: Path) -> tuple[ChildProcess, str]:
+    """A private ``redis-server`` on a free port (never the machine's shared one)."""
+    binary = shutil.which("redis-server")
+    if binary is None:
+        sys.exit("redis-server is not installed: apt-get install -y redis-server")
+    port = free_port()
+    child = ChildProcess("redis", [binary, "--port", str(port), "--save", "", "--appendonly", "no",
+                                   "--dir", str(log_dir)], log=log_dir / "redis.log")
+    wait_until(lambda: port_open(port), 10, "redis-server")
+    wait_until(lambda: bool(redis.Redis(port=port).ping()), 10, "redis PING")
+    return child, f"redis://127.0.0.1:{port}/0"
+
+
+def start_worker(app: Celery, *, name: str, queues: list[str], env: dict[str, str], log_dir: Path,
+                 pool: str = "threads", concurrency: int = 8, include: str | None = None) -> ChildProcess:
+    args = [sys.executable, "-m", "celery", "-A", "workers.app", "worker", "-Q", ",".join(queues), "-P", pool,
+            "-c", str(concurrency), "-n", f"{name}@bench", "--without-gossip", "--without-mingle", "-l", "WARNING"]
+    if include:
+        args += ["--include", include]
+    child = ChildProcess(name, args, log=log_dir / f"{name}.log", env=env, cwd=REPO)
+    wait_until(lambda: bool(app.control.ping(destination=[f"{name}@bench"], timeout=0.5)), 30, f"worker {name}")
+    return child
+
+
+def temp_dir() -> Path:
+    return Path(tempfile.mkdtemp(prefix="mcp-orch-bench-"))
+
+
+def timed(fn: Callable[[], object], n: int) -> list[float]:
+    """Latencies of ``n`` sequential calls, in milliseconds."""
+    out = []
+    for _ in range(n):
+        started = time.perf_counter()
+        fn()
+        out.append((time.perf_counter() - started) * 1000)
+    return out
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+def summarize(values: list[float]) -> dict[str, float]:
+    return {"n": len(values), "p50_ms": round(statistics.median(values), 3),
+            "p99_ms": round(percentile(values, 0.99), 3), "mean_ms": round(statistics.fmean(values), 3)}
+
+
+def print_table(title: str, rows: list[dict[str, object]], columns: list[str]) -> None:
+    widths = {c: max(len(c), *(len(str(r.get(c, ""))) for r in rows)) for c in columns}
+    print(f"\n{title}")
+    print("  ".join(c.ljust(widths[c]) for c in columns))
+    print("  ".join("-" * widths[c] for c in columns))
+    for row in rows:
+        print("  ".join(str(row.get(c, "")).ljust(widths[c]) for c in columns))
+
+
+def write_json(name: str, payload: dict[str, object]) -> Path:
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    path = RESULTS / f"{name}.json"
+    path.write_text(json.dumps(payload, indent=2))
+    return path
