@@ -6,17 +6,20 @@ thread pool through asgiref, so an async caller (FastAPI) never blocks its event
 
 from __future__ import annotations
 
+import inspect
 import time
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from typing import Any
 
-from asgiref.sync import sync_to_async
+from asgiref.sync import async_to_sync, sync_to_async
 from celery import Celery
 from celery.exceptions import TaskRevokedError
 from celery.exceptions import TimeoutError as CeleryTimeout
 from celery.result import AsyncResult
 
+from orchestrator.batch import Outcome, ProgressCallback, run_batch
 from orchestrator.celery_app import CALL_TOOL, LIST_TOOLS, make_celery
 from orchestrator.config import Settings, load_settings
 from orchestrator.errors import CallFailed, DeadlineExceeded, OrchestratorError, ToolReturnedError
@@ -50,6 +53,20 @@ class Orchestrator:
             raise ToolReturnedError(result.error_text or f"{call.tool} returned an error", server=call.server.name,
                                     tool=call.tool, task_id=result.task_id, result=result.model_dump(mode="json"))
         return result
+
+    def call_tools_parallel(self, calls: Sequence[Any], *, timeout: float | None = None, fail_fast: bool = False,
+                            progress: ProgressCallback | None = None,
+                            max_concurrency: Mapping[str, int] | None = None) -> list[Outcome]:
+        """Run ``calls`` as one Celery group; one outcome (result or typed error) per call, in order.
+
+        ``timeout`` is an overall deadline: what has not ended by then is revoked and reported
+        as ``DeadlineExceeded`` while finished results are kept. ``fail_fast`` revokes the rest
+        after the first permanent failure (``CallCancelled``). ``progress(completed, total)``
+        is called as results arrive. ``max_concurrency={"sabnzbd": 2}`` caps the calls
+        running at once on a server across every worker.
+        """
+        return run_batch(self.app, self.settings, calls, timeout=timeout, fail_fast=fail_fast, progress=progress,
+                         max_concurrency=max_concurrency)
 
     def list_tools(self, server: str, timeout: float | None = None) -> list[dict[str, Any]]:
         """The tools of ``server`` as its workers' held session lists them (wire form)."""
@@ -119,6 +136,14 @@ class AsyncOrchestrator:
     async def call_tool(self, server: str, tool: str, params: dict[str, Any] | None = None,
                         timeout: float | None = None, *, raise_on_error: bool = True) -> ToolResult:
         return await self._off_loop(self.sync.call_tool)(server, tool, params, timeout, raise_on_error=raise_on_error)
+
+    async def call_tools_parallel(self, calls: Sequence[Any], *, timeout: float | None = None,
+                                  fail_fast: bool = False, progress: Callable[[int, int], Any] | None = None,
+                                  max_concurrency: Mapping[str, int] | None = None) -> list[Outcome]:
+        """As ``Orchestrator.call_tools_parallel``; ``progress`` may be a coroutine function."""
+        report = async_to_sync(progress) if inspect.iscoroutinefunction(progress) else progress
+        return await self._off_loop(self.sync.call_tools_parallel)(
+            calls, timeout=timeout, fail_fast=fail_fast, progress=report, max_concurrency=max_concurrency)
 
     async def list_tools(self, server: str, timeout: float | None = None) -> list[dict[str, Any]]:
         return await self._off_loop(self.sync.list_tools)(server, timeout)

@@ -173,6 +173,7 @@ class ServerConfig(_Strict):
     protocol: Literal["auto", "legacy"] = "auto"
     keepalive_seconds: float = Field(default=KEEPALIVE_SECONDS, gt=0)
     connect_timeout: float = Field(default=CONNECT_TIMEOUT_SECONDS, gt=0)
+    max_concurrency: int | None = Field(default=None, gt=0)
 
     @field_validator("name", "aliases")
     @classmethod

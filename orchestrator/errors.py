@@ -11,6 +11,7 @@
         + ServerUnavailable       transport / session failure, upstream down (transient)
         + ToolReturnedError       the tool answered with isError; .result holds the ToolResult
         + OutcomeUnknown          a call not safe to repeat may already have run
+        + CallCancelled           a batch gave up on the call before it ran (fail-fast)
 
 Every error keeps its fields in one JSON-able dict and passes ``(message, details)`` as its
 ``args``: Celery's JSON result backend stores ``args`` and rebuilds the exception with
@@ -23,6 +24,7 @@ from __future__ import annotations
 from typing import Any, ClassVar
 
 __all__ = [
+    "CallCancelled",
     "CallFailed",
     "CircuitBreakerOpenError",
     "DeadlineExceeded",
@@ -83,6 +85,8 @@ class CallFailed(OrchestratorError):
 class CircuitBreakerOpenError(CallFailed):
     """The server's breaker refuses calls for now; ``retry_after`` says for how long."""
 
+    transient = True
+
 
 class DeadlineExceeded(CallFailed):
     """The call's deadline passed, in the queue or during the MCP call."""
@@ -102,3 +106,7 @@ class ToolReturnedError(CallFailed):
 
 class OutcomeUnknown(CallFailed):
     """A call that is not safe to repeat may already have run; it is not run again."""
+
+
+class CallCancelled(CallFailed):
+    """A batch stopped waiting for this call and revoked it (fail-fast after another failed)."""

@@ -35,3 +35,8 @@ def breaker_calls_key(server: str) -> str:
 def breaker_buckets_key(server: str) -> str:
     """Hash of time-window buckets: field '<bucket>:n' = calls, '<bucket>:f' = failures."""
     return f"{PREFIX}:breaker:{server}:buckets"
+
+
+def limit_key(server: str) -> str:
+    """Sorted set of the calls running on one server fleet-wide: member = call id, score = lease end (ms)."""
+    return f"{PREFIX}:limit:{server}"

@@ -98,6 +98,10 @@ type = "http"
 url = "http://127.0.0.1:{http_port}/mcp"
 headers = {{ Authorization = "Bearer ${{PROBE_TOKEN}}" }}
 
+[servers.capped.transport]
+type = "http"
+url = "http://127.0.0.1:{http_port}/mcp"
+
 [servers.idle.transport]
 type = "stdio"
 command = "python"
@@ -130,10 +134,11 @@ def stack(redis_server: RedisServer, tmp_path_factory: pytest.TempPathFactory) -
     app = make_celery(settings)
     workers: dict[str, ChildProcess] = {}
     try:
-        workers["threads"] = start_worker(app, name="threads", queues=["mcp.probe", "mcp.probe_http", "mcp.stuck"],
+        workers["threads"] = start_worker(app, name="threads", queues=["mcp.probe", "mcp.probe_http", "mcp.stuck",
+                                                                         "mcp.capped"],
                                           pool="threads", concurrency=8, env=env, log=root / "worker-threads.log")
-        workers["prefork"] = start_worker(app, name="prefork", queues=["mcp.forked"], pool="prefork",
-                                          concurrency=1, env=env, log=root / "worker-prefork.log")
+        workers["prefork"] = start_worker(app, name="prefork", queues=["mcp.forked", "mcp.capped"],
+                                          pool="prefork", concurrency=1, env=env, log=root / "worker-prefork.log")
         yield Stack(redis_server, config_path, broker, settings, workers, http_probe)
     finally:
         for child in [*workers.values(), http_probe]:

@@ -54,6 +54,12 @@ def run_call(manager: SessionManager, server: ServerConfig, tool: str, params: d
                           attempts=attempts, worker=worker, task_id=task_id)
 
 
+def concurrency_cap(server: ServerConfig, requested: int | None) -> int | None:
+    """The tighter of the server's configured cap and the one the batch asked for."""
+    caps = [cap for cap in (server.max_concurrency, requested) if cap is not None]
+    return min(caps) if caps else None
+
+
 def list_server_tools(manager: SessionManager, server: ServerConfig, deadline: float) -> list[dict[str, Any]]:
     """The server's tools with input schemas and annotations, in MCP's wire form."""
     left = remaining_seconds(deadline, server.name, None)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from contextlib import nullcontext
 from typing import Any
 
 from celery import Task
@@ -10,6 +11,7 @@ from orchestrator.celery_app import CALL_TOOL, LIST_TOOLS
 from orchestrator.errors import OrchestratorError
 from workers.app import app, redactor, settings
 from workers.execution import (
+    concurrency_cap,
     errors_for_caller,
     list_server_tools,
     run_call,
@@ -17,14 +19,20 @@ from workers.execution import (
     server_config,
 )
 from workers.sessions import get_manager
+from workers.state import limits
 
 
 @app.task(name=CALL_TOOL, bind=True, throws=(OrchestratorError,))
-def call_tool(self: Task, server: str, tool: str, params: dict[str, Any], deadline: float) -> dict[str, Any]:
+def call_tool(self: Task, server: str, tool: str, params: dict[str, Any], deadline: float,
+              max_concurrency: int | None = None) -> dict[str, Any]:
     """Run one MCP tool call on this worker's held session for ``server``."""
     with errors_for_caller(redactor, server=server, tool=tool, task_id=self.request.id):
-        result = run_call(get_manager(), server_config(settings, server), tool, params, deadline,
-                          worker=self.request.hostname, task_id=self.request.id)
+        config = server_config(settings, server)
+        cap = concurrency_cap(config, max_concurrency)
+        slot = limits().slot(server, cap, self.request.id, deadline) if cap else nullcontext()
+        with slot:
+            result = run_call(get_manager(), config, tool, params, deadline, worker=self.request.hostname,
+                              task_id=self.request.id)
         return scrub_json(result.model_dump(mode="json"), redactor)
 
 

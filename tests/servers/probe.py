@@ -21,6 +21,7 @@ from pydantic import BaseModel, Field
 
 _handshakes = 0
 _calls = 0
+_in_flight = {"now": 0, "max": 0}
 
 
 class Echo(BaseModel):
@@ -71,6 +72,28 @@ async def sleep(seconds: float) -> str:
     _count()
     await asyncio.sleep(seconds)
     return f"slept {seconds}"
+
+
+@server.tool(annotations=READ_ONLY)
+async def hold(seconds: float) -> dict[str, int]:
+    """Stay in flight for ``seconds``; the server records how many calls were in flight at once."""
+    _count()
+    _in_flight["now"] += 1
+    _in_flight["max"] = max(_in_flight["max"], _in_flight["now"])
+    try:
+        await asyncio.sleep(seconds)
+    finally:
+        _in_flight["now"] -= 1
+    return dict(_in_flight)
+
+
+@server.tool(annotations=ToolAnnotations(readOnlyHint=False, idempotentHint=True))
+def in_flight_stats(reset: bool = False) -> dict[str, int]:
+    """The most ``hold`` calls seen in flight at once (and reset the mark)."""
+    seen = dict(_in_flight)
+    if reset:
+        _in_flight["max"] = _in_flight["now"]
+    return seen
 
 
 @server.tool(annotations=ToolAnnotations(readOnlyHint=False, destructiveHint=True, idempotentHint=False))

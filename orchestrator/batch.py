@@ -1,0 +1,169 @@
+"""Batches of parallel tool calls as one Celery group, outcomes in input order.
+
+Every call is validated before anything is enqueued (an error names ``calls[i].field``).
+Each call keeps its own deadline; the batch may add an overall deadline (what has not
+finished by then is revoked and reported as ``DeadlineExceeded``), fail fast (the first
+permanent failure revokes what has not started, reported as ``CallCancelled``), report
+progress as results arrive, and cap the calls running at once per server across the fleet.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from celery import Celery, group
+from celery.exceptions import TimeoutError as CeleryTimeout
+from celery.result import GroupResult
+
+from orchestrator.celery_app import CALL_TOOL
+from orchestrator.config import Settings
+from orchestrator.errors import (
+    CallCancelled,
+    CallFailed,
+    DeadlineExceeded,
+    InvalidCall,
+    OrchestratorError,
+    ToolReturnedError,
+)
+from orchestrator.results import ToolResult
+from orchestrator.validation import PreparedCall, prepare_call
+
+Outcome = ToolResult | OrchestratorError
+"""One call's outcome in a batch: its result, or the typed error it ended with."""
+ProgressCallback = Callable[[int, int], Any]
+"""Called with (completed, total) each time a call of the batch ends."""
+
+RESULT_GRACE_SECONDS = 2.0
+"""Extra wait past the last call deadline for the workers' own timeout errors (seconds)."""
+_CALL_FIELDS = ("server", "tool", "params", "timeout")
+
+
+def _fields_of(call: Any, index: int) -> dict[str, Any]:
+    """A call given as a mapping, a ``(server, tool[, params[, timeout]])`` tuple, or an object."""
+    if isinstance(call, Mapping):
+        unknown = sorted(set(call) - set(_CALL_FIELDS))
+        if unknown:
+            raise InvalidCall(f"calls[{index}].{unknown[0]}: unknown field (allowed: {', '.join(_CALL_FIELDS)})",
+                              field=f"calls[{index}].{unknown[0]}")
+        return dict(call)
+    if isinstance(call, Sequence) and not isinstance(call, str) and 2 <= len(call) <= 4:
+        return dict(zip(_CALL_FIELDS, call, strict=False))
+    if hasattr(call, "server") and hasattr(call, "tool"):
+        return {name: getattr(call, name, None) for name in _CALL_FIELDS}
+    raise InvalidCall(f"calls[{index}]: must be a mapping with server, tool, params, timeout "
+                      f"or a (server, tool, params) tuple, got {type(call).__name__}", field=f"calls[{index}]")
+
+
+def prepare_batch(settings: Settings, calls: Any) -> list[PreparedCall]:
+    """Validate every call; the first bad one is refused naming its index and field."""
+    if isinstance(calls, str | bytes | Mapping) or not isinstance(calls, Sequence):
+        raise InvalidCall("calls: must be a list of calls", field="calls")
+    prepared = []
+    for index, call in enumerate(calls):
+        fields = _fields_of(call, index)
+        try:
+            prepared.append(prepare_call(settings, fields.get("server"), fields.get("tool"), fields.get("params"),
+                                         fields.get("timeout")))
+        except InvalidCall as exc:
+            field = f"calls[{index}].{exc.field}"
+            raise type(exc)(f"calls[{index}].{exc.message}", {**exc.details, "field": field}) from None
+    return prepared
+
+
+def _check_caps(settings: Settings, caps: Mapping[str, int] | None) -> dict[str, int]:
+    checked = {}
+    for server, cap in (caps or {}).items():
+        if server not in settings.servers:
+            raise InvalidCall(f"max_concurrency: unknown server {server!r}", field="max_concurrency")
+        if isinstance(cap, bool) or not isinstance(cap, int) or cap < 1:
+            raise InvalidCall(f"max_concurrency.{server}: must be a positive integer", field="max_concurrency")
+        checked[server] = cap
+    return checked
+
+
+def outcome_of(app: Celery, call: PreparedCall, task_id: str, meta: Mapping[str, Any]) -> Outcome:
+    """Turn a task's stored state into its outcome (a result or a typed error)."""
+    status = meta.get("status")
+    if status == "SUCCESS":
+        result = ToolResult.model_validate(meta["result"])
+        if result.is_error:
+            return ToolReturnedError(result.error_text or f"{call.tool} returned an error", server=call.server.name,
+                                     tool=call.tool, task_id=task_id, result=result.model_dump(mode="json"))
+        return result
+    if status == "REVOKED":
+        return DeadlineExceeded(f"call to {call.server.name} expired in the queue", server=call.server.name,
+                                tool=call.tool, task_id=task_id, deadline=call.deadline)
+    error = app.backend.exception_to_python(meta.get("result"))
+    if isinstance(error, OrchestratorError):
+        return error
+    return CallFailed(f"call to {call.server.name} failed: {type(error).__name__}: {error}", server=call.server.name,
+                      tool=call.tool, task_id=task_id, cause=type(error).__name__)
+
+
+def run_batch(app: Celery, settings: Settings, calls: Any, *, timeout: float | None = None,
+              fail_fast: bool = False, progress: ProgressCallback | None = None,
+              max_concurrency: Mapping[str, int] | None = None) -> list[Outcome]:
+    """Enqueue ``calls`` as one group and return one outcome per call, in input order."""
+    prepared = prepare_batch(settings, calls)
+    caps = _check_caps(settings, max_concurrency)
+    if timeout is not None and (isinstance(timeout, bool) or not isinstance(timeout, int | float) or timeout <= 0):
+        raise InvalidCall("timeout: the batch deadline must be a positive number of seconds", field="timeout")
+    if not prepared:
+        return []
+    batch_deadline = time.time() + timeout if timeout is not None else None
+    signatures = []
+    for call in prepared:
+        kwargs = call.task_kwargs()
+        cap = caps.get(call.server.name)
+        if cap is not None:
+            kwargs["max_concurrency"] = cap
+        expires = min(call.deadline, batch_deadline) if batch_deadline else call.deadline
+        signatures.append(app.signature(CALL_TOOL, kwargs=kwargs, queue=call.server.queue,
+                                        expires=datetime.fromtimestamp(expires, tz=UTC)))
+    handle: GroupResult = group(signatures, app=app).apply_async()
+    return _collect(app, prepared, handle, batch_deadline, fail_fast, progress)
+
+
+def _collect(app: Celery, prepared: list[PreparedCall], handle: GroupResult, batch_deadline: float | None,
+             fail_fast: bool, progress: ProgressCallback | None) -> list[Outcome]:
+    position = {result.id: index for index, result in enumerate(handle.results)}
+    outcomes: list[Outcome | None] = [None] * len(prepared)
+    wait_until = max(call.deadline for call in prepared) + RESULT_GRACE_SECONDS
+    if batch_deadline is not None:
+        wait_until = min(wait_until, batch_deadline)
+    done = 0
+    failed_fast = False
+    try:
+        for task_id, meta in handle.iter_native(timeout=max(wait_until - time.time(), 0.01), no_ack=True):
+            index = position[task_id]
+            outcome = outcome_of(app, prepared[index], task_id, meta)
+            outcomes[index] = outcome
+            done += 1
+            if progress is not None:
+                progress(done, len(prepared))
+            if fail_fast and isinstance(outcome, OrchestratorError) and not outcome.transient:
+                failed_fast = True
+                break
+    except CeleryTimeout:
+        pass
+    unfinished = [index for index, outcome in enumerate(outcomes) if outcome is None]
+    if unfinished:
+        app.control.revoke([handle.results[index].id for index in unfinished])
+    for index in unfinished:
+        call, task_id = prepared[index], handle.results[index].id
+        if failed_fast:
+            outcomes[index] = CallCancelled("cancelled: another call of the batch failed (fail_fast)",
+                                            server=call.server.name, tool=call.tool, task_id=task_id)
+        else:
+            outcomes[index] = DeadlineExceeded(f"batch deadline passed before the call to {call.server.name} ended",
+                                               server=call.server.name, tool=call.tool, task_id=task_id,
+                                               deadline=batch_deadline or call.deadline)
+        done += 1
+        if progress is not None:
+            progress(done, len(prepared))
+    for result in handle.results:
+        app.backend.remove_pending_result(result)
+    return [outcome for outcome in outcomes if outcome is not None]

@@ -1,0 +1,63 @@
+"""A per-server concurrency cap that holds across every worker (a Redis lease semaphore).
+
+A fragile upstream such as SABnzbd must never see more than K calls at once from the whole
+fleet. Each slot is a lease in a sorted set (``keys.limit_key``), taken by one Lua script and
+released with ZREM; a worker killed mid-call frees its slot when the lease ends.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import redis
+
+from orchestrator.errors import DeadlineExceeded
+from orchestrator.keys import limit_key
+
+_ACQUIRE = (Path(__file__).with_name("lua") / "limit_acquire.lua").read_text()
+POLL_MIN_SECONDS = 0.002
+"""Shortest wait between two attempts to take a busy slot (seconds); grows to the max."""
+POLL_MAX_SECONDS = 0.05
+"""Longest wait between two attempts to take a busy slot (seconds)."""
+LEASE_MARGIN_SECONDS = 5.0
+"""A slot's lease outlives the call's deadline by this much before it counts as abandoned."""
+
+
+class ConcurrencyLimit:
+    """Fleet-wide slots of one Redis; ``slot(server, limit, holder, deadline)`` guards a call."""
+
+    def __init__(self, client: redis.Redis) -> None:
+        self.redis = client
+        self._acquire = client.register_script(_ACQUIRE)
+
+    def try_acquire(self, server: str, limit: int, holder: str, lease_until: float) -> bool:
+        now_ms = int(time.time() * 1000)
+        return bool(self._acquire(keys=[limit_key(server)],
+                                  args=[now_ms, limit, holder, int(lease_until * 1000)]))
+
+    def release(self, server: str, holder: str) -> None:
+        self.redis.zrem(limit_key(server), holder)
+
+    def running(self, server: str) -> int:
+        """How many calls hold a slot of ``server`` right now."""
+        self.redis.zremrangebyscore(limit_key(server), "-inf", int(time.time() * 1000))
+        return int(self.redis.zcard(limit_key(server)))
+
+    @contextmanager
+    def slot(self, server: str, limit: int, holder: str, deadline: float) -> Iterator[None]:
+        """Wait for a free slot until ``deadline`` (epoch seconds), hold it for the block."""
+        wait = POLL_MIN_SECONDS
+        while not self.try_acquire(server, limit, holder, deadline + LEASE_MARGIN_SECONDS):
+            if time.time() + wait > deadline:
+                raise DeadlineExceeded(f"no free slot on {server} (max {limit} concurrent calls) before the deadline",
+                                       server=server, deadline=deadline)
+            time.sleep(random.uniform(wait / 2, wait))
+            wait = min(wait * 2, POLL_MAX_SECONDS)
+        try:
+            yield
+        finally:
+            self.release(server, holder)
