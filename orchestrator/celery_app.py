@@ -50,7 +50,6 @@ def make_celery(settings: Settings, *, main: str = "mcp_orchestrator") -> Celery
         # Flower sees every task.
         worker_send_task_events=True,
         task_send_sent_event=True,
-        task_track_started=True,
         worker_hijack_root_logger=False,
         enable_utc=True,
     )
