@@ -5,7 +5,8 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: stack test lint bench install
+.PHONY: stack test lint bench install thirdparty
+THIRDPARTY := .venv-thirdparty/.installed
 
 install: $(STAMP)
 
@@ -19,7 +20,16 @@ $(STAMP): pyproject.toml
 stack: $(STAMP)
 	$(VENV)/bin/mcp-orch stack
 
-test: $(STAMP)
+# A third-party Sonarr MCP server (needs mcp<2, so it gets a venv of its own) for
+# tests/test_third_party_mcp.py; without it that test skips.
+thirdparty: $(THIRDPARTY)
+
+$(THIRDPARTY):
+	python3 -m venv .venv-thirdparty
+	.venv-thirdparty/bin/pip install -q 'arr-py-client[mcp]==0.11.0' || echo "third-party MCP server not installed; its test will skip"
+	touch $(THIRDPARTY)
+
+test: $(STAMP) $(THIRDPARTY)
 	$(PY) -m pytest
 
 lint: $(STAMP)
