@@ -18,17 +18,18 @@ from celery import Celery, group
 from celery.exceptions import TimeoutError as CeleryTimeout
 from celery.result import GroupResult
 
+from orchestrator.breaker import BreakerBoard
 from orchestrator.celery_app import CALL_TOOL
 from orchestrator.config import Settings
 from orchestrator.errors import (
     CallCancelled,
     CallFailed,
+    CircuitBreakerOpenError,
     DeadlineExceeded,
     InvalidCall,
     OrchestratorError,
-    ToolReturnedError,
 )
-from orchestrator.results import ToolResult
+from orchestrator.results import ToolResult, tool_error
 from orchestrator.validation import PreparedCall, prepare_call
 
 Outcome = ToolResult | OrchestratorError
@@ -89,10 +90,7 @@ def outcome_of(app: Celery, call: PreparedCall, task_id: str, meta: Mapping[str,
     status = meta.get("status")
     if status == "SUCCESS":
         result = ToolResult.model_validate(meta["result"])
-        if result.is_error:
-            return ToolReturnedError(result.error_text or f"{call.tool} returned an error", server=call.server.name,
-                                     tool=call.tool, task_id=task_id, result=result.model_dump(mode="json"))
-        return result
+        return tool_error(result) if result.is_error else result
     if status == "REVOKED":
         return DeadlineExceeded(f"call to {call.server.name} expired in the queue", server=call.server.name,
                                 tool=call.tool, task_id=task_id, deadline=call.deadline)
@@ -105,8 +103,12 @@ def outcome_of(app: Celery, call: PreparedCall, task_id: str, meta: Mapping[str,
 
 def run_batch(app: Celery, settings: Settings, calls: Any, *, timeout: float | None = None,
               fail_fast: bool = False, progress: ProgressCallback | None = None,
-              max_concurrency: Mapping[str, int] | None = None) -> list[Outcome]:
-    """Enqueue ``calls`` as one group and return one outcome per call, in input order."""
+              max_concurrency: Mapping[str, int] | None = None,
+              breakers: BreakerBoard | None = None) -> list[Outcome]:
+    """Enqueue ``calls`` as one group and return one outcome per call, in input order.
+
+    A server whose breaker is open fails its own calls at once (not enqueued); the others run.
+    """
     prepared = prepare_batch(settings, calls)
     caps = _check_caps(settings, max_concurrency)
     if timeout is not None and (isinstance(timeout, bool) or not isinstance(timeout, int | float) or timeout <= 0):
@@ -114,8 +116,12 @@ def run_batch(app: Celery, settings: Settings, calls: Any, *, timeout: float | N
     if not prepared:
         return []
     batch_deadline = time.time() + timeout if timeout is not None else None
-    signatures = []
-    for call in prepared:
+    refused = _refused_servers(prepared, breakers)
+    signatures, positions = [], []
+    for position, call in enumerate(prepared):
+        if call.server.name in refused:
+            continue
+        positions.append(position)
         kwargs = call.task_kwargs()
         cap = caps.get(call.server.name)
         if cap is not None:
@@ -123,19 +129,47 @@ def run_batch(app: Celery, settings: Settings, calls: Any, *, timeout: float | N
         expires = min(call.deadline, batch_deadline) if batch_deadline else call.deadline
         signatures.append(app.signature(CALL_TOOL, kwargs=kwargs, queue=call.server.queue,
                                         expires=datetime.fromtimestamp(expires, tz=UTC)))
+    outcomes: list[Outcome | None] = [refused.get(call.server.name) for call in prepared]
+    if not signatures:
+        _report_all(outcomes, progress)
+        return [outcome for outcome in outcomes if outcome is not None]
     handle: GroupResult = group(signatures, app=app).apply_async()
-    return _collect(app, prepared, handle, batch_deadline, fail_fast, progress)
+    return _collect(app, prepared, positions, outcomes, handle, batch_deadline, fail_fast, progress)
 
 
-def _collect(app: Celery, prepared: list[PreparedCall], handle: GroupResult, batch_deadline: float | None,
-             fail_fast: bool, progress: ProgressCallback | None) -> list[Outcome]:
-    position = {result.id: index for index, result in enumerate(handle.results)}
-    outcomes: list[Outcome | None] = [None] * len(prepared)
-    wait_until = max(call.deadline for call in prepared) + RESULT_GRACE_SECONDS
+def _refused_servers(prepared: list[PreparedCall], breakers: BreakerBoard | None) -> dict[str, OrchestratorError]:
+    """One breaker check per server of the batch: the servers whose calls fail fast."""
+    refused: dict[str, OrchestratorError] = {}
+    if breakers is None:
+        return refused
+    for name in dict.fromkeys(call.server.name for call in prepared):
+        try:
+            breakers.breaker(name).check_or_raise()
+        except CircuitBreakerOpenError as exc:
+            refused[name] = exc
+    return refused
+
+
+def _report_all(outcomes: list[Outcome | None], progress: ProgressCallback | None) -> None:
+    if progress is not None:
+        for done in range(1, len(outcomes) + 1):
+            progress(done, len(outcomes))
+
+
+def _collect(app: Celery, prepared: list[PreparedCall], positions: list[int], outcomes: list[Outcome | None],
+             handle: GroupResult, batch_deadline: float | None, fail_fast: bool,
+             progress: ProgressCallback | None) -> list[Outcome]:
+    """Fill ``outcomes`` as results arrive; what is still missing at the end is revoked."""
+    position = {result.id: positions[i] for i, result in enumerate(handle.results)}
+    task_ids = {positions[i]: result.id for i, result in enumerate(handle.results)}
+    wait_until = max(prepared[p].deadline for p in positions) + RESULT_GRACE_SECONDS
     if batch_deadline is not None:
         wait_until = min(wait_until, batch_deadline)
-    done = 0
+    done = sum(outcome is not None for outcome in outcomes)
     failed_fast = False
+    if progress is not None:
+        for finished in range(1, done + 1):
+            progress(finished, len(prepared))
     try:
         for task_id, meta in handle.iter_native(timeout=max(wait_until - time.time(), 0.01), no_ack=True):
             index = position[task_id]
@@ -151,9 +185,9 @@ def _collect(app: Celery, prepared: list[PreparedCall], handle: GroupResult, bat
         pass
     unfinished = [index for index, outcome in enumerate(outcomes) if outcome is None]
     if unfinished:
-        app.control.revoke([handle.results[index].id for index in unfinished])
+        app.control.revoke([task_ids[index] for index in unfinished])
     for index in unfinished:
-        call, task_id = prepared[index], handle.results[index].id
+        call, task_id = prepared[index], task_ids[index]
         if failed_fast:
             outcomes[index] = CallCancelled("cancelled: another call of the batch failed (fail_fast)",
                                             server=call.server.name, tool=call.tool, task_id=task_id)

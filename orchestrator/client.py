@@ -13,6 +13,7 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from typing import Any
 
+import redis
 from asgiref.sync import async_to_sync, sync_to_async
 from celery import Celery
 from celery.exceptions import TaskRevokedError
@@ -20,10 +21,11 @@ from celery.exceptions import TimeoutError as CeleryTimeout
 from celery.result import AsyncResult
 
 from orchestrator.batch import Outcome, ProgressCallback, run_batch
+from orchestrator.breaker import BreakerBoard, BreakerSnapshot
 from orchestrator.celery_app import CALL_TOOL, LIST_TOOLS, make_celery
 from orchestrator.config import Settings, load_settings
-from orchestrator.errors import CallFailed, DeadlineExceeded, OrchestratorError, ToolReturnedError
-from orchestrator.results import ToolResult
+from orchestrator.errors import CallFailed, DeadlineExceeded, InvalidCall, OrchestratorError
+from orchestrator.results import ToolResult, tool_error
 from orchestrator.validation import PreparedCall, check_timeout, prepare_call, resolve_server
 
 RESULT_GRACE_SECONDS = 2.0
@@ -38,6 +40,8 @@ class Orchestrator:
     def __init__(self, settings: Settings | None = None, *, app: Celery | None = None) -> None:
         self.settings = settings or load_settings()
         self.app = app or make_celery(self.settings, main="mcp_orchestrator_client")
+        self.redis = redis.Redis.from_url(self.settings.broker_url, socket_timeout=5, socket_connect_timeout=5)
+        self.breakers = BreakerBoard(self.redis, {name: s.breaker for name, s in self.settings.servers.items()})
 
     def call_tool(self, server: str, tool: str, params: dict[str, Any] | None = None,
                   timeout: float | None = None, *, raise_on_error: bool = True) -> ToolResult:
@@ -48,10 +52,10 @@ class Orchestrator:
         ``raise_on_error`` is False, then the result comes back with ``ok=False``).
         """
         call = prepare_call(self.settings, server, tool, params, timeout)
+        self.breakers.breaker(call.server.name).check_or_raise()  # fail fast, nothing enqueued
         result = ToolResult.model_validate(self._run(call, CALL_TOOL, call.task_kwargs()))
         if result.is_error and raise_on_error:
-            raise ToolReturnedError(result.error_text or f"{call.tool} returned an error", server=call.server.name,
-                                    tool=call.tool, task_id=result.task_id, result=result.model_dump(mode="json"))
+            raise tool_error(result)
         return result
 
     def call_tools_parallel(self, calls: Sequence[Any], *, timeout: float | None = None, fail_fast: bool = False,
@@ -66,7 +70,7 @@ class Orchestrator:
         running at once on a server across every worker.
         """
         return run_batch(self.app, self.settings, calls, timeout=timeout, fail_fast=fail_fast, progress=progress,
-                         max_concurrency=max_concurrency)
+                         max_concurrency=max_concurrency, breakers=self.breakers)
 
     def list_tools(self, server: str, timeout: float | None = None) -> list[dict[str, Any]]:
         """The tools of ``server`` as its workers' held session lists them (wire form)."""
@@ -114,8 +118,30 @@ class Orchestrator:
                              server=call.server.name, tool=call.tool, task_id=handle.id,
                              cause=type(exc).__name__) from None
 
+    def breaker_states(self) -> dict[str, BreakerSnapshot]:
+        """Every configured server's breaker: state, counters, time until the next trial."""
+        return self.breakers.snapshots()
+
+    def reset_breaker(self, server: str) -> BreakerSnapshot:
+        """Close ``server``'s breaker with fresh counters (also ends a forced state)."""
+        breaker = self.breakers.breaker(resolve_server(self.settings, server).name)
+        breaker.reset()
+        return breaker.snapshot()
+
+    def force_breaker(self, server: str, state: str) -> BreakerSnapshot:
+        """Force ``server``'s breaker ``open`` (refuse all) or ``closed`` (admit all, count nothing)."""
+        breaker = self.breakers.breaker(resolve_server(self.settings, server).name)
+        if state == "open":
+            breaker.force_open()
+        elif state == "closed":
+            breaker.force_closed()
+        else:
+            raise InvalidCall(f"state: must be 'open' or 'closed', got {state!r}", field="state")
+        return breaker.snapshot()
+
     def close(self) -> None:
-        """Release the broker and backend connections."""
+        """Release the broker, backend and Redis connections."""
+        self.redis.close()
         self.app.close()
 
 
@@ -147,6 +173,15 @@ class AsyncOrchestrator:
 
     async def list_tools(self, server: str, timeout: float | None = None) -> list[dict[str, Any]]:
         return await self._off_loop(self.sync.list_tools)(server, timeout)
+
+    async def breaker_states(self) -> dict[str, BreakerSnapshot]:
+        return await self._off_loop(self.sync.breaker_states)()
+
+    async def reset_breaker(self, server: str) -> BreakerSnapshot:
+        return await self._off_loop(self.sync.reset_breaker)(server)
+
+    async def force_breaker(self, server: str, state: str) -> BreakerSnapshot:
+        return await self._off_loop(self.sync.force_breaker)(server, state)
 
     async def list_all_tools(self, timeout: float | None = None) -> dict[str, list[dict[str, Any]]]:
         return await self._off_loop(self.sync.list_all_tools)(timeout)

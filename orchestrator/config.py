@@ -32,6 +32,8 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from orchestrator.breaker_policy import BreakerPolicy
+
 ENV_PREFIX = "MCP_ORCH_"
 CONFIG_PATH_ENV = "MCP_ORCH_CONFIG"
 DEFAULTS_FILE = Path(__file__).with_name("defaults.toml")
@@ -48,6 +50,20 @@ KEEPALIVE_SECONDS = 30.0
 """How often an idle held MCP session is probed with ``tools/list`` (seconds)."""
 CONNECT_TIMEOUT_SECONDS = 20.0
 """How long opening one MCP session may take before it counts as failed (seconds)."""
+HEALTH_INTERVAL_SECONDS = 30.0
+"""How often beat enqueues a ``health_check`` on a server's queue; each check expires after it (seconds)."""
+DOWN_AFTER_FAILURES = 3
+"""Consecutive failed health checks after which a server is marked down (one success brings it back up)."""
+BEAT_LOCK_TIMEOUT_SECONDS = 25
+"""RedBeat's lock expiry: a second beat takes over this long after the first one dies (seconds)."""
+BEAT_MAX_INTERVAL_SECONDS = 5.0
+"""Longest sleep between two beat ticks; each tick renews the lock, so keep it well under the timeout (s)."""
+RETRY_MAX_ATTEMPTS = 3
+"""Attempts of a call that is safe to repeat, the first one included."""
+RETRY_BACKOFF_SECONDS = 0.2
+"""Wait before the first retry (seconds); doubles per retry, with jitter."""
+RETRY_MAX_BACKOFF_SECONDS = 2.0
+"""Longest wait between two attempts (seconds); never past the call's deadline."""
 
 _SERVER_NAME = re.compile(r"^[a-z][a-z0-9_-]{0,62}$")
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
@@ -162,6 +178,20 @@ def _resolvable(secrets: Any) -> Any:
 Transport = Annotated[StdioTransport | HttpTransport, Field(discriminator="type")]
 
 
+class RetryPolicy(_Strict):
+    """How a worker retries a transient failure of a tool that is safe to repeat."""
+
+    max_attempts: int = Field(default=RETRY_MAX_ATTEMPTS, ge=1, le=20)
+    backoff_seconds: float = Field(default=RETRY_BACKOFF_SECONDS, gt=0)
+    max_backoff_seconds: float = Field(default=RETRY_MAX_BACKOFF_SECONDS, gt=0)
+
+
+class ToolPolicy(_Strict):
+    """Per-tool overrides; ``safe_to_repeat`` wins over the tool's MCP annotations."""
+
+    safe_to_repeat: bool | None = None
+
+
 class ServerConfig(_Strict):
     """One MCP server: how to reach it and how calls to it behave."""
 
@@ -174,6 +204,12 @@ class ServerConfig(_Strict):
     keepalive_seconds: float = Field(default=KEEPALIVE_SECONDS, gt=0)
     connect_timeout: float = Field(default=CONNECT_TIMEOUT_SECONDS, gt=0)
     max_concurrency: int | None = Field(default=None, gt=0)
+    health_interval_seconds: float = Field(default=HEALTH_INTERVAL_SECONDS, gt=0)
+    down_after_failures: int = Field(default=DOWN_AFTER_FAILURES, ge=1)
+    breaker: BreakerPolicy = Field(default_factory=BreakerPolicy)
+    retry: RetryPolicy = Field(default_factory=RetryPolicy)
+    tools: dict[str, ToolPolicy] = Field(default_factory=dict)
+    deny_tools: list[str] = Field(default_factory=list)
 
     @field_validator("name", "aliases")
     @classmethod
@@ -205,6 +241,8 @@ class Settings(BaseSettings):
     max_timeout: float = Field(default=MAX_TIMEOUT_SECONDS, gt=0)
     visibility_timeout: int = Field(default=VISIBILITY_TIMEOUT_SECONDS, gt=0)
     result_expires: int = Field(default=RESULT_EXPIRES_SECONDS, gt=0)
+    beat_lock_timeout: int = Field(default=BEAT_LOCK_TIMEOUT_SECONDS, ge=2)
+    beat_max_interval: float = Field(default=BEAT_MAX_INTERVAL_SECONDS, gt=0)
     servers: dict[str, ServerConfig] = Field(default_factory=dict)
 
     @field_validator("servers", mode="before")

@@ -10,6 +10,7 @@
         + DeadlineExceeded        .deadline: epoch seconds the call had to finish by
         + ServerUnavailable       transport / session failure, upstream down (transient)
         + ToolReturnedError       the tool answered with isError; .result holds the ToolResult
+          + UpstreamUnavailable   ...because its upstream is down, 5xx or timed out (transient)
         + OutcomeUnknown          a call not safe to repeat may already have run
         + CallCancelled           a batch gave up on the call before it ran (fail-fast)
 
@@ -34,6 +35,8 @@ __all__ = [
     "ServerUnavailable",
     "ToolReturnedError",
     "UnknownServer",
+    "UpstreamUnavailable",
+    "tool_error_class",
 ]
 
 
@@ -102,6 +105,21 @@ class ServerUnavailable(CallFailed):
 
 class ToolReturnedError(CallFailed):
     """The tool ran and answered with ``isError``; ``result`` is the full ToolResult dict."""
+
+
+class UpstreamUnavailable(ToolReturnedError):
+    """The tool could not reach its upstream service (connection refused, timeout, 5xx)."""
+
+    transient = True
+
+
+UPSTREAM_UNAVAILABLE_TAG = "[upstream_unavailable]"
+"""How the bundled MCP servers start the text of an upstream-availability tool error."""
+
+
+def tool_error_class(text: str) -> type[ToolReturnedError]:
+    """Which error an ``isError`` result is, from the tag its text starts with."""
+    return UpstreamUnavailable if text.lstrip().startswith(UPSTREAM_UNAVAILABLE_TAG) else ToolReturnedError
 
 
 class OutcomeUnknown(CallFailed):

@@ -40,3 +40,34 @@ def breaker_buckets_key(server: str) -> str:
 def limit_key(server: str) -> str:
     """Sorted set of the calls running on one server fleet-wide: member = call id, score = lease end (ms)."""
     return f"{PREFIX}:limit:{server}"
+
+
+def execution_marker_key(task_id: str) -> str:
+    """Set (NX) before a call that is not safe to repeat runs; a redelivery finding it does not run again."""
+    return f"{PREFIX}:exec:{task_id}"
+
+
+def health_key(server: str) -> str:
+    """Hash of one server's last health checks: status, consecutive failures, times, latency, versions."""
+    return f"{PREFIX}:health:{server}"
+
+
+def tools_key(server: str) -> str:
+    """Hash of one server's tool catalog: field = tool name, value = the tool's wire JSON (schema, annotations)."""
+    return f"{PREFIX}:tools:{server}"
+
+
+def tools_meta_key(server: str) -> str:
+    """Hash describing the catalog of one server: ``updated_at``, ``digest``, ``count``, ``source``."""
+    return f"{PREFIX}:tools:{server}:meta"
+
+
+def consumers_key(queue: str) -> str:
+    """Sorted set of the workers consuming ``queue``: member = worker hostname, score = heartbeat expiry (s)."""
+    return f"{PREFIX}:consumers:{queue}"
+
+
+REDBEAT_PREFIX = f"{PREFIX}:redbeat:"
+"""RedBeat's keys: ``mcpo:redbeat::schedule`` (zset), ``::statics``, ``::lock``, one hash per entry."""
+REDBEAT_LOCK_KEY = f"{REDBEAT_PREFIX}:lock"
+"""The lock that lets one beat schedule; a second beat waits on it (failover after its timeout)."""

@@ -7,6 +7,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
+from orchestrator.errors import ToolReturnedError, tool_error_class
+
 
 class ToolResult(BaseModel):
     """What a tool call produced: the same JSON on the wire, in the backend and in Flower.
@@ -32,6 +34,13 @@ class ToolResult(BaseModel):
     def error_text(self) -> str:
         """The text a tool gave with ``isError`` (its message), or ''."""
         return "\n".join(block.get("text", "") for block in self.content if block.get("type") == "text")
+
+
+def tool_error(result: ToolResult) -> ToolReturnedError:
+    """The typed error an ``isError`` result raises (``UpstreamUnavailable`` when its tag says so)."""
+    cls = tool_error_class(result.error_text)
+    return cls(result.error_text or f"{result.tool} returned an error", server=result.server, tool=result.tool,
+               task_id=result.task_id, result=result.model_dump(mode="json"))
 
 
 def extract_data(structured: Any, content: list[dict[str, Any]]) -> Any:

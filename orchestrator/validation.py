@@ -83,6 +83,9 @@ def prepare_call(settings: Settings, server: Any, tool: Any, params: Any = None,
     """Validate one call and fix its deadline (queue time counts, invariant 5)."""
     config = resolve_server(settings, server)
     name = check_tool(tool, config.name)
+    if name in config.deny_tools:
+        raise InvalidCall(f"tool: {name!r} is denied on server {config.name!r} by configuration",
+                          server=config.name, tool=name, field="tool")
     checked = check_params(params, config.name, name)
     seconds = check_timeout(timeout, config, settings, name)
     return PreparedCall(server=config, tool=name, params=checked, timeout=seconds,

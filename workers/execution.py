@@ -2,18 +2,32 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Any
 
 from mcp_types import CallToolResult
 
+from orchestrator.breaker import CircuitBreaker
 from orchestrator.config import ServerConfig, Settings
-from orchestrator.errors import CallFailed, DeadlineExceeded, OrchestratorError, UnknownServer
+from orchestrator.errors import (
+    CallFailed,
+    DeadlineExceeded,
+    OrchestratorError,
+    OutcomeUnknown,
+    ServerUnavailable,
+    UnknownServer,
+)
 from orchestrator.redaction import Redactor
-from orchestrator.results import ToolResult, extract_data
-from workers.sessions import SessionManager
+from orchestrator.results import ToolResult, extract_data, tool_error
+from workers.policy import counts_against_breaker, retry_delay, safe_to_repeat
+from workers.sessions import HeldSession, SessionManager
+from workers.state import WorkerState
+
+log = logging.getLogger("workers.execution")
 
 
 def server_config(settings: Settings, server: str) -> ServerConfig:
@@ -43,15 +57,78 @@ def to_tool_result(raw: CallToolResult, *, server: str, tool: str, duration: flo
                       task_id=task_id)
 
 
-def run_call(manager: SessionManager, server: ServerConfig, tool: str, params: dict[str, Any],
-             deadline: float, *, worker: str | None, task_id: str | None, attempts: int = 1) -> ToolResult:
-    """Run ``tools/call`` on the held session within what is left of the deadline."""
-    left = remaining_seconds(deadline, server.name, tool)
+@dataclass(frozen=True)
+class WorkerCall:
+    """One call as the worker sees it: its own server config, never a secret from the message."""
+
+    server: ServerConfig
+    tool: str
+    params: dict[str, Any]
+    deadline: float
+    task_id: str | None
+    worker: str | None
+
+
+def run_call(call: WorkerCall, manager: SessionManager, state: WorkerState) -> ToolResult:
+    """Run the call on the held session: breaker-checked, retried while safe and worthwhile.
+
+    Each real attempt asks the breaker first and records its outcome once (2 Redis round
+    trips). A call not safe to repeat is claimed with an execution marker first, so that a
+    redelivery of it becomes ``OutcomeUnknown`` instead of a second execution.
+    """
+    held = manager.session(call.server)
+    safe = safe_to_repeat(call.server, call.tool, tool_annotations(manager, held, call))
+    if not safe and not state.markers.claim(call.task_id or "", call.worker or ""):
+        raise OutcomeUnknown(f"{call.tool} on {call.server.name} is not safe to repeat and may already have run "
+                             "(redelivered after a worker was lost); not running it again",
+                             server=call.server.name, tool=call.tool)
+    breaker = state.breakers.breaker(call.server.name)
+    attempt = 0
+    while True:
+        attempt += 1
+        result, error = _attempt(call, manager, held, breaker, attempt)
+        if error is None or not error.transient:
+            break
+        delay = retry_delay(call.server.retry, attempt)
+        if not safe or attempt >= call.server.retry.max_attempts or time.time() + delay >= call.deadline:
+            break
+        log.info("retrying %s on %s in %.2fs after attempt %d: %s", call.tool, call.server.name, delay, attempt,
+                 type(error).__name__)
+        time.sleep(delay)
+    if result is not None:
+        return result
+    assert error is not None
+    raise error
+
+
+def _attempt(call: WorkerCall, manager: SessionManager, held: HeldSession, breaker: CircuitBreaker,
+             attempt: int) -> tuple[ToolResult | None, OrchestratorError | None]:
+    """One admitted attempt: a result (maybe isError) or the error it failed with."""
+    left = remaining_seconds(call.deadline, call.server.name, call.tool)
+    admission = breaker.admit_or_raise()
     started = time.perf_counter()
-    held = manager.session(server)
-    raw = manager.run(held.call_tool(tool, params, left), left)
-    return to_tool_result(raw, server=server.name, tool=tool, duration=time.perf_counter() - started,
-                          attempts=attempts, worker=worker, task_id=task_id)
+    result: ToolResult | None = None
+    error: OrchestratorError | None = CallFailed("attempt ended unexpectedly")
+    try:
+        raw = manager.run(held.call_tool(call.tool, call.params, left), left)
+        result = to_tool_result(raw, server=call.server.name, tool=call.tool,
+                                duration=time.perf_counter() - started, attempts=attempt, worker=call.worker,
+                                task_id=call.task_id)
+        error = tool_error(result) if result.is_error else None
+    except (ServerUnavailable, DeadlineExceeded) as exc:
+        error = exc
+    finally:
+        breaker.record(admission, success=not counts_against_breaker(error),
+                       duration=time.perf_counter() - started)
+    return result, error
+
+
+def tool_annotations(manager: SessionManager, held: HeldSession, call: WorkerCall) -> dict[str, Any] | None:
+    """The tool's MCP annotations from the held session (waiting for it to open if needed)."""
+    if not held.connected:
+        left = remaining_seconds(call.deadline, call.server.name, call.tool)
+        manager.run(held.wait_connected(left), left)
+    return held.tool_annotations.get(call.tool)
 
 
 def concurrency_cap(server: ServerConfig, requested: int | None) -> int | None:

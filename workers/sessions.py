@@ -72,6 +72,7 @@ class HeldSession:
         self.failed_attempts = 0
         self.last_error: str | None = None
         self.server_info: dict[str, Any] | None = None
+        self.tool_annotations: dict[str, dict[str, Any]] = {}
 
     @property
     def connected(self) -> bool:
@@ -111,6 +112,7 @@ class HeldSession:
         # lifted once the handshake is done: scopes must nest with the SDK's task groups.
         with anyio.CancelScope(deadline=anyio.current_time() + self.server.connect_timeout) as scope:
             async with build_client(self.server, self._http_clients, self._stderr) as client:
+                await self._learn_tools(client)
                 scope.deadline = math.inf
                 try:
                     await self._serve(client)
@@ -119,6 +121,13 @@ class HeldSession:
                     self._wake.clear()
         if scope.cancelled_caught:
             raise TimeoutError(f"no MCP handshake within {self.server.connect_timeout}s")
+
+    async def _learn_tools(self, client: Client) -> None:
+        """Read the tool annotations once per session: retries depend on them (safe to repeat?)."""
+        listing = await client.list_tools(cache_mode="bypass")
+        self.tool_annotations = {
+            tool.name: tool.annotations.model_dump(by_alias=True, exclude_none=True) if tool.annotations else {}
+            for tool in listing.tools}
 
     async def _serve(self, client: Client) -> None:
         self._client = client
@@ -172,6 +181,10 @@ class HeldSession:
             raise ServerUnavailable(f"cannot open MCP session to {self.server.name}: {self.last_error}",
                                     server=self.server.name, cause=self.last_error)
         return self._client
+
+    async def wait_connected(self, timeout: float) -> None:
+        """Return once the session is open (at most one failed attempt is waited through)."""
+        await self._connected_client(timeout)
 
     def _mark_broken(self, client: Client, reason: str) -> None:
         if self._client is client:

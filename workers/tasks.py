@@ -11,15 +11,18 @@ from orchestrator.celery_app import CALL_TOOL, LIST_TOOLS
 from orchestrator.errors import OrchestratorError
 from workers.app import app, redactor, settings
 from workers.execution import (
+    WorkerCall,
     concurrency_cap,
     errors_for_caller,
     list_server_tools,
+    remaining_seconds,
     run_call,
     scrub_json,
     server_config,
 )
+from workers.policy import refuse_denied_tool
 from workers.sessions import get_manager
-from workers.state import limits
+from workers.state import worker_state
 
 
 @app.task(name=CALL_TOOL, bind=True, throws=(OrchestratorError,))
@@ -28,11 +31,19 @@ def call_tool(self: Task, server: str, tool: str, params: dict[str, Any], deadli
     """Run one MCP tool call on this worker's held session for ``server``."""
     with errors_for_caller(redactor, server=server, tool=tool, task_id=self.request.id):
         config = server_config(settings, server)
+        refuse_denied_tool(config, tool)
+        if self.request.delivery_info and self.request.delivery_info.get("redelivered"):
+            stored = self.backend.get_task_meta(self.request.id)
+            if stored.get("status") == "SUCCESS":
+                return stored["result"]  # it finished before the worker was lost: same outcome again
+        remaining_seconds(deadline, server, tool)  # an expired message is not executed
+        state = worker_state()
         cap = concurrency_cap(config, max_concurrency)
-        slot = limits().slot(server, cap, self.request.id, deadline) if cap else nullcontext()
+        slot = state.limits.slot(server, cap, self.request.id, deadline) if cap else nullcontext()
+        call = WorkerCall(server=config, tool=tool, params=params, deadline=deadline, task_id=self.request.id,
+                          worker=self.request.hostname)
         with slot:
-            result = run_call(get_manager(), config, tool, params, deadline, worker=self.request.hostname,
-                              task_id=self.request.id)
+            result = run_call(call, get_manager(), state)
         return scrub_json(result.model_dump(mode="json"), redactor)
 
 
