@@ -40,7 +40,7 @@ from orchestrator.breaker_policy import BreakerPolicy
 
 RESULTS = Path(__file__).with_name("results") / "breaker.json"
 PROCESSES = 8
-TRIAL_SECONDS = 0.02  # each half-open trial call lasts this long, so racing calls overlap
+TRIAL_SECONDS = 0.2  # each half-open trial call lasts this long, so all racers arrive while it runs
 OURS = "orchestrator"
 THEIRS = "pybreaker"
 
@@ -88,15 +88,15 @@ def redis_server(url: str | None) -> Iterator[str]:
         shutil.rmtree(workdir, ignore_errors=True)
 
 
-# -- the two breakers behind one small interface ---------------------------------------------------
+# -- the two breakers behind one small interface, both with the seed's policy: 5 failures trip,
+# 60 s open, 3 trial successes close (ours also admits 1 trial at a time, pybreaker does not limit).
 def ours(client: redis.Redis, clock: Callable[[], float] = time.time) -> CircuitBreaker:
-    return CircuitBreaker(client, "bench", BreakerPolicy(half_open_max_calls=1, success_threshold=1),
-                          clock=clock)
+    return CircuitBreaker(client, "bench", BreakerPolicy(), clock=clock)
 
 
 def theirs(client: redis.Redis) -> pybreaker.CircuitBreaker:
     storage = pybreaker.CircuitRedisStorage(pybreaker.STATE_CLOSED, client, namespace="bench")
-    return pybreaker.CircuitBreaker(fail_max=5, reset_timeout=60, state_storage=storage)
+    return pybreaker.CircuitBreaker(fail_max=5, reset_timeout=60, success_threshold=3, state_storage=storage)
 
 
 def call_ours(breaker: CircuitBreaker, success: bool = True, work: float = 0.0) -> bool:
