@@ -66,7 +66,8 @@ class BreakerState(StrEnum):
 class Admission:
     """The answer to "may I call now?"; hand it back to ``record`` with the outcome.
 
-    ``generation`` is -1 when Redis could not be asked (the outcome is then not recorded).
+    ``generation`` is -1 and ``state`` is "unknown" when Redis could not be asked; the outcome
+    of such a call is not recorded.
     ``retry_after`` is seconds until a call may be admitted, None when unknown.
     """
 
@@ -129,6 +130,13 @@ def _text(value: Any) -> str:
 
 def _ms(seconds: float) -> int:
     return round(seconds * 1000)
+
+
+# Why an admission was refused, by state (half_open: all trial slots are taken).
+_REFUSALS = {
+    BreakerState.OPEN: "circuit open",
+    BreakerState.FORCED_OPEN: "forced open by an operator",
+}
 
 
 class CircuitBreaker:
@@ -291,12 +299,6 @@ class CircuitBreaker:
         if self._redis_down:
             self._redis_down = False
             logger.info("breaker %s: Redis is reachable again", self.server)
-
-
-_REFUSALS = {
-    BreakerState.OPEN: "circuit open",
-    BreakerState.FORCED_OPEN: "forced open by an operator",
-}
 
 
 class BreakerBoard:

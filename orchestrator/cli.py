@@ -6,6 +6,7 @@ Errors are one line on stderr and a non-zero exit (2 for bad input, 1 for a fail
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import sys
@@ -14,6 +15,7 @@ from typing import Any
 from orchestrator.client import Orchestrator
 from orchestrator.config import CONFIG_PATH_ENV, ENV_PREFIX, ConfigError, Settings, load_settings
 from orchestrator.errors import InvalidCall, OrchestratorError
+from orchestrator.validation import resolve_server
 
 
 def cli_settings(config: str | None) -> Settings:
@@ -89,6 +91,33 @@ def cmd_tools(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_breakers(args: argparse.Namespace) -> int:
+    client = Orchestrator(cli_settings(args.config))
+    try:
+        if args.action == "show":
+            snapshots = client.breaker_states()
+            if args.server:
+                name = resolve_server(client.settings, args.server).name
+                snapshots = {name: snapshots[name]}
+        else:
+            if not args.server:
+                raise InvalidCall(f"server: 'breakers {args.action}' needs a server name", field="server")
+            snapshot = (client.reset_breaker(args.server) if args.action == "reset"
+                        else client.force_breaker(args.server, args.action))
+            snapshots = {snapshot.server: snapshot}
+    finally:
+        client.close()
+    rows = {name: dataclasses.asdict(snapshot) for name, snapshot in snapshots.items()}
+    if args.json:
+        emit(rows, True)
+        return 0
+    print(f"{'server':<12} {'state':<12} {'failures':>8} {'trips':>6} {'retry in':>9}")
+    for name, row in rows.items():
+        retry = f"{row['retry_after']:.1f}s" if row["retry_after"] else "-"
+        print(f"{name:<12} {row['state']:<12} {row['failures']:>8} {row['trips']:>6} {retry:>9}")
+    return 0
+
+
 def cmd_worker(args: argparse.Namespace) -> int:
     """Replace this process with a Celery worker for the given servers' queues."""
     settings = cli_settings(args.config)
@@ -133,6 +162,13 @@ def build_parser() -> argparse.ArgumentParser:
     tools.add_argument("server", nargs="?", help="server name or alias (default: all enabled servers)")
     tools.add_argument("--json", action="store_true", help="print JSON")
     tools.set_defaults(func=cmd_tools)
+
+    breakers = sub.add_parser("breakers", help="show, reset or force the circuit breakers")
+    breakers.add_argument("action", nargs="?", choices=["show", "reset", "open", "closed"], default="show",
+                          help="show (default), reset, or force open / closed")
+    breakers.add_argument("server", nargs="?", help="server name or alias")
+    breakers.add_argument("--json", action="store_true", help="print JSON")
+    breakers.set_defaults(func=cmd_breakers)
 
     worker = sub.add_parser("worker", help="run a Celery worker for some servers' queues")
     worker.add_argument("--servers", help="comma-separated server names (default: every enabled server)")

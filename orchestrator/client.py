@@ -11,6 +11,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
+from functools import cached_property
 from typing import Any
 
 import redis
@@ -20,8 +21,10 @@ from celery.exceptions import TaskRevokedError
 from celery.exceptions import TimeoutError as CeleryTimeout
 from celery.result import AsyncResult
 
-from orchestrator.batch import Outcome, ProgressCallback, run_batch
+from orchestrator import health
+from orchestrator.batch import Outcome, ProgressCallback, prepare_batch, run_batch
 from orchestrator.breaker import BreakerBoard, BreakerSnapshot
+from orchestrator.catalog import Catalog
 from orchestrator.celery_app import CALL_TOOL, LIST_TOOLS, make_celery
 from orchestrator.config import Settings, load_settings
 from orchestrator.errors import CallFailed, DeadlineExceeded, InvalidCall, OrchestratorError
@@ -52,6 +55,7 @@ class Orchestrator:
         ``raise_on_error`` is False, then the result comes back with ``ok=False``).
         """
         call = prepare_call(self.settings, server, tool, params, timeout)
+        self.catalog.check(call)  # params against the cached input schema, nothing enqueued
         self.breakers.breaker(call.server.name).check_or_raise()  # fail fast, nothing enqueued
         result = ToolResult.model_validate(self._run(call, CALL_TOOL, call.task_kwargs()))
         if result.is_error and raise_on_error:
@@ -69,26 +73,69 @@ class Orchestrator:
         is called as results arrive. ``max_concurrency={"sabnzbd": 2}`` caps the calls
         running at once on a server across every worker.
         """
+        self.catalog.check_batch(prepare_batch(self.settings, calls))
         return run_batch(self.app, self.settings, calls, timeout=timeout, fail_fast=fail_fast, progress=progress,
                          max_concurrency=max_concurrency, breakers=self.breakers)
 
-    def list_tools(self, server: str, timeout: float | None = None) -> list[dict[str, Any]]:
-        """The tools of ``server`` as its workers' held session lists them (wire form)."""
+    @cached_property
+    def catalog(self) -> Catalog:
+        """The tool catalog in Redis: ``list_tools`` without a worker, schemas to check params."""
+        return Catalog(self.redis)
+
+    @cached_property
+    def health_store(self) -> health.HealthStore:
+        """Health records in Redis, written by the workers' health checks."""
+        return health.HealthStore(self.redis)
+
+    def list_tools(self, server: str, timeout: float | None = None, *, refresh: bool = False) -> list[dict[str, Any]]:
+        """The tools of ``server`` (wire form): from the catalog, or with ``refresh`` (or none cached)
+        from a worker's held session, which also refreshes the catalog."""
         config = resolve_server(self.settings, server)
         seconds = check_timeout(timeout, config, self.settings, "tools/list")
+        cached = None if refresh else self.catalog.tools(config.name)
+        if cached is not None:
+            return cached
         call = PreparedCall(server=config, tool="tools/list", params={}, timeout=seconds,
                             deadline=time.time() + seconds)
-        return self._run(call, LIST_TOOLS, {"server": config.name, "deadline": call.deadline})
+        tools = self._run(call, LIST_TOOLS, {"server": config.name, "deadline": call.deadline})
+        self.catalog.replace(config.name, tools, source="list_tools")
+        return tools
 
-    def list_all_tools(self, timeout: float | None = None) -> dict[str, list[dict[str, Any]]]:
-        """Tools of every enabled server, listed in parallel; the first failing server raises."""
+    def list_all_tools(self, timeout: float | None = None, *,
+                       refresh: bool = False) -> dict[str, list[dict[str, Any]]]:
+        """Tools of every enabled server: cached ones from the catalog, the others (or all, with
+        ``refresh``) listed by workers in parallel; the first failing server raises."""
+        listing: dict[str, list[dict[str, Any]]] = {}
         pending = {}
         for name, config in self.settings.enabled_servers().items():
             seconds = check_timeout(timeout, config, self.settings, "tools/list")
+            cached = None if refresh else self.catalog.tools(name)
+            if cached is not None:
+                listing[name] = cached
+                continue
             call = PreparedCall(server=config, tool="tools/list", params={}, timeout=seconds,
                                 deadline=time.time() + seconds)
             pending[name] = (call, self._send(call, LIST_TOOLS, {"server": name, "deadline": call.deadline}))
-        return {name: self._wait(call, handle) for name, (call, handle) in pending.items()}
+        for name, (call, handle) in pending.items():
+            listing[name] = self._wait(call, handle)
+            self.catalog.replace(name, listing[name], source="list_tools")
+        return {name: listing[name] for name in self.settings.enabled_servers()}
+
+    def health_check(self, server: str, timeout: float | None = None) -> health.ServerHealth:
+        """A fresh health check through ``server``'s queue; a check no worker ran in time counts as failed."""
+        return health.check_server(self.app, self.health_store, self.settings, server, timeout)
+
+    def health_check_all(self, timeout: float | None = None) -> dict[str, health.ServerHealth]:
+        """Fresh health checks of every enabled server, in parallel."""
+        return health.check_all_servers(self.app, self.health_store, self.settings, timeout)
+
+    def health_status(self) -> dict[str, str]:
+        """``{server: healthy|degraded|down|unknown}`` from Redis, instantly (no worker involved)."""
+        return health.health_status(self.health_store, self.settings)
+
+    def health_detail(self, server: str) -> health.ServerHealth:
+        """One server's health with its diagnostics (errors, times, latency, versions, breaker, queue)."""
+        return health.health_detail(self.health_store, self.settings, server)
 
     def _run(self, call: PreparedCall, task: str, kwargs: dict[str, Any]) -> Any:
         return self._wait(call, self._send(call, task, kwargs))
@@ -171,8 +218,21 @@ class AsyncOrchestrator:
         return await self._off_loop(self.sync.call_tools_parallel)(
             calls, timeout=timeout, fail_fast=fail_fast, progress=report, max_concurrency=max_concurrency)
 
-    async def list_tools(self, server: str, timeout: float | None = None) -> list[dict[str, Any]]:
-        return await self._off_loop(self.sync.list_tools)(server, timeout)
+    async def list_tools(self, server: str, timeout: float | None = None, *,
+                         refresh: bool = False) -> list[dict[str, Any]]:
+        return await self._off_loop(self.sync.list_tools)(server, timeout, refresh=refresh)
+
+    async def health_check(self, server: str, timeout: float | None = None) -> health.ServerHealth:
+        return await self._off_loop(self.sync.health_check)(server, timeout)
+
+    async def health_check_all(self, timeout: float | None = None) -> dict[str, health.ServerHealth]:
+        return await self._off_loop(self.sync.health_check_all)(timeout)
+
+    async def health_status(self) -> dict[str, str]:
+        return await self._off_loop(self.sync.health_status)()
+
+    async def health_detail(self, server: str) -> health.ServerHealth:
+        return await self._off_loop(self.sync.health_detail)(server)
 
     async def breaker_states(self) -> dict[str, BreakerSnapshot]:
         return await self._off_loop(self.sync.breaker_states)()
@@ -183,8 +243,9 @@ class AsyncOrchestrator:
     async def force_breaker(self, server: str, state: str) -> BreakerSnapshot:
         return await self._off_loop(self.sync.force_breaker)(server, state)
 
-    async def list_all_tools(self, timeout: float | None = None) -> dict[str, list[dict[str, Any]]]:
-        return await self._off_loop(self.sync.list_all_tools)(timeout)
+    async def list_all_tools(self, timeout: float | None = None, *,
+                             refresh: bool = False) -> dict[str, list[dict[str, Any]]]:
+        return await self._off_loop(self.sync.list_all_tools)(timeout, refresh=refresh)
 
     async def aclose(self) -> None:
         await self._off_loop(self.sync.close)()

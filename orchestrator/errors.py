@@ -22,6 +22,7 @@ says whether trying the same call again could succeed (retries, breaker accounti
 
 from __future__ import annotations
 
+import re
 from typing import Any, ClassVar
 
 __all__ = [
@@ -113,13 +114,14 @@ class UpstreamUnavailable(ToolReturnedError):
     transient = True
 
 
-UPSTREAM_UNAVAILABLE_TAG = "[upstream_unavailable]"
-"""How the bundled MCP servers start the text of an upstream-availability tool error."""
+_UPSTREAM_UNAVAILABLE = re.compile(r"^\s*(Error executing tool \S+: )?\[upstream_unavailable\]")
+"""The tag the bundled MCP servers put first in an upstream-availability error (after the
+SDK's own "Error executing tool X: " prefix, when a server keeps it)."""
 
 
 def tool_error_class(text: str) -> type[ToolReturnedError]:
     """Which error an ``isError`` result is, from the tag its text starts with."""
-    return UpstreamUnavailable if text.lstrip().startswith(UPSTREAM_UNAVAILABLE_TAG) else ToolReturnedError
+    return UpstreamUnavailable if _UPSTREAM_UNAVAILABLE.match(text) else ToolReturnedError
 
 
 class OutcomeUnknown(CallFailed):

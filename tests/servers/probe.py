@@ -118,6 +118,20 @@ def leak_key_error() -> str:
 
 
 @server.tool(annotations=READ_ONLY)
+def upstream_down() -> str:
+    """A read-only tool whose upstream is unavailable (the tag the bundled servers use)."""
+    _count()
+    raise ToolError("[upstream_unavailable] simulated outage: HTTP 503")
+
+
+@server.tool(annotations=ToolAnnotations(readOnlyHint=False, destructiveHint=True, idempotentHint=False))
+def unsafe_upstream_down() -> str:
+    """A destructive tool whose upstream is unavailable: never retried."""
+    _count()
+    raise ToolError("[upstream_unavailable] simulated outage: HTTP 503")
+
+
+@server.tool(annotations=READ_ONLY)
 def whoami() -> Who:
     """Which process answered, and how many MCP sessions it has seen opened."""
     _count()

@@ -1,0 +1,170 @@
+"""The tool catalog in Redis: each server's tools, input schemas and annotations.
+
+Workers write it from ``tools/list``: on every health check and every time a session opens
+(or re-opens). Clients read it: ``list_tools`` is served from it without a worker round trip,
+and params are validated against the tool's cached input schema before anything is enqueued,
+with an error naming the field (``params.series_id: 'abc' is not of type 'integer'``).
+
+A server with no catalog yet, or a tool the catalog does not list, is not schema-checked: the
+MCP server stays the judge (an unknown tool comes back as the tool's own error).
+
+Keys: ``keys.tools_key(server)`` hash tool name -> tool wire JSON; ``keys.tools_meta_key(server)``
+hash with ``digest`` (sha256 of the listing), ``count``, ``updated_at``, ``checked_at``, ``source``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import time
+from collections import OrderedDict
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import redis
+from jsonschema import exceptions as schema_errors
+from jsonschema.protocols import Validator
+from jsonschema.validators import validator_for
+
+from orchestrator import keys
+from orchestrator.errors import InvalidCall
+from orchestrator.validation import PreparedCall
+
+__all__ = ["Catalog", "catalog_digest", "schema_error_message"]
+
+log = logging.getLogger("orchestrator.catalog")
+
+VALIDATOR_CACHE_SIZE = 512
+"""Compiled input-schema validators kept per process, keyed by the tool's cached JSON."""
+_SKIP = object()
+
+
+def catalog_digest(tools: Sequence[dict[str, Any]]) -> str:
+    """A digest of a tool listing that does not depend on tool or key order."""
+    canonical = json.dumps(sorted(tools, key=lambda tool: tool.get("name", "")), sort_keys=True,
+                           separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def _path(parts: Iterable[Any]) -> str:
+    text = "params"
+    for part in parts:
+        text += f"[{part}]" if isinstance(part, int) else f".{part}"
+    return text
+
+
+def schema_error_message(error: schema_errors.ValidationError) -> tuple[str, str]:
+    """``(field, message)`` for one schema violation, the field as a dotted path under ``params``."""
+    where = list(error.absolute_path)
+    if error.validator == "required" and isinstance(error.instance, dict):
+        missing = next((name for name in error.validator_value if name not in error.instance), None)
+        if missing is not None:
+            field = _path([*where, missing])
+            return field, f"{field}: required property is missing"
+    if error.validator == "additionalProperties" and isinstance(error.instance, dict):
+        allowed = set(error.schema.get("properties", {}))
+        extra = sorted(name for name in error.instance if name not in allowed)
+        if extra:
+            field = _path([*where, extra[0]])
+            return field, f"{field}: unexpected property (the tool's input schema does not allow it)"
+    field = _path(where)
+    return field, f"{field}: {error.message}"
+
+
+class Catalog:
+    """Read and write the tool catalog; validate params against the cached input schemas."""
+
+    def __init__(self, client: redis.Redis) -> None:
+        self.redis = client
+        self._validators: OrderedDict[bytes, Any] = OrderedDict()
+
+    # -- writing (workers, and a client after a refresh through a worker) ----------------------
+    def replace(self, server: str, tools: Sequence[dict[str, Any]], *, source: str,
+                now: float | None = None) -> bool:
+        """Store ``server``'s listing; True when the tool set or a schema changed."""
+        now = now or time.time()
+        digest = catalog_digest(tools)
+        meta_key = keys.tools_meta_key(server)
+        if _text(self.redis.hget(meta_key, "digest")) == digest:
+            self.redis.hset(meta_key, mapping={"checked_at": repr(now), "source": source})
+            return False
+        pipe = self.redis.pipeline(transaction=True)
+        pipe.delete(keys.tools_key(server))
+        if tools:
+            pipe.hset(keys.tools_key(server), mapping={tool["name"]: json.dumps(tool, sort_keys=True)
+                                                       for tool in tools})
+        pipe.hset(meta_key, mapping={"digest": digest, "count": len(tools), "updated_at": repr(now),
+                                     "checked_at": repr(now), "source": source})
+        pipe.execute()
+        log.info("tool catalog of %s updated from %s: %d tools", server, source, len(tools))
+        return True
+
+    # -- reading ---------------------------------------------------------------------------------
+    def tools(self, server: str) -> list[dict[str, Any]] | None:
+        """``server``'s tools in wire form, sorted by name; None when it has no catalog yet."""
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.exists(keys.tools_meta_key(server))
+        pipe.hgetall(keys.tools_key(server))
+        exists, raw = pipe.execute()
+        if not exists:
+            return None
+        return [json.loads(raw[name]) for name in sorted(raw)]
+
+    def meta(self, server: str) -> dict[str, str]:
+        """Digest, count and times of ``server``'s catalog ({} when there is none)."""
+        return {_text(k): _text(v) for k, v in self.redis.hgetall(keys.tools_meta_key(server)).items()}
+
+    # -- validation before enqueue ---------------------------------------------------------------
+    def check(self, call: PreparedCall) -> None:
+        """Refuse ``call`` (InvalidCall naming the field) if its params fail the cached schema."""
+        self._check_one(call, self.redis.hget(keys.tools_key(call.server.name), call.tool), prefix="")
+
+    def check_batch(self, calls: Sequence[PreparedCall]) -> None:
+        """Check every call of a batch in one round trip; the error names ``calls[i].params...``."""
+        if not calls:
+            return
+        pipe = self.redis.pipeline(transaction=False)
+        for call in calls:
+            pipe.hget(keys.tools_key(call.server.name), call.tool)
+        for index, (call, raw) in enumerate(zip(calls, pipe.execute(), strict=True)):
+            self._check_one(call, raw, prefix=f"calls[{index}].")
+
+    def _check_one(self, call: PreparedCall, raw: bytes | None, *, prefix: str) -> None:
+        if raw is None:
+            return
+        validator = self._validator(raw, call.server.name, call.tool)
+        if validator is None:
+            return
+        try:
+            error = schema_errors.best_match(validator.iter_errors(call.params))
+        except Exception as exc:  # an unresolvable $ref or a broken schema: let the server judge
+            log.warning("cannot validate params of %s/%s against its schema: %s", call.server.name, call.tool, exc)
+            return
+        if error is None:
+            return
+        field, message = schema_error_message(error)
+        raise InvalidCall(f"{prefix}{message}", server=call.server.name, tool=call.tool, field=f"{prefix}{field}")
+
+    def _validator(self, raw: bytes, server: str, tool: str) -> Validator | None:
+        cached = self._validators.get(raw)
+        if cached is not None:
+            self._validators.move_to_end(raw)
+            return None if cached is _SKIP else cached
+        validator: Any = _SKIP
+        try:
+            schema = json.loads(raw).get("inputSchema")
+            if isinstance(schema, dict) and schema:
+                cls = validator_for(schema)
+                cls.check_schema(schema)
+                validator = cls(schema)
+        except Exception as exc:  # a schema we cannot compile is not a reason to refuse the call
+            log.warning("input schema of %s/%s is not usable for validation: %s", server, tool, exc)
+        self._validators[raw] = validator
+        if len(self._validators) > VALIDATOR_CACHE_SIZE:
+            self._validators.popitem(last=False)
+        return None if validator is _SKIP else validator
+
+
+def _text(value: Any) -> str | None:
+    return value.decode() if isinstance(value, bytes) else value
