@@ -20,9 +20,9 @@ What counts as a failure is the caller's decision (``record(success=...)``); a s
 than ``slow_call_seconds`` counts as one too.
 
 If Redis is unreachable, ``on_redis_error`` decides: ``fail_open`` admits the call unguarded,
-``fail_closed`` refuses it; outcomes are then dropped. Give the breaker a Redis client with a
-short connect timeout and few retries (redis-py's default retries for seconds), or a Redis
-outage stalls every call for that long before the policy applies.
+``fail_closed`` refuses it; outcomes are then dropped. A refused connection is noticed at once,
+but an unanswering Redis costs each call its client's socket timeouts times its retries before the
+policy applies: give the breaker a client with short timeouts.
 """
 
 from __future__ import annotations
