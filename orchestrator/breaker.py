@@ -155,17 +155,21 @@ class CircuitBreaker:
         self._redis_down = False
 
     # -- calls ---------------------------------------------------------------------------------
-    def admit(self) -> Admission:
-        """May a call go ahead now? In half-open this takes a trial slot: always ``record`` after."""
-        return self._admit(peek=False)
+    def admit(self, lease_seconds: float | None = None) -> Admission:
+        """May a call go ahead now? In half-open this takes a trial slot: always ``record`` after.
+
+        ``lease_seconds`` (default ``trial_lease_seconds``) is how long the trial slot stays
+        taken if no outcome is recorded: pass the call's remaining deadline plus a margin.
+        """
+        return self._admit(peek=False, lease_seconds=lease_seconds)
 
     def peek(self) -> Admission:
         """What ``admit`` would answer, without taking a trial slot or changing state."""
         return self._admit(peek=True)
 
-    def admit_or_raise(self) -> Admission:
+    def admit_or_raise(self, lease_seconds: float | None = None) -> Admission:
         """``admit``, raising ``CircuitBreakerOpenError`` when refused (for the worker)."""
-        return self._raise_if_refused(self.admit())
+        return self._raise_if_refused(self.admit(lease_seconds))
 
     def check_or_raise(self) -> Admission:
         """``peek``, raising ``CircuitBreakerOpenError`` when refused (the client's fast fail)."""
@@ -213,13 +217,13 @@ class CircuitBreaker:
         return self._build_snapshot(*pipe.execute(), now=self._clock())
 
     # -- internals -----------------------------------------------------------------------------
-    def _admit(self, *, peek: bool) -> Admission:
+    def _admit(self, *, peek: bool, lease_seconds: float | None = None) -> Admission:
         policy = self.policy
         try:
             allowed, state, generation, retry_ms, trial_id, from_state = self._scripts["admit"](
                 keys=self._keys[:2],
                 args=[_ms(self._clock()), self.server, keys.BREAKER_EVENTS_CHANNEL,
-                      policy.half_open_max_calls, _ms(policy.trial_lease_seconds), int(peek)])
+                      policy.half_open_max_calls, _ms(lease_seconds or policy.trial_lease_seconds), int(peek)])
         except _REDIS_DOWN as exc:
             self._on_redis_down(exc, "admitting calls unguarded" if policy.on_redis_error == "fail_open"
                                 else "refusing calls")

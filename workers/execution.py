@@ -29,6 +29,9 @@ from workers.state import WorkerState
 
 log = logging.getLogger("workers.execution")
 
+TRIAL_LEASE_MARGIN_SECONDS = 5.0
+"""A half-open trial slot is held for the call's remaining deadline plus this (seconds)."""
+
 
 def server_config(settings: Settings, server: str) -> ServerConfig:
     """The worker's own definition of ``server``; the message carries only the name."""
@@ -105,7 +108,7 @@ def _attempt(call: WorkerCall, manager: SessionManager, held: HeldSession, break
              attempt: int) -> tuple[ToolResult | None, OrchestratorError | None]:
     """One admitted attempt: a result (maybe isError) or the error it failed with."""
     left = remaining_seconds(call.deadline, call.server.name, call.tool)
-    admission = breaker.admit_or_raise()
+    admission = breaker.admit_or_raise(lease_seconds=left + TRIAL_LEASE_MARGIN_SECONDS)
     started = time.perf_counter()
     result: ToolResult | None = None
     error: OrchestratorError | None = CallFailed("attempt ended unexpectedly")

@@ -22,6 +22,7 @@ from pydantic import BaseModel, Field
 _handshakes = 0
 _calls = 0
 _in_flight = {"now": 0, "max": 0}
+_deleted: dict[str, int] = {}
 
 
 class Echo(BaseModel):
@@ -115,6 +116,21 @@ def leak_key_error() -> str:
     """A careless tool whose error text contains its API key."""
     _count()
     raise ToolError(f"login failed with key {os.environ.get('PROBE_API_KEY', '')}")
+
+
+@server.tool(annotations=ToolAnnotations(readOnlyHint=False, destructiveHint=True, idempotentHint=False))
+async def record_delete(name: str, seconds: float = 0.0) -> dict[str, int]:
+    """A destructive call that takes a while; the server counts how often each name was deleted."""
+    _count()
+    await asyncio.sleep(seconds)
+    _deleted[name] = _deleted.get(name, 0) + 1
+    return {name: _deleted[name]}
+
+
+@server.tool(annotations=READ_ONLY)
+def deletions() -> dict[str, int]:
+    """How many times each name was deleted (a destructive call must never run twice)."""
+    return dict(_deleted)
 
 
 @server.tool(annotations=READ_ONLY)

@@ -1,0 +1,180 @@
+"""Faults with real processes: workers killed mid-call, Redis restarted, pickled messages sent.
+
+Each test builds its own small stack (own redis-server, own MCP server, own workers), so it
+can break things without disturbing the rest of the suite.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from orchestrator.celery_app import CALL_TOOL, make_celery
+from orchestrator.client import Orchestrator
+from orchestrator.config import Settings, load_settings
+from orchestrator.errors import OrchestratorError, OutcomeUnknown
+from orchestrator.processes import ChildProcess, wait_until
+from orchestrator.results import ToolResult
+from tests.support.ports import free_port, wait_for_port
+from tests.support.procs import start_child, start_worker
+from tests.support.redis_proc import RedisServer
+
+pytestmark = pytest.mark.slow
+
+CONFIG = """
+broker_url = "{broker}"
+[servers.probe_http]
+retry = {{ max_attempts = 3, backoff_seconds = 0.05, max_backoff_seconds = 0.2 }}
+[servers.probe_http.transport]
+type = "http"
+url = "http://127.0.0.1:{port}/mcp"
+"""
+
+
+@dataclass
+class FaultStack:
+    redis: RedisServer
+    settings: Settings
+    env: dict[str, str]
+    root: Path
+    probe: ChildProcess
+
+    def client(self) -> Orchestrator:
+        return Orchestrator(self.settings)
+
+    def worker(self, name: str, pool: str, concurrency: int) -> ChildProcess:
+        return start_worker(make_celery(self.settings), name=name, queues=["mcp.probe_http"], pool=pool,
+                            concurrency=concurrency, env=self.env, log=self.root / f"{name}.log")
+
+
+@pytest.fixture
+def fault_stack(tmp_path: Path) -> Iterator[FaultStack]:
+    """A private redis-server and HTTP probe MCP server; workers are started by each test."""
+    server = RedisServer()
+    server.start()
+    port = free_port()
+    probe = start_child("probe", [sys.executable, "-m", "tests.servers.probe", "--transport", "http", "--port",
+                                  str(port)], log=tmp_path / "probe.log")
+    wait_for_port(port)
+    config = tmp_path / "faults.toml"
+    config.write_text(CONFIG.format(broker=f"{server.url}/0", port=port))
+    settings = load_settings(config)
+    try:
+        yield FaultStack(server, settings, {"MCP_ORCH_CONFIG": str(config)}, tmp_path, probe)
+    finally:
+        probe.stop()
+        server.cleanup()
+
+
+def pool_children(worker: ChildProcess) -> list[int]:
+    out = subprocess.run(["pgrep", "-P", str(worker.pid)], capture_output=True, text=True, timeout=5)
+    return [int(pid) for pid in out.stdout.split()]
+
+
+def test_killing_a_worker_process_mid_batch_loses_no_call_and_runs_no_destructive_call_twice(
+        fault_stack: FaultStack) -> None:
+    """kill -9 of a pool process mid-batch: every call ends with one outcome; no delete runs twice."""
+    worker = fault_stack.worker("prefork", "prefork", 2)
+    client = fault_stack.client()
+    try:
+        calls = []
+        for i in range(8):
+            calls.append(("probe_http", "hold", {"seconds": 0.4}))
+            calls.append(("probe_http", "record_delete", {"name": f"item-{i}", "seconds": 0.4}))
+        result_box: list[list[object]] = []
+
+        def run() -> None:
+            result_box.append(client.call_tools_parallel(calls, timeout=60))
+
+        import threading
+
+        runner = threading.Thread(target=run)
+        runner.start()
+        wait_until(lambda: len(pool_children(worker)) == 2, 10, "two pool processes")
+        time.sleep(0.6)  # let both pool processes be inside a call before one is killed
+        os.kill(pool_children(worker)[0], signal.SIGKILL)
+        runner.join(timeout=90)
+        assert result_box, "the batch never returned"
+        outcomes = result_box[0]
+        assert len(outcomes) == len(calls)
+        assert all(isinstance(o, ToolResult | OrchestratorError) for o in outcomes)
+        deleted = client.call_tool("probe_http", "deletions").data
+        for i in range(8):
+            assert deleted.get(f"item-{i}", 0) <= 1, f"item-{i} was deleted twice"
+        for index, outcome in enumerate(outcomes):
+            if index % 2 == 0:
+                assert isinstance(outcome, ToolResult), f"safe call {index} should have been re-run: {outcome!r}"
+            elif isinstance(outcome, ToolResult):
+                assert deleted[f"item-{index // 2}"] == 1
+            else:
+                assert isinstance(outcome, OutcomeUnknown), repr(outcome)
+    finally:
+        client.close()
+        worker.stop()
+
+
+def test_calls_in_flight_end_with_an_outcome_and_everything_resumes_after_redis_restarts(
+        fault_stack: FaultStack) -> None:
+    """Restarting redis-server mid-run: in-flight calls end with an outcome; later calls work, no manual step."""
+    worker = fault_stack.worker("threads", "threads", 4)
+    client = fault_stack.client()
+    try:
+        assert client.call_tool("probe_http", "add", {"a": 1, "b": 1}).data == {"result": 2}
+        import threading
+
+        box: list[object] = []
+
+        def run() -> None:
+            try:
+                box.append(client.call_tools_parallel([("probe_http", "hold", {"seconds": 1.0})] * 4, timeout=20))
+            except OrchestratorError as exc:  # a typed error is an outcome too
+                box.append(exc)
+
+        runner = threading.Thread(target=run)
+        runner.start()
+        time.sleep(0.3)
+        fault_stack.redis.restart(down_for=1.0)
+        runner.join(timeout=40)
+        assert box, "the batch in flight never ended"
+        outcome = box[0]
+        assert isinstance(outcome, OrchestratorError | list)
+        if isinstance(outcome, list):
+            assert len(outcome) == 4 and all(isinstance(o, ToolResult | OrchestratorError) for o in outcome)
+
+        def works() -> bool:
+            try:
+                return client.call_tool("probe_http", "add", {"a": 2, "b": 3}, timeout=5).data == {"result": 5}
+            except OrchestratorError:
+                return False
+
+        wait_until(works, 60, "calls to work again after the Redis restart", interval=0.5)
+        assert worker.alive()
+    finally:
+        client.close()
+        worker.stop()
+
+
+def test_a_pickled_message_is_refused_by_the_worker(fault_stack: FaultStack) -> None:
+    """A task message serialised with pickle is refused, never executed."""
+    worker = fault_stack.worker("threads", "threads", 2)
+    client = fault_stack.client()
+    try:
+        before = client.call_tool("probe_http", "whoami").data["calls"]
+        client.app.send_task(CALL_TOOL, kwargs={"server": "probe_http", "tool": "whoami", "params": {},
+                                                "deadline": time.time() + 10}, queue="mcp.probe_http",
+                             serializer="pickle")
+        wait_until(lambda: "untrusted content" in worker.output() or "ContentDisallowed" in worker.output(),
+                   10, "the worker to refuse the pickled message")
+        after = client.call_tool("probe_http", "whoami").data["calls"]
+        assert after == before + 1  # only the second whoami ran, not the pickled one
+    finally:
+        client.close()
+        worker.stop()
