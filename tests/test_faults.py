@@ -6,6 +6,7 @@ can break things without disturbing the rest of the suite.
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -16,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+import redis
 
 from orchestrator.celery_app import CALL_TOOL, make_celery
 from orchestrator.client import Orchestrator
@@ -175,6 +177,30 @@ def test_a_pickled_message_is_refused_by_the_worker(fault_stack: FaultStack) -> 
                    10, "the worker to refuse the pickled message")
         after = client.call_tool("probe_http", "whoami").data["calls"]
         assert after == before + 1  # only the second whoami ran, not the pickled one
+    finally:
+        client.close()
+        worker.stop()
+
+
+def test_a_duplicate_delivery_of_a_finished_call_returns_the_stored_result(fault_stack: FaultStack) -> None:
+    """A redelivered message whose call already finished gets its stored result; the delete does not run again."""
+    conn = redis.Redis.from_url(fault_stack.settings.broker_url)
+    client = fault_stack.client()
+    deadline = time.time() + 30
+    handle = client.app.send_task(CALL_TOOL, kwargs={"server": "probe_http", "tool": "record_delete",
+                                                     "params": {"name": "once"}, "deadline": deadline},
+                                  queue="mcp.probe_http")
+    original = json.loads(conn.lindex("mcp.probe_http", 0))  # no worker yet: the message waits in its queue
+    worker = fault_stack.worker("threads", "threads", 2)
+    try:
+        first = handle.get(timeout=20)
+        redelivered = {**original, "headers": {**original["headers"], "redelivered": True}}
+        redelivered["properties"]["delivery_info"]["redelivered"] = True
+        conn.lpush("mcp.probe_http", json.dumps(redelivered))
+        wait_until(lambda: worker.output().count(f"Task mcp.call_tool[{handle.id}] succeeded") >= 2, 20,
+                   "the duplicate delivery to be processed")
+        assert client.call_tool("probe_http", "deletions").data == {"once": 1}
+        assert handle.get(timeout=5) == first
     finally:
         client.close()
         worker.stop()

@@ -15,6 +15,7 @@ from orchestrator.breaker import CircuitBreaker
 from orchestrator.config import ServerConfig, Settings
 from orchestrator.errors import (
     CallFailed,
+    CircuitBreakerOpenError,
     DeadlineExceeded,
     OrchestratorError,
     OutcomeUnknown,
@@ -87,9 +88,16 @@ def run_call(call: WorkerCall, manager: SessionManager, state: WorkerState) -> T
                              server=call.server.name, tool=call.tool)
     breaker = state.breakers.breaker(call.server.name)
     attempt = 0
+    result: ToolResult | None = None
+    error: OrchestratorError | None = None
     while True:
         attempt += 1
-        result, error = _attempt(call, manager, held, breaker, attempt)
+        try:
+            result, error = _attempt(call, manager, held, breaker, attempt)
+        except CircuitBreakerOpenError:
+            if attempt == 1:
+                raise
+            break  # the breaker opened during the retries: the last real outcome stands
         if error is None or not error.transient:
             break
         delay = retry_delay(call.server.retry, attempt)
