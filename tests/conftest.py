@@ -20,6 +20,8 @@ from tests.support.ports import free_port, wait_for_port
 from tests.support.procs import REPO, start_child, start_worker
 from tests.support.redis_proc import RedisServer
 
+pytest_plugins = ["tests.support.breaker_fixtures"]
+
 _databases = itertools.cycle(range(1, 32))
 
 

@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import math
 from collections import deque
-from collections.abc import Iterator
 
-import fakeredis
 import pytest
 import redis
 from hypothesis import settings
@@ -171,17 +169,6 @@ class BreakerMachine(RuleBasedStateMachine):
             model.state, model.gen, model.failures, model.successes, model.level)
         assert (snap.window_calls, snap.window_failures) == model.window(self.now)
         assert snap.trials_in_flight == (live_trials if model.state == "half_open" else 0)
-
-
-@pytest.fixture(params=["redis", "fakeredis"])
-def store(request: pytest.FixtureRequest) -> Iterator[redis.Redis]:
-    """Real Redis and fakeredis both run the machine."""
-    if request.param == "redis":
-        yield request.getfixturevalue("redis_client")
-    else:
-        client = fakeredis.FakeRedis(server=fakeredis.FakeServer())
-        yield client
-        client.close()
 
 
 @pytest.mark.parametrize("policy_name", POLICIES)

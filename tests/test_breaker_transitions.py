@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Iterator
 
-import fakeredis
 import pytest
 import redis
 
@@ -14,34 +12,11 @@ from orchestrator import keys
 from orchestrator.breaker import BreakerBoard, CircuitBreaker
 from orchestrator.breaker_policy import BreakerPolicy
 from orchestrator.errors import CircuitBreakerOpenError, UnknownServer
+from tests.support.breaker_fixtures import Clock
 
 SEED = BreakerPolicy()
 QUICK = BreakerPolicy(failure_threshold=2, open_seconds=10, success_threshold=2, half_open_max_calls=2,
                       trial_lease_seconds=5, max_open_seconds=35)
-
-
-class Clock:
-    """A clock the test moves by hand (epoch seconds)."""
-
-    def __init__(self, now: float = 1_700_000_000.0) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
-
-
-@pytest.fixture(params=["redis", "fakeredis"])
-def store(request: pytest.FixtureRequest) -> Iterator[redis.Redis]:
-    """The same suite against a real Redis and against fakeredis."""
-    if request.param == "redis":
-        yield request.getfixturevalue("redis_client")
-    else:
-        client = fakeredis.FakeRedis(server=fakeredis.FakeServer())
-        yield client
-        client.close()
 
 
 @pytest.fixture

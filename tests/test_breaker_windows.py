@@ -2,43 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
-import fakeredis
-import pytest
-import redis
-
 from orchestrator.breaker import CircuitBreaker
 from orchestrator.breaker_policy import BreakerPolicy
+from tests.support.breaker_fixtures import Clock
 
 COUNT = BreakerPolicy(mode="rate", window_type="count", window_size=10, minimum_calls=4,
                       failure_rate_threshold=0.5)
 TIME = BreakerPolicy(mode="rate", window_type="time", window_seconds=10, window_buckets=10, minimum_calls=4,
                      failure_rate_threshold=0.5)
-
-
-class Clock:
-    """A clock the test moves by hand (epoch seconds)."""
-
-    def __init__(self, now: float = 1_700_000_000.0) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
-
-
-@pytest.fixture(params=["redis", "fakeredis"])
-def store(request: pytest.FixtureRequest) -> Iterator[redis.Redis]:
-    """The same suite against a real Redis and against fakeredis."""
-    if request.param == "redis":
-        yield request.getfixturevalue("redis_client")
-    else:
-        client = fakeredis.FakeRedis(server=fakeredis.FakeServer())
-        yield client
-        client.close()
 
 
 def outcomes(breaker: CircuitBreaker, pattern: str, clock: Clock | None = None, step: float = 0.0) -> str:
