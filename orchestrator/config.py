@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     ConfigDict,
     Field,
@@ -99,6 +100,16 @@ def _check_env_refs(value: Any, where: str) -> Any:
     return value
 
 
+def _check_map_refs(values: dict[str, SecretStr]) -> dict[str, SecretStr]:
+    for key, secret in values.items():
+        _check_env_refs(secret.get_secret_value(), key)
+    return values
+
+
+SecretMap = Annotated[dict[str, SecretStr], AfterValidator(_check_map_refs)]
+"""Names to secret values (env of a stdio server, headers of an HTTP one); ``${VAR}`` allowed."""
+
+
 def _reveal(values: dict[str, SecretStr], where: str) -> dict[str, str]:
     return {k: expand_env_refs(v.get_secret_value(), f"{where}.{k}") for k, v in values.items()}
 
@@ -113,15 +124,8 @@ class StdioTransport(_Strict):
     type: Literal["stdio"] = "stdio"
     command: str = Field(min_length=1)
     args: list[str] = Field(default_factory=list)
-    env: dict[str, SecretStr] = Field(default_factory=dict)
+    env: SecretMap = Field(default_factory=dict)
     cwd: str | None = None
-
-    @field_validator("env")
-    @classmethod
-    def _check_env(cls, value: dict[str, SecretStr]) -> dict[str, SecretStr]:
-        for key, secret in value.items():
-            _check_env_refs(secret.get_secret_value(), f"env.{key}")
-        return value
 
     def resolved_command(self) -> str:
         return sys.executable if self.command == "python" else self.command
@@ -139,7 +143,7 @@ class HttpTransport(_Strict):
 
     type: Literal["http"] = "http"
     url: SecretStr
-    headers: dict[str, SecretStr] = Field(default_factory=dict)
+    headers: SecretMap = Field(default_factory=dict)
 
     @field_validator("url")
     @classmethod
@@ -147,13 +151,6 @@ class HttpTransport(_Strict):
         raw = _check_env_refs(value.get_secret_value(), "url")
         if not re.match(r"^(https?://[^/\s]+|\$\{)", raw):
             raise ValueError("must be an http:// or https:// URL")
-        return value
-
-    @field_validator("headers")
-    @classmethod
-    def _check_headers(cls, value: dict[str, SecretStr]) -> dict[str, SecretStr]:
-        for key, secret in value.items():
-            _check_env_refs(secret.get_secret_value(), f"headers.{key}")
         return value
 
     def resolved_url(self) -> str:
@@ -190,6 +187,26 @@ class ToolPolicy(_Strict):
     """Per-tool overrides; ``safe_to_repeat`` wins over the tool's MCP annotations."""
 
     safe_to_repeat: bool | None = None
+
+
+class FlowerSettings(_Strict):
+    """Flower, the task monitor: where it listens and its basic-auth login.
+
+    Set the password with ``MCP_ORCH_FLOWER__PASSWORD`` (never in a committed file). Without one,
+    ``mcp-orch stack`` generates a password and prints it once; ``mcp-orch flower`` refuses to start.
+    """
+
+    user: str = Field(default="admin", pattern=r"^[^:,\s]+$")
+    password: SecretStr | None = None
+    address: str = "127.0.0.1"
+    port: int = Field(default=5555, ge=1, le=65535)
+
+    @field_validator("password")
+    @classmethod
+    def _check_password(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and (len(value.get_secret_value()) < 8 or "," in value.get_secret_value()):
+            raise ValueError("must be at least 8 characters, without a comma")
+        return value
 
 
 class ServerConfig(_Strict):
@@ -244,6 +261,7 @@ class Settings(BaseSettings):
     beat_lock_timeout: int = Field(default=BEAT_LOCK_TIMEOUT_SECONDS, ge=2)
     beat_max_interval: float = Field(default=BEAT_MAX_INTERVAL_SECONDS, gt=0)
     servers: dict[str, ServerConfig] = Field(default_factory=dict)
+    flower: FlowerSettings = Field(default_factory=FlowerSettings)
 
     @field_validator("servers", mode="before")
     @classmethod
