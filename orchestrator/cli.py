@@ -75,7 +75,8 @@ def cmd_call(args: argparse.Namespace) -> int:
 def cmd_tools(args: argparse.Namespace) -> int:
     client = Orchestrator(cli_settings(args.config))
     try:
-        listing = {args.server: client.list_tools(args.server)} if args.server else client.list_all_tools()
+        listing = ({args.server: client.list_tools(args.server, refresh=args.refresh)} if args.server
+                   else client.list_all_tools(refresh=args.refresh))
     finally:
         client.close()
     if args.json:
@@ -137,6 +138,38 @@ def cmd_worker(args: argparse.Namespace) -> int:
     return 0  # not reached
 
 
+def cmd_health(args: argparse.Namespace) -> int:
+    """Health from Redis (instant), or ``--check``: fresh checks through the queues."""
+    client = Orchestrator(cli_settings(args.config))
+    try:
+        if args.check:
+            reports = ({args.server: client.health_check(args.server)} if args.server
+                       else client.health_check_all())
+        else:
+            reports = ({args.server: client.health_detail(args.server)} if args.server
+                       else {name: client.health_detail(name) for name in client.settings.enabled_servers()})
+    finally:
+        client.close()
+    if args.json:
+        emit({name: report.model_dump(mode="json") for name, report in reports.items()}, True)
+    else:
+        for name, report in reports.items():
+            latency = f"{report.latency_ms:.1f}ms" if report.latency_ms is not None else "-"
+            print(f"{name:<12} {report.status.value:<9} {latency:>9}  tools={report.tool_count or '-'}  "
+                  f"workers={report.consumers}  {report.reason or ''}")
+    return 0 if all(report.status.value == "healthy" for report in reports.values()) else 1
+
+
+def cmd_beat(args: argparse.Namespace) -> int:
+    """Replace this process with the one beat (RedBeat: a second one waits on the Redis lock)."""
+    settings = cli_settings(args.config)
+    if args.config:
+        os.environ[CONFIG_PATH_ENV] = os.path.abspath(args.config)
+    os.environ[f"{ENV_PREFIX}BROKER_URL"] = settings.broker_url
+    os.execv(sys.executable, [sys.executable, "-m", "celery", "-A", "beat_schedule", "beat", "-l", args.loglevel])
+    return 0  # not reached
+
+
 def cmd_stack(args: argparse.Namespace) -> int:
     from orchestrator.stack import StackOptions, run_stack
 
@@ -161,6 +194,7 @@ def build_parser() -> argparse.ArgumentParser:
     tools = sub.add_parser("tools", help="list the tools of one server, or of all")
     tools.add_argument("server", nargs="?", help="server name or alias (default: all enabled servers)")
     tools.add_argument("--json", action="store_true", help="print JSON")
+    tools.add_argument("--refresh", action="store_true", help="ask the workers instead of the cached catalog")
     tools.set_defaults(func=cmd_tools)
 
     breakers = sub.add_parser("breakers", help="show, reset or force the circuit breakers")
@@ -177,6 +211,20 @@ def build_parser() -> argparse.ArgumentParser:
     worker.add_argument("--name", "-n", help="worker node name, e.g. sonarr@%%h")
     worker.add_argument("--loglevel", "-l", default="INFO")
     worker.set_defaults(func=cmd_worker)
+
+    health = sub.add_parser("health", help="server health (exit 1 unless all healthy)")
+    health.add_argument("server", nargs="?", help="server name or alias (default: all enabled servers)")
+    health.add_argument("--check", action="store_true", help="run fresh checks through the queues")
+    health.add_argument("--json", action="store_true", help="print JSON")
+    health.set_defaults(func=cmd_health)
+
+    beat = sub.add_parser("beat", help="run the beat that schedules health checks (one per deployment)")
+    beat.add_argument("--loglevel", "-l", default="INFO")
+    beat.set_defaults(func=cmd_beat)
+
+    from orchestrator.cli_operator import add_operator_commands
+
+    add_operator_commands(sub)  # batch, stats, metrics, flower
 
     stack = sub.add_parser("stack", help="run the whole stack on this machine (Ctrl-C stops it)")
     stack.add_argument("--single-worker", action="store_true", help="one worker for every queue")

@@ -2,7 +2,8 @@
 
 Starts, in order: a private ``redis-server`` on a free port (unless a broker is configured),
 a simulated upstream for every bundled media server whose ``<SERVICE>_URL`` is not set, and
-Celery workers (one per server queue, or one for all). It prints what runs where, waits until
+Celery workers (one per server queue, or one for all) and the beat that schedules health
+checks. It prints what runs where, waits until
 every server answers ``tools/list`` through the queue, and on Ctrl-C or SIGTERM stops every
 child process group, leaving nothing behind.
 """
@@ -93,7 +94,7 @@ class RunningStack:
 
     def stop(self) -> None:
         """Workers first (they close their MCP sessions), then simulators and Redis."""
-        workers = [child for child in self.children if child.name.startswith("worker-")]
+        workers = [child for child in self.children if child.name.startswith(("worker-", "beat"))]
         for group in (workers, [child for child in self.children if child not in workers]):
             for child in group:
                 child.terminate()
@@ -145,6 +146,13 @@ def start_workers(stack: RunningStack, options: StackOptions) -> None:
         stack.add(child, f"Celery worker ({options.pool} pool)", queues)
 
 
+def start_beat(stack: RunningStack) -> None:
+    """The one beat: schedules each server's health check on its queue (RedBeat, Redis lock)."""
+    args = [sys.executable, "-m", "celery", "-A", "beat_schedule", "beat", "-l", "INFO"]
+    child = ChildProcess("beat", args, log=stack.log_dir / "beat.log", env=stack.env)
+    stack.add(child, "Celery beat (health checks, RedBeat lock)", "every server queue")
+
+
 def wait_ready(stack: RunningStack) -> dict[str, str]:
     """Every enabled server answers ``tools/list`` through its queue; returns a status per server."""
     client = Orchestrator(stack.settings)
@@ -152,7 +160,7 @@ def wait_ready(stack: RunningStack) -> dict[str, str]:
     try:
         for name in stack.settings.enabled_servers():
             try:
-                tools = client.list_tools(name, timeout=READY_TIMEOUT_SECONDS)
+                tools = client.list_tools(name, timeout=READY_TIMEOUT_SECONDS, refresh=True)
                 status[name] = f"ready, {len(tools)} tools"
             except OrchestratorError as exc:
                 status[name] = f"NOT READY: {type(exc).__name__}: {exc}"
@@ -190,6 +198,7 @@ def run_stack(options: StackOptions) -> int:
             _write_state(env[BROKER_ENV])
         start_simulators(stack)
         start_workers(stack, options)
+        start_beat(stack)
         status = wait_ready(stack)
         print_table(stack, status)
         while not stopping.wait(1.0):

@@ -16,3 +16,4 @@ app = make_celery(settings, main="mcp_orchestrator_worker")
 
 import workers.signals  # noqa: E402  (registers process signal handlers)
 import workers.tasks  # noqa: E402,F401  (registers the tasks on ``app``)
+import workers.health  # noqa: E402,F401  (health_check task, catalog refresh, consumer heartbeat)

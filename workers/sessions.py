@@ -45,6 +45,11 @@ CLOSE_TIMEOUT_SECONDS = 5.0
 
 _SESSION_GONE = ("session terminated", "session not found")
 
+SessionHook = Callable[["HeldSession", Client], Awaitable[None]]
+on_session_open: list[SessionHook] = []
+"""Coroutine functions run, each as its own task on the session loop, every time a session opens
+or re-opens (``workers.health`` refreshes the tool catalog here); a failing hook is only logged."""
+
 
 def backoff_delay(attempt: int) -> float:
     """Exponential backoff with full jitter, capped (attempt 1 is the first retry)."""
@@ -73,6 +78,7 @@ class HeldSession:
         self.last_error: str | None = None
         self.server_info: dict[str, Any] | None = None
         self.tool_annotations: dict[str, dict[str, Any]] = {}
+        self._hook_tasks: set[asyncio.Task[None]] = set()
 
     @property
     def connected(self) -> bool:
@@ -137,7 +143,19 @@ class HeldSession:
         log.info("MCP session to %s open (pid %s, open #%d)", self.server.name, os.getpid(), self.opens)
         async with self._changed:
             self._changed.notify_all()
+        self._run_open_hooks(client)
         await self._watch(client)
+
+    def _run_open_hooks(self, client: Client) -> None:
+        for hook in on_session_open:
+            task = asyncio.get_running_loop().create_task(hook(self, client))
+            self._hook_tasks.add(task)
+            task.add_done_callback(self._hook_done)
+
+    def _hook_done(self, task: asyncio.Task[None]) -> None:
+        self._hook_tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.warning("session-open hook for %s failed: %r", self.server.name, task.exception())
 
     async def _watch(self, client: Client) -> None:
         """Probe the idle session every keepalive interval until it breaks or we close."""

@@ -1,0 +1,26 @@
+"""A small MCP server whose tool set changes at run time: ``grow(name)`` adds a tool ``name``
+that takes ``count: int``. For the tests of the tool catalog (a stale catalog is refreshed).
+
+Run: ``python -m tests.servers.growing`` (stdio).
+"""
+
+from __future__ import annotations
+
+from mcp.server.mcpserver import MCPServer
+
+server = MCPServer("growing", version="2.0.0")
+
+
+@server.tool()
+def grow(name: str) -> str:
+    """Add a tool called ``name`` (taking ``count: int``) to this server."""
+
+    def added(count: int) -> int:
+        return count
+
+    server.add_tool(added, name=name, description=f"Added at run time as {name}.")
+    return f"added {name}"
+
+
+if __name__ == "__main__":
+    server.run("stdio")
