@@ -202,7 +202,7 @@ def _race_child(kind: str, url: str, barrier: Any, out: Any) -> None:
 
 
 def _run(target: Callable[..., None], processes: int, *args: Any) -> list[Any]:
-    ctx = multiprocessing.get_context("fork")
+    ctx = multiprocessing.get_context("spawn")
     barrier, out = ctx.Barrier(processes), ctx.Queue()
     procs = [ctx.Process(target=target, args=(*args, barrier, out)) for _ in range(processes)]
     for proc in procs:

@@ -36,7 +36,7 @@ def record_failures(url: str, barrier: Barrier, count: int) -> None:
 
 def run_children(target, url: str, *args) -> None:
     """Start 8 children on ``target(url, barrier, *args)`` and wait for all to exit cleanly."""
-    ctx = multiprocessing.get_context("fork")
+    ctx = multiprocessing.get_context("spawn")
     barrier = ctx.Barrier(PROCESSES)
     procs = [ctx.Process(target=target, args=(url, barrier, *args)) for _ in range(PROCESSES)]
     for proc in procs:
@@ -52,7 +52,7 @@ def test_eight_processes_racing_for_two_trial_slots_get_exactly_two(redis_url):
     breaker = CircuitBreaker(redis.Redis.from_url(redis_url), "sonarr", HALF_OPEN, clock=lambda: T0)
     breaker.record(breaker.admit(), success=False, duration=0.01)
     assert breaker.snapshot().state == "open"
-    results = multiprocessing.get_context("fork").Queue()
+    results = multiprocessing.get_context("spawn").Queue()
     run_children(race_admit, redis_url, results)
     outcomes = [results.get(timeout=WAIT) for _ in range(PROCESSES)]
     assert sorted(outcomes) == [(False, False)] * 6 + [(True, True)] * 2

@@ -7,14 +7,16 @@ Path of each call: ``Orchestrator.call_tool`` -> Redis -> a real Celery worker (
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 
+from orchestrator.celery_app import CALL_TOOL
 from orchestrator.client import Orchestrator
-from orchestrator.errors import ToolReturnedError
+from orchestrator.errors import InvalidCall, ToolReturnedError
 from orchestrator.results import ToolResult
 from tests.media_stack import MEDIA_SERVICES, MediaStack, leaked, running_media_stack
 from tests.media_support import CANARY
@@ -405,10 +407,26 @@ def test_an_unknown_id_is_a_not_found_tool_error(no_faults: MediaStack, client: 
     assert fails(client, server, tool, params, tag="upstream_not_found").server == server
 
 
-def test_bad_arguments_are_an_invalid_arguments_tool_error(client: Orchestrator) -> None:
-    """Arguments the media server refuses before calling upstream come back as [invalid_arguments]."""
-    fails(client, "sonarr", "sonarr_get_calendar", {"start_date": "next week"}, tag="invalid_arguments")
-    fails(client, "sabnzbd", "sabnzbd_get_queue", {"limit": 0}, tag="invalid_arguments")
+def test_bad_arguments_are_refused_before_enqueue_by_the_cached_schema(client: Orchestrator) -> None:
+    """Once the catalog holds the tools, params breaking a tool's input schema never reach a queue."""
+    client.list_tools("sonarr", refresh=True)
+    client.list_tools("sabnzbd", refresh=True)
+    with pytest.raises(InvalidCall) as calendar:
+        client.call_tool("sonarr", "sonarr_get_calendar", {"start_date": "next week"})
+    assert calendar.value.field == "params.start_date"
+    with pytest.raises(InvalidCall) as queue:
+        client.call_tool("sabnzbd", "sabnzbd_get_queue", {"limit": 0})
+    assert queue.value.field == "params.limit"
+
+
+def test_bad_arguments_that_reach_the_server_are_an_invalid_arguments_tool_error(client: Orchestrator) -> None:
+    """Sent around the client's schema check, the media server itself refuses them as [invalid_arguments]."""
+    deadline = time.time() + 20
+    handle = client.app.send_task(CALL_TOOL, kwargs={"server": "sonarr", "tool": "sonarr_get_calendar",
+                                                     "params": {"start_date": "next week"}, "deadline": deadline},
+                                  queue="mcp.sonarr")
+    result = ToolResult.model_validate(handle.get(timeout=20))
+    assert result.is_error and result.error_text.startswith("[invalid_arguments] ")
 
 
 def test_errors_are_returned_with_ok_false_when_asked(no_faults: MediaStack, client: Orchestrator) -> None:
