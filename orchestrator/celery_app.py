@@ -7,6 +7,7 @@ from typing import Any
 from celery import Celery
 from kombu import Queue
 
+import orchestrator.flower  # noqa: F401  (names MCP tasks <server>.<tool> for Flower and the logs)
 from orchestrator.config import Settings
 from orchestrator.keys import queue_name
 

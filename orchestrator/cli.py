@@ -12,6 +12,9 @@ import os
 import sys
 from typing import Any
 
+import kombu.exceptions
+import redis
+
 from orchestrator.client import Orchestrator
 from orchestrator.config import CONFIG_PATH_ENV, ENV_PREFIX, ConfigError, Settings, load_settings
 from orchestrator.errors import InvalidCall, OrchestratorError
@@ -245,6 +248,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except OrchestratorError as exc:
         print(f"error: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 1
+    except (redis.RedisError, kombu.exceptions.OperationalError) as exc:
+        print(f"error: cannot reach Redis (broker / state): {type(exc).__name__}: {exc}", file=sys.stderr)
         return 1
 
 

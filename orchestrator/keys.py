@@ -71,3 +71,9 @@ REDBEAT_PREFIX = f"{PREFIX}:redbeat:"
 """RedBeat's keys: ``mcpo:redbeat::schedule`` (zset), ``::statics``, ``::lock``, one hash per entry."""
 REDBEAT_LOCK_KEY = f"{REDBEAT_PREFIX}:lock"
 """The lock that lets one beat schedule; a second beat waits on it (failover after its timeout)."""
+
+
+def call_stats_key(server: str) -> str:
+    """Hash of one server's call counters, written by workers: field = ``<tool>|<counter>`` (calls,
+    failures, retries, duration sum, histogram bucket ``b<i>``, ``error:<type>``)."""
+    return f"{PREFIX}:stats:{server}"

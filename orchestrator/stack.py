@@ -25,6 +25,7 @@ from orchestrator.client import Orchestrator
 from orchestrator.config import CONFIG_PATH_ENV, DEFAULTS_FILE, ENV_PREFIX, Settings, config_path, load_settings
 from orchestrator.errors import OrchestratorError
 from orchestrator.processes import ChildProcess, free_port, port_open, wait_until
+from orchestrator.stack_monitoring import monitoring_notes, start_flower, start_metrics
 
 BROKER_ENV = f"{ENV_PREFIX}BROKER_URL"
 READY_TIMEOUT_SECONDS = 60.0
@@ -86,6 +87,8 @@ class RunningStack:
     env: dict[str, str]
     children: list[ChildProcess] = field(default_factory=list)
     rows: list[tuple[str, str, str]] = field(default_factory=list)
+    urls: dict[str, str] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
 
     def add(self, child: ChildProcess, what: str, where: str) -> ChildProcess:
         self.children.append(child)
@@ -94,7 +97,7 @@ class RunningStack:
 
     def stop(self) -> None:
         """Workers first (they close their MCP sessions), then simulators and Redis."""
-        workers = [child for child in self.children if child.name.startswith(("worker-", "beat"))]
+        workers = [child for child in self.children if child.name.startswith(("worker-", "beat", "flower", "metrics"))]
         for group in (workers, [child for child in self.children if child not in workers]):
             for child in group:
                 child.terminate()
@@ -177,6 +180,8 @@ def print_table(stack: RunningStack, status: dict[str, str]) -> None:
     print()
     for name, state in status.items():
         print(f"  server {name:<10} {state}")
+    for line in stack.notes:
+        print(line)
     print("\nTry:  mcp-orch call sabnzbd sabnzbd_get_queue      (Ctrl-C stops everything)\n", flush=True)
 
 
@@ -199,7 +204,10 @@ def run_stack(options: StackOptions) -> int:
         start_simulators(stack)
         start_workers(stack, options)
         start_beat(stack)
+        login = start_flower(stack)
+        start_metrics(stack)
         status = wait_ready(stack)
+        stack.notes += monitoring_notes(stack, login)
         print_table(stack, status)
         while not stopping.wait(1.0):
             dead = [child.name for child in stack.children if not child.alive()]

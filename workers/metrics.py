@@ -1,0 +1,62 @@
+"""Worker side of the metrics: count every finished ``mcp.call_tool`` in Redis.
+
+Connected to Celery's ``task_prerun`` / ``task_postrun`` signals (imported by ``workers.app``),
+so the task body stays untouched. ``task_postrun`` fires after the result is stored: the caller
+already has its answer when the counters are written (one pipelined round trip). A failure to
+count is logged, never raised: metrics must not fail a call.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+from celery.signals import task_postrun, task_prerun
+
+from orchestrator.celery_app import CALL_TOOL
+from orchestrator.errors import OrchestratorError
+from orchestrator.metrics import record_call
+from workers.app import settings
+from workers.state import worker_state
+
+log = logging.getLogger("workers.metrics")
+
+_started: dict[str, float] = {}
+"""Start time (perf counter) of each running call_tool task, by task id."""
+
+
+def outcome_of(retval: Any, state: str | None) -> tuple[bool, int, str | None]:
+    """(ok, attempts, error type) of a finished call from what the task returned or raised."""
+    if isinstance(retval, BaseException):
+        attempts = retval.details.get("attempts", 1) if isinstance(retval, OrchestratorError) else 1
+        return False, int(attempts or 1), type(retval).__name__
+    if isinstance(retval, dict):
+        attempts = int(retval.get("attempts") or 1)
+        if retval.get("is_error"):
+            return False, attempts, "ToolReturnedError"
+        return state != "FAILURE", attempts, None if state != "FAILURE" else "unknown"
+    return state != "FAILURE", 1, None if state != "FAILURE" else "unknown"
+
+
+@task_prerun.connect
+def _call_started(task_id: str | None = None, task: Any = None, **_: Any) -> None:
+    if task_id and getattr(task, "name", None) == CALL_TOOL:
+        _started[task_id] = time.perf_counter()
+
+
+@task_postrun.connect
+def _call_ended(task_id: str | None = None, task: Any = None, kwargs: dict[str, Any] | None = None,
+                retval: Any = None, state: str | None = None, **_: Any) -> None:
+    if getattr(task, "name", None) != CALL_TOOL or not task_id:
+        return
+    started = _started.pop(task_id, None)
+    if state == "RETRY" or not kwargs or kwargs.get("server") not in settings.servers:
+        return
+    duration = time.perf_counter() - started if started is not None else 0.0
+    ok, attempts, error = outcome_of(retval, state)
+    try:
+        record_call(worker_state().redis, str(kwargs["server"]), str(kwargs.get("tool", "?")), ok=ok,
+                    duration=duration, attempts=attempts, error=error)
+    except Exception as exc:  # counting must never fail a call
+        log.warning("could not record call metrics: %s", type(exc).__name__)
