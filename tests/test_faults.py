@@ -26,7 +26,7 @@ from orchestrator.errors import OrchestratorError, OutcomeUnknown
 from orchestrator.processes import ChildProcess, wait_until
 from orchestrator.results import ToolResult
 from tests.support.ports import free_port, wait_for_port
-from tests.support.procs import start_child, start_worker
+from tests.support.procs import REPO, start_child, start_worker
 from tests.support.redis_proc import RedisServer
 
 pytestmark = pytest.mark.slow
@@ -38,6 +38,12 @@ retry = {{ max_attempts = 3, backoff_seconds = 0.05, max_backoff_seconds = 0.2 }
 [servers.probe_http.transport]
 type = "http"
 url = "http://127.0.0.1:{port}/mcp"
+
+[servers.probe_stdio.transport]
+type = "stdio"
+command = "python"
+args = ["-m", "tests.servers.probe"]
+cwd = "{repo}"
 """
 
 
@@ -52,8 +58,9 @@ class FaultStack:
     def client(self) -> Orchestrator:
         return Orchestrator(self.settings)
 
-    def worker(self, name: str, pool: str, concurrency: int) -> ChildProcess:
-        return start_worker(make_celery(self.settings), name=name, queues=["mcp.probe_http"], pool=pool,
+    def worker(self, name: str, pool: str, concurrency: int, queues: tuple[str, ...] = ("mcp.probe_http",)
+               ) -> ChildProcess:
+        return start_worker(make_celery(self.settings), name=name, queues=list(queues), pool=pool,
                             concurrency=concurrency, env=self.env, log=self.root / f"{name}.log")
 
 
@@ -67,7 +74,7 @@ def fault_stack(tmp_path: Path) -> Iterator[FaultStack]:
                                   str(port)], log=tmp_path / "probe.log")
     wait_for_port(port)
     config = tmp_path / "faults.toml"
-    config.write_text(CONFIG.format(broker=f"{server.url}/0", port=port))
+    config.write_text(CONFIG.format(broker=f"{server.url}/0", port=port, repo=REPO))
     settings = load_settings(config)
     try:
         yield FaultStack(server, settings, {"MCP_ORCH_CONFIG": str(config)}, tmp_path, probe)
@@ -201,6 +208,31 @@ def test_a_duplicate_delivery_of_a_finished_call_returns_the_stored_result(fault
                    "the duplicate delivery to be processed")
         assert client.call_tool("probe_http", "deletions").data == {"once": 1}
         assert handle.get(timeout=5) == first
+    finally:
+        client.close()
+        worker.stop()
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+@pytest.mark.parametrize("pool", ["threads", "prefork"])
+def test_a_stopping_worker_closes_its_mcp_sessions_and_leaves_no_server_process(fault_stack: FaultStack,
+                                                                                pool: str) -> None:
+    """On a warm shutdown the worker closes its held stdio session: the MCP server process exits too."""
+    worker = fault_stack.worker(pool, pool, 1, queues=("mcp.probe_stdio",))
+    client = fault_stack.client()
+    try:
+        server_pid = client.call_tool("probe_stdio", "whoami").data["pid"]
+        assert pid_alive(server_pid)
+        worker.proc.send_signal(signal.SIGTERM)  # to the worker alone, as an operator or systemd would
+        worker.proc.wait(timeout=30)
+        wait_until(lambda: not pid_alive(server_pid), 10, "the MCP server process to exit")
     finally:
         client.close()
         worker.stop()
