@@ -7,7 +7,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mcp_types import CallToolResult
 
@@ -26,7 +26,9 @@ from orchestrator.redaction import Redactor
 from orchestrator.results import ToolResult, extract_data, tool_error
 from workers.policy import counts_against_breaker, retry_delay, safe_to_repeat
 from workers.sessions import HeldSession, SessionManager
-from workers.state import WorkerState
+
+if TYPE_CHECKING:  # workers.state needs the worker app, which imports this module
+    from workers.state import WorkerState
 
 log = logging.getLogger("workers.execution")
 
