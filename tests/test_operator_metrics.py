@@ -1,0 +1,124 @@
+"""Metrics and Flower naming against a real Redis: the counters workers write, the text Prometheus reads."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import redis
+from prometheus_client.parser import text_string_to_metric_families
+
+from orchestrator.breaker import BreakerBoard
+from orchestrator.celery_app import CALL_TOOL, LIST_TOOLS, make_celery
+from orchestrator.cli import main
+from orchestrator.config import Settings, load_settings
+from orchestrator.flower import flower_login, task_label
+from orchestrator.metrics import DURATION_BUCKETS, exposition, read_call_stats, record_call, server_totals
+
+CONFIG = """
+broker_url = "{url}"
+[servers.alpha.transport]
+type = "stdio"
+command = "python"
+[servers.beta.transport]
+type = "http"
+url = "http://127.0.0.1:1/mcp"
+"""
+
+
+@pytest.fixture
+def settings(redis_url: str, tmp_path) -> Settings:
+    path = tmp_path / "orch.toml"
+    path.write_text(CONFIG.format(url=redis_url))
+    return load_settings(path)
+
+
+def samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    return {(s.name, tuple(sorted(s.labels.items()))): s.value
+            for family in text_string_to_metric_families(text) for s in family.samples}
+
+
+def test_recorded_calls_come_back_per_server_and_tool(redis_client: redis.Redis) -> None:
+    """Calls, failures by error type, retries and a duration histogram are summed per tool and server."""
+    record_call(redis_client, "alpha", "echo", ok=True, duration=0.004)
+    record_call(redis_client, "alpha", "echo", ok=True, duration=0.2, attempts=3)
+    record_call(redis_client, "alpha", "add", ok=False, duration=70.0, error="ServerUnavailable")
+    stats = read_call_stats(redis_client, ["alpha", "beta"])
+    echo, add = stats["alpha"]["echo"], stats["alpha"]["add"]
+    assert (echo.calls, echo.failures, echo.retries) == (2, 0, 2)
+    assert echo.duration_sum == pytest.approx(0.204)
+    assert (add.calls, add.failures, add.errors) == (1, 1, {"ServerUnavailable": 1})
+    assert add.buckets[-1] == 1, "a 70 s call lands in the +Inf bucket"
+    assert stats["beta"] == {}
+    total = server_totals(stats["alpha"], "alpha")
+    assert (total.calls, total.failures, total.retries) == (3, 1, 2)
+    assert 0 < total.quantile(0.5) <= DURATION_BUCKETS[5]
+
+
+def test_exposition_has_breakers_queues_and_call_histograms(settings: Settings, redis_client: redis.Redis) -> None:
+    """The text parses as Prometheus exposition with breaker state, transitions, queue lengths and calls."""
+    record_call(redis_client, "alpha", "echo", ok=True, duration=0.03)
+    redis_client.rpush("mcp.beta", "m1", "m2")
+    BreakerBoard(redis_client, {"beta": settings.servers["beta"].breaker}).breaker("beta").force_open()
+    values = samples(exposition(settings, redis_client))
+    assert values[("mcp_orch_redis_up", ())] == 1
+    assert values[("mcp_orch_breaker_state", (("server", "beta"), ("state", "forced_open")))] == 1
+    assert values[("mcp_orch_breaker_state", (("server", "alpha"), ("state", "closed")))] == 1
+    assert ("mcp_orch_breaker_transitions_total", (("server", "beta"),)) in values
+    assert values[("mcp_orch_queue_length", (("queue", "mcp.beta"), ("server", "beta")))] == 2
+    assert values[("mcp_orch_queue_length", (("queue", "mcp.alpha"), ("server", "alpha")))] == 0
+    labels = (("server", "alpha"), ("tool", "echo"))
+    assert values[("mcp_orch_calls_total", labels)] == 1
+    assert values[("mcp_orch_call_duration_seconds_bucket", (("le", "0.05"), *labels))] == 1
+    assert values[("mcp_orch_call_duration_seconds_bucket", (("le", "0.025"), *labels))] == 0
+    assert values[("mcp_orch_call_duration_seconds_sum", labels)] == pytest.approx(0.03)
+    assert ("mcp_orch_health_status", (("server", "alpha"), ("status", "unknown"))) in values
+
+
+def test_an_unreachable_redis_is_reported_not_raised(settings: Settings) -> None:
+    """When Redis is down the exporter still answers, with ``mcp_orch_redis_up 0``."""
+    down = redis.Redis(host="127.0.0.1", port=1, socket_connect_timeout=0.2)
+    assert samples(exposition(settings, down)) == {("mcp_orch_redis_up", ()): 0}
+
+
+def test_stats_and_metrics_commands_print_for_scripts(settings: Settings, redis_client: redis.Redis, tmp_path,
+                                                      capsys: pytest.CaptureFixture[str]) -> None:
+    """``mcp-orch stats --json`` and ``mcp-orch metrics --once`` read the same counters."""
+    path = tmp_path / "orch.toml"
+    path.write_text(CONFIG.format(url=settings.broker_url))
+    record_call(redis_client, "alpha", "echo", ok=False, duration=0.01, error="ToolReturnedError")
+    assert main(["--config", str(path), "stats", "--json"]) == 0
+    rows = {row["server"]: row for row in json.loads(capsys.readouterr().out)}
+    assert rows["alpha"]["calls"] == 1 and rows["alpha"]["failures"] == 1 and rows["beta"]["calls"] == 0
+    assert main(["--config", str(path), "metrics", "--once"]) == 0
+    values = samples(capsys.readouterr().out)
+    assert values[("mcp_orch_call_errors_total", (("error", "ToolReturnedError"), ("server", "alpha"),
+                                                   ("tool", "echo")))] == 1
+    assert main(["--config", str(path), "stats", "--reset", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)[0]["calls"] == 0
+
+
+def test_published_mcp_tasks_carry_a_readable_name(settings: Settings, redis_client: redis.Redis) -> None:
+    """A call is published with the shadow name ``<server>.<tool>``: what Flower and worker logs show."""
+    app = make_celery(settings)
+    try:
+        app.send_task(CALL_TOOL, kwargs={"server": "alpha", "tool": "echo", "params": {"text": "hi"},
+                                         "deadline": 1.0}, queue="mcp.alpha")
+        app.send_task(LIST_TOOLS, kwargs={"server": "alpha", "deadline": 1.0}, queue="mcp.alpha")
+    finally:
+        app.close()
+    headers = [json.loads(raw)["headers"] for raw in redis_client.lrange("mcp.alpha", 0, -1)]
+    assert sorted(h["shadow"] for h in headers) == ["alpha.echo", "alpha.tools/list"]
+    call = next(h for h in headers if h["task"] == CALL_TOOL)
+    assert "'server': 'alpha'" in call["kwargsrepr"] and "'params': {'text': 'hi'}" in call["kwargsrepr"]
+    assert task_label("celery.chord_unlock", {"server": "x"}) is None
+
+
+def test_flower_login_comes_from_config_or_is_generated(monkeypatch: pytest.MonkeyPatch, settings: Settings) -> None:
+    """A configured password is used as is; without one the stack generates one and ``flower`` refuses."""
+    generated = flower_login(settings, generate=True)
+    assert generated is not None and generated.generated and len(generated.password) >= 16
+    assert flower_login(settings, generate=False) is None
+    monkeypatch.setenv("MCP_ORCH_FLOWER__PASSWORD", "s3cret-password")
+    configured = flower_login(load_settings(broker_url=settings.broker_url), generate=True)
+    assert configured is not None and not configured.generated and configured.password == "s3cret-password"
