@@ -2,8 +2,9 @@
 
 Starts, in order: a private ``redis-server`` on a free port (unless a broker is configured),
 a simulated upstream for every bundled media server whose ``<SERVICE>_URL`` is not set, and
-Celery workers (one per server queue, or one for all) and the beat that schedules health
-checks. It prints what runs where, waits until
+Celery workers (one per server queue, or one for all), the beat that schedules health
+checks, Flower (basic auth) and the metrics endpoint (``orchestrator.stack_monitoring``).
+It prints what runs where, waits until
 every server answers ``tools/list`` through the queue, and on Ctrl-C or SIGTERM stops every
 child process group, leaving nothing behind.
 """
