@@ -7,6 +7,8 @@ import json
 import pytest
 import redis
 from prometheus_client.parser import text_string_to_metric_families
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 from orchestrator.breaker import BreakerBoard
 from orchestrator.celery_app import CALL_TOOL, LIST_TOOLS, make_celery
@@ -77,7 +79,7 @@ def test_exposition_has_breakers_queues_and_call_histograms(settings: Settings, 
 
 def test_an_unreachable_redis_is_reported_not_raised(settings: Settings) -> None:
     """When Redis is down the exporter still answers, with ``mcp_orch_redis_up 0``."""
-    down = redis.Redis(host="127.0.0.1", port=1, socket_connect_timeout=0.2)
+    down = redis.Redis(host="127.0.0.1", port=1, socket_connect_timeout=0.2, retry=Retry(NoBackoff(), 0))
     assert samples(exposition(settings, down)) == {("mcp_orch_redis_up", ()): 0}
 
 
