@@ -17,7 +17,7 @@ import secrets
 import statistics
 import sys
 import time
-from contextlib import AsyncExitStack
+from contextlib import AsyncExitStack, ExitStack
 from pathlib import Path
 
 from celery import group
@@ -42,16 +42,17 @@ CALLS = [
 ]
 
 
-def start_simulators(work: Path) -> tuple[list[ChildProcess], dict[str, str]]:
-    children, env = [], {}
+def start_simulators(work: Path, cleanup: ExitStack) -> dict[str, str]:
+    """The four simulators as processes (stopped by ``cleanup``); returns the env that reaches them."""
+    env: dict[str, str] = {}
     for service, (url_var, key_var) in SIMULATED_SERVICES.items():
         port, key = free_port(), secrets.token_hex(8)
-        children.append(ChildProcess(f"sim-{service}", [sys.executable, "-m", "upstream_sim", service, "--port",
-                                                        str(port)], log=work / f"sim-{service}.log",
-                                     env={key_var: key}, cwd=REPO))
+        child = ChildProcess(f"sim-{service}", [sys.executable, "-m", "upstream_sim", service, "--port", str(port)],
+                             log=work / f"sim-{service}.log", env={key_var: key}, cwd=REPO)
+        cleanup.callback(child.stop)
         env.update({url_var: f"http://127.0.0.1:{port}", key_var: key})
         wait_until(lambda p=port: port_open(p), 20, f"simulator {service}")
-    return children, env
+    return env
 
 
 async def gather_held(env: dict[str, str], calls: list[tuple[str, str, dict]], repeats: int) -> list[float]:
@@ -78,37 +79,34 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
     work = temp_dir()
-    redis_proc, broker = start_redis(work)
-    sims, env = start_simulators(work)
-    env["MCP_ORCH_BROKER_URL"] = broker
-    settings = load_settings(broker_url=broker)
-    app = make_celery(settings)
-    queues = [settings.servers[name].queue for name in SIMULATED_SERVICES]
-    worker = start_worker(app, name="batch", queues=queues, env=env, log_dir=work, include="bench.noop_tasks",
-                          concurrency=16)
-    client = Orchestrator(settings)
     calls = [CALLS[i % len(CALLS)] for i in range(args.calls)]
     rates: dict[str, list[float]] = {"orchestrator call_tools_parallel": [], "bare Celery group of no-ops": []}
-    try:
+    with ExitStack() as cleanup:
+        redis_proc, broker = start_redis(work)
+        cleanup.callback(redis_proc.stop)
+        env = start_simulators(work, cleanup)
+        env["MCP_ORCH_BROKER_URL"] = broker
+        settings = load_settings(broker_url=broker)
+        app = make_celery(settings)
+        queues = [settings.servers[name].queue for name in SIMULATED_SERVICES]
+        worker = start_worker(app, name="batch", queues=queues, env=env, log_dir=work, include="bench.noop_tasks",
+                              concurrency=16)
+        cleanup.callback(worker.stop)
+        client = Orchestrator(settings)
+        cleanup.callback(client.close)
         client.call_tools_parallel(calls[:200], timeout=120)  # warm up the four sessions
         for _ in range(args.repeats):
             started = time.perf_counter()
             outcomes = client.call_tools_parallel(calls, timeout=300)
             elapsed = time.perf_counter() - started
-            assert all(isinstance(o, ToolResult) for o in outcomes), [o for o in outcomes if not isinstance(o,
-                                                                                                           ToolResult)][:3]
+            failed = [o for o in outcomes if not isinstance(o, ToolResult)]
+            assert not failed, failed[:3]
             rates["orchestrator call_tools_parallel"].append(len(calls) / elapsed)
             noops = group(app.signature("bench.noop", queue=queues[i % len(queues)]) for i in range(len(calls)))
             started = time.perf_counter()
             noops.apply_async().join(timeout=300)
             rates["bare Celery group of no-ops"].append(len(calls) / (time.perf_counter() - started))
         rates["asyncio.gather, held sessions, one process"] = asyncio.run(gather_held(env, calls, args.repeats))
-    finally:
-        client.close()
-        worker.stop()
-        for child in sims:
-            child.stop()
-        redis_proc.stop()
     rows = [{"variant": name, "calls": len(calls), "median calls/s": round(statistics.median(values), 1),
              "runs": ", ".join(f"{v:.0f}" for v in values)} for name, values in rates.items()]
     ratio = round(rows[0]["median calls/s"] / rows[1]["median calls/s"], 3)

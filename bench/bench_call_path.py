@@ -12,6 +12,7 @@ import argparse
 import asyncio
 import sys
 import threading
+from contextlib import ExitStack
 from pathlib import Path
 
 from mcp import Client
@@ -69,18 +70,21 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=6)
     args = parser.parse_args()
     work = temp_dir()
-    redis_proc, broker = start_redis(work)
-    config = work / "bench.toml"
-    config.write_text(CONFIG.format(broker=broker, repo=REPO))
-    settings = load_settings(config)
-    app = make_celery(settings)
-    worker = start_worker(app, name="bench", queues=["mcp.probe"], env={"MCP_ORCH_CONFIG": str(config)},
-                          log_dir=work, include="bench.noop_tasks")
-    client = Orchestrator(settings)
-    direct = HeldDirect()
-    try:
+    with ExitStack() as cleanup:
+        redis_proc, broker = start_redis(work)
+        cleanup.callback(redis_proc.stop)
+        config = work / "bench.toml"
+        config.write_text(CONFIG.format(broker=broker, repo=REPO))
+        settings = load_settings(config)
+        app = make_celery(settings)
+        worker = start_worker(app, name="bench", queues=["mcp.probe"], env={"MCP_ORCH_CONFIG": str(config)},
+                              log_dir=work, include="bench.noop_tasks")
+        cleanup.callback(worker.stop)
+        client = Orchestrator(settings)
+        cleanup.callback(client.close)
+        direct = HeldDirect()
+        cleanup.callback(direct.close)
         noop = app.signature("bench.noop", queue="mcp.probe")
-
         variants = {
             "celery no-op round trip": lambda: noop.apply_async().get(timeout=10),
             "direct call, held MCP session": direct.call,
@@ -93,11 +97,6 @@ def main() -> None:
         for _ in range(args.rounds):
             for name, fn in variants.items():
                 samples[name] += timed(fn, per_round)
-    finally:
-        direct.close()
-        client.close()
-        worker.stop()
-        redis_proc.stop()
 
     rows = [{"variant": name, **summarize(values)} for name, values in samples.items()]
     base = rows[0]["p50_ms"] + rows[1]["p50_ms"]

@@ -204,7 +204,7 @@ def test_a_duplicate_delivery_of_a_finished_call_returns_the_stored_result(fault
         redelivered = {**original, "headers": {**original["headers"], "redelivered": True}}
         redelivered["properties"]["delivery_info"]["redelivered"] = True
         conn.lpush("mcp.probe_http", json.dumps(redelivered))
-        wait_until(lambda: worker.output().count(f"Task mcp.call_tool[{handle.id}] succeeded") >= 2, 20,
+        wait_until(lambda: worker.output().count(f"[{handle.id}] succeeded") >= 2, 20,
                    "the duplicate delivery to be processed")
         assert client.call_tool("probe_http", "deletions").data == {"once": 1}
         assert handle.get(timeout=5) == first
