@@ -22,7 +22,7 @@ import redis
 from orchestrator.celery_app import CALL_TOOL, make_celery
 from orchestrator.client import Orchestrator
 from orchestrator.config import Settings, load_settings
-from orchestrator.errors import OrchestratorError, OutcomeUnknown
+from orchestrator.errors import DeadlineExceeded, OrchestratorError, OutcomeUnknown
 from orchestrator.processes import ChildProcess, wait_until
 from orchestrator.results import ToolResult
 from tests.support.ports import free_port, wait_for_port
@@ -236,3 +236,22 @@ def test_a_stopping_worker_closes_its_mcp_sessions_and_leaves_no_server_process(
     finally:
         client.close()
         worker.stop()
+
+
+def test_a_message_whose_deadline_passed_in_the_queue_is_not_executed(fault_stack: FaultStack) -> None:
+    """A call that waited in its queue past its deadline ends as DeadlineExceeded without running."""
+    client = fault_stack.client()
+    try:
+        handle = client.app.send_task(CALL_TOOL, kwargs={"server": "probe_http", "tool": "record_delete",
+                                                         "params": {"name": "late"}, "deadline": time.time() + 1},
+                                      queue="mcp.probe_http")  # no worker consumes the queue yet
+        time.sleep(1.5)  # the deadline passes while the message waits
+        worker = fault_stack.worker("threads", "threads", 2)
+        try:
+            with pytest.raises(DeadlineExceeded):
+                handle.get(timeout=15)
+            assert "late" not in client.call_tool("probe_http", "deletions").data
+        finally:
+            worker.stop()
+    finally:
+        client.close()
