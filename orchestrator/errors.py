@@ -18,6 +18,18 @@ Every error keeps its fields in one JSON-able dict and passes ``(message, detail
 ``args``: Celery's JSON result backend stores ``args`` and rebuilds the exception with
 ``cls(*args)``, so the client re-raises exactly the type the worker raised. ``transient``
 says whether trying the same call again could succeed (retries, breaker accounting).
+
+The seed orchestrator's exception names (AutoArr's ``autoarr.shared.core.exceptions``) are
+aliases of these classes, not copies, so ``except MCPTimeoutError`` catches a ``DeadlineExceeded``
+raised anywhere, also one rebuilt from the queue::
+
+    MCPOrchestratorError = OrchestratorError    .message .context (= details)
+    MCPConnectionError   = ServerUnavailable    .server .original_error (text: exceptions do not cross JSON)
+    MCPToolError         = ToolReturnedError    .server .tool
+    MCPTimeoutError      = DeadlineExceeded     .server .tool .timeout (seconds the call was given)
+    CircuitBreakerOpenError (the same name)     .server .retry_after
+
+``InvalidCall`` is also a ``ValueError``, as the seed's input checks were.
 """
 
 from __future__ import annotations
@@ -47,13 +59,18 @@ class OrchestratorError(Exception):
     transient: ClassVar[bool] = False
 
     def __init__(self, message: str, details: dict[str, Any] | None = None, /, **fields: Any) -> None:
-        merged = {**(details or {}), **{k: v for k, v in fields.items() if v is not None}}
+        merged = {**(details or {}), **{k: _jsonable(v) for k, v in fields.items() if v is not None}}
         super().__init__(message, merged)
         self.message = message
         self.details = merged
 
     def __str__(self) -> str:
         return self.message
+
+    @property
+    def context(self) -> dict[str, Any]:
+        """The seed's name for ``details`` (``MCPOrchestratorError.context``)."""
+        return self.details
 
     def __getattr__(self, name: str) -> Any:
         # Only reached for attributes not set normally: expose detail fields (server, tool...).
@@ -71,10 +88,15 @@ class OrchestratorError(Exception):
 
 
 _COMMON_FIELDS = frozenset({"server", "tool", "task_id", "cause", "field", "retry_after", "deadline",
-                            "result"})
+                            "result", "timeout"})
 
 
-class InvalidCall(OrchestratorError):
+def _jsonable(value: Any) -> Any:
+    """An exception given as a field (the seed's ``original_error=exc``) is kept as its text."""
+    return f"{type(value).__name__}: {value}" if isinstance(value, BaseException) else value
+
+
+class InvalidCall(OrchestratorError, ValueError):
     """Refused before anything was enqueued: the message names the bad field."""
 
 
@@ -93,7 +115,7 @@ class CircuitBreakerOpenError(CallFailed):
 
 
 class DeadlineExceeded(CallFailed):
-    """The call's deadline passed, in the queue or during the MCP call."""
+    """The call's deadline passed, in the queue or during the MCP call; ``timeout`` is the seconds it had."""
 
     transient = True
 
@@ -102,6 +124,11 @@ class ServerUnavailable(CallFailed):
     """The MCP session or its upstream could not serve the call (connection, transport, 5xx)."""
 
     transient = True
+
+    @property
+    def original_error(self) -> str | None:
+        """The seed's ``MCPConnectionError.original_error``: the underlying error, as text."""
+        return self.details.get("original_error", self.details.get("cause"))
 
 
 class ToolReturnedError(CallFailed):
@@ -130,3 +157,11 @@ class OutcomeUnknown(CallFailed):
 
 class CallCancelled(CallFailed):
     """A batch stopped waiting for this call and revoked it (fail-fast after another failed)."""
+
+
+# The seed orchestrator's names for the same classes (see the module docstring). Not in
+# ``__all__``: they are other names of the classes above, not classes of their own.
+MCPOrchestratorError = OrchestratorError
+MCPConnectionError = ServerUnavailable
+MCPToolError = ToolReturnedError
+MCPTimeoutError = DeadlineExceeded

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import difflib
 import json
 import math
 import time
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -90,3 +92,36 @@ def prepare_call(settings: Settings, server: Any, tool: Any, params: Any = None,
     seconds = check_timeout(timeout, config, settings, name)
     return PreparedCall(server=config, tool=name, params=checked, timeout=seconds,
                         deadline=time.time() + seconds)
+
+
+CLOSE_MATCHES = 5
+"""How many similar tool names an unknown-tool error suggests."""
+
+
+def resolve_tool_name(server: str, tool: str, names: Collection[str]) -> str | None:
+    """The name ``server`` knows ``tool`` by: itself, or AutoArr's prefixed form (``get_queue`` on
+    ``sabnzbd`` -> ``sabnzbd_get_queue``); None when its catalog ``names`` list neither."""
+    if tool in names:
+        return tool
+    prefixed = f"{server}_{tool}"
+    return prefixed if prefixed in names else None
+
+
+def close_tool_matches(server: str, tool: str, catalogs: Mapping[str, Collection[str]]) -> str:
+    """A hint for a tool name that no catalog lists: similar names on ``server`` (difflib, compared
+    with and without the server prefix), and the other servers that have it; '' when none."""
+    own = sorted(catalogs.get(server, ()))
+    stripped = {name.removeprefix(f"{server}_"): name for name in own}
+    wanted = tool.removeprefix(f"{server}_")
+    similar = difflib.get_close_matches(wanted, list(stripped), n=CLOSE_MATCHES, cutoff=0.6)
+    similar += difflib.get_close_matches(tool, own, n=CLOSE_MATCHES, cutoff=0.6)
+    suggestions = list(dict.fromkeys(stripped.get(name, name) for name in similar))[:CLOSE_MATCHES]
+    hints = []
+    if suggestions:
+        hints.append(f"close matches on {server}: {', '.join(suggestions)}")
+    elsewhere = [f"{name} on {other}" for other, names in sorted(catalogs.items()) if other != server
+                 for name in (resolve_tool_name(other, wanted, names), resolve_tool_name(other, tool, names))
+                 if name]
+    if elsewhere:
+        hints.append(f"found as {', '.join(dict.fromkeys(elsewhere))}")
+    return "; ".join(hints)

@@ -1,0 +1,51 @@
+"""AutoArr compatibility: the seed orchestrator's API, exceptions and configuration.
+
+AutoArr switches from its in-process orchestrator by changing an import::
+
+    from orchestrator.compat import (MCPOrchestrator, MCPOrchestratorConfig, ServerConfig,
+                                     MCPConnectionError, MCPTimeoutError, MCPToolError, ...)
+
+and by giving the workers ``worker_environment(config)`` (the servers' URLs and API keys, and the
+tunables): secrets never travel in a task message. ``orchestrator.compat.config`` maps each seed
+setting (its module docstring has the table); ``orchestrator.compat.facade`` has the facade.
+The exception names are the same classes as ``orchestrator.errors``' hierarchy, not copies.
+"""
+
+from orchestrator.compat.config import (
+    SECRET_VARIABLES,
+    MCPOrchestratorConfig,
+    SeedConfigError,
+    SeedConfigWarning,
+    SeedMapping,
+    ServerConfig,
+    map_seed_config,
+    worker_environment,
+    write_worker_env_file,
+)
+from orchestrator.compat.facade import MCPOrchestrator, MCPToolCall
+from orchestrator.errors import (
+    CircuitBreakerOpenError,
+    MCPConnectionError,
+    MCPOrchestratorError,
+    MCPTimeoutError,
+    MCPToolError,
+)
+
+__all__ = [
+    "SECRET_VARIABLES",
+    "CircuitBreakerOpenError",
+    "MCPConnectionError",
+    "MCPOrchestrator",
+    "MCPOrchestratorConfig",
+    "MCPOrchestratorError",
+    "MCPTimeoutError",
+    "MCPToolCall",
+    "MCPToolError",
+    "SeedConfigError",
+    "SeedConfigWarning",
+    "SeedMapping",
+    "ServerConfig",
+    "map_seed_config",
+    "worker_environment",
+    "write_worker_env_file",
+]
