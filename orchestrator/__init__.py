@@ -1,0 +1,44 @@
+"""AutoArr's MCP tool-call orchestrator: the client library and the shared core.
+
+Everything a caller needs is exported here; the modules behind it are free to move.
+"""
+
+from orchestrator.batch import Outcome
+from orchestrator.client import AsyncOrchestrator, Orchestrator
+from orchestrator.config import ConfigError, ServerConfig, Settings, load_settings
+from orchestrator.errors import (
+    CallCancelled,
+    CallFailed,
+    CircuitBreakerOpenError,
+    DeadlineExceeded,
+    InvalidCall,
+    OrchestratorError,
+    OutcomeUnknown,
+    ServerUnavailable,
+    ToolReturnedError,
+    UnknownServer,
+    UpstreamUnavailable,
+)
+from orchestrator.results import ToolResult
+
+__all__ = [
+    "AsyncOrchestrator",
+    "CallCancelled",
+    "CallFailed",
+    "CircuitBreakerOpenError",
+    "ConfigError",
+    "DeadlineExceeded",
+    "InvalidCall",
+    "Orchestrator",
+    "OrchestratorError",
+    "Outcome",
+    "OutcomeUnknown",
+    "ServerConfig",
+    "ServerUnavailable",
+    "Settings",
+    "ToolResult",
+    "ToolReturnedError",
+    "UnknownServer",
+    "UpstreamUnavailable",
+    "load_settings",
+]
