@@ -25,6 +25,7 @@ from typing import Any, TypeVar
 
 import anyio
 from mcp import Client
+from mcp.client.subscriptions import ListenNotSupportedError
 from mcp.shared.exceptions import MCPError
 from mcp_types import CONNECTION_CLOSED, REQUEST_TIMEOUT, CallToolResult, ListToolsResult
 
@@ -48,7 +49,8 @@ _SESSION_GONE = ("session terminated", "session not found")
 SessionHook = Callable[["HeldSession", Client], Awaitable[None]]
 on_session_open: list[SessionHook] = []
 """Coroutine functions run, each as its own task on the session loop, every time a session opens
-or re-opens (``workers.health`` refreshes the tool catalog here); a failing hook is only logged."""
+or re-opens, and when the server announces that its tool list changed (``workers.health``
+refreshes the tool catalog here); a failing hook is only logged."""
 
 
 def backoff_delay(attempt: int) -> float:
@@ -144,7 +146,30 @@ class HeldSession:
         async with self._changed:
             self._changed.notify_all()
         self._run_open_hooks(client)
-        await self._watch(client)
+        follower = asyncio.get_running_loop().create_task(self._follow_tool_changes(client))
+        try:
+            await self._watch(client)
+        finally:
+            follower.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await follower
+
+    async def _follow_tool_changes(self, client: Client) -> None:
+        """Re-read the tools (and run the open hooks: catalog refresh) when the server says they changed.
+
+        Uses a ``subscriptions/listen`` stream (2026 protocol). A legacy-handshake server, or
+        one that refuses to listen, is not followed: health checks still refresh its catalog.
+        """
+        try:
+            async with client.listen(tools_list_changed=True) as subscription:
+                async for _event in subscription:
+                    await self._learn_tools(client)
+                    log.info("tool list of %s changed: %d tools", self.server.name, len(self.tool_annotations))
+                    self._run_open_hooks(client)
+        except ListenNotSupportedError:
+            log.debug("%s speaks a protocol without subscriptions; tool changes are not followed", self.server.name)
+        except Exception as exc:  # a lost stream ends the following, not the session
+            log.debug("following tool changes of %s ended: %r", self.server.name, exc)
 
     def _run_open_hooks(self, client: Client) -> None:
         for hook in on_session_open:

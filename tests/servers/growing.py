@@ -6,19 +6,21 @@ Run: ``python -m tests.servers.growing`` (stdio).
 
 from __future__ import annotations
 
-from mcp.server.mcpserver import MCPServer
+from mcp.server.mcpserver import Context, MCPServer
 
 server = MCPServer("growing", version="2.0.0")
 
 
 @server.tool()
-def grow(name: str) -> str:
-    """Add a tool called ``name`` (taking ``count: int``) to this server."""
+async def grow(name: str, ctx: Context, announce: bool = False) -> str:
+    """Add a tool called ``name`` (taking ``count: int``); with ``announce`` tell listening clients."""
 
     def added(count: int) -> int:
         return count
 
     server.add_tool(added, name=name, description=f"Added at run time as {name}.")
+    if announce:
+        await ctx.notify_tools_changed()
     return f"added {name}"
 
 
