@@ -101,15 +101,14 @@ def outcome_of(app: Celery, call: PreparedCall, task_id: str, meta: Mapping[str,
                       tool=call.tool, task_id=task_id, cause=type(error).__name__)
 
 
-def run_batch(app: Celery, settings: Settings, calls: Any, *, timeout: float | None = None,
+def run_batch(app: Celery, settings: Settings, prepared: list[PreparedCall], *, timeout: float | None = None,
               fail_fast: bool = False, progress: ProgressCallback | None = None,
               max_concurrency: Mapping[str, int] | None = None,
               breakers: BreakerBoard | None = None) -> list[Outcome]:
-    """Enqueue ``calls`` as one group and return one outcome per call, in input order.
+    """Enqueue validated calls (``prepare_batch``) as one group; one outcome per call, in input order.
 
     A server whose breaker is open fails its own calls at once (not enqueued); the others run.
     """
-    prepared = prepare_batch(settings, calls)
     caps = _check_caps(settings, max_concurrency)
     if timeout is not None and (isinstance(timeout, bool) or not isinstance(timeout, int | float) or timeout <= 0):
         raise InvalidCall("timeout: the batch deadline must be a positive number of seconds", field="timeout")

@@ -20,6 +20,7 @@ import logging
 import time
 from collections import OrderedDict
 from collections.abc import Iterable, Sequence
+from dataclasses import replace
 from typing import Any
 
 import redis
@@ -29,7 +30,7 @@ from jsonschema.validators import validator_for
 
 from orchestrator import keys
 from orchestrator.errors import InvalidCall
-from orchestrator.validation import PreparedCall
+from orchestrator.validation import PreparedCall, close_tool_matches, resolve_tool_name
 
 __all__ = ["Catalog", "catalog_digest", "schema_error_message"]
 
@@ -115,20 +116,63 @@ class Catalog:
         """Digest, count and times of ``server``'s catalog ({} when there is none)."""
         return {_text(k): _text(v) for k, v in self.redis.hgetall(keys.tools_meta_key(server)).items()}
 
-    # -- validation before enqueue ---------------------------------------------------------------
+    # -- resolution and validation before enqueue ------------------------------------------------
     def check(self, call: PreparedCall) -> None:
         """Refuse ``call`` (InvalidCall naming the field) if its params fail the cached schema."""
         self._check_one(call, self.redis.hget(keys.tools_key(call.server.name), call.tool), prefix="")
 
     def check_batch(self, calls: Sequence[PreparedCall]) -> None:
         """Check every call of a batch in one round trip; the error names ``calls[i].params...``."""
+        self.resolve_batch(calls)
+
+    def resolve(self, call: PreparedCall) -> tuple[PreparedCall, bool]:
+        """``call`` with the tool name its server knows, its params checked against the cached schema,
+        and whether the catalog lists that tool. One round trip when the name is listed as given."""
+        resolved, listed = self.resolve_batch([call], prefixed=False)
+        return resolved[0], listed[0]
+
+    def resolve_batch(self, calls: Sequence[PreparedCall], *, prefixed: bool = True
+                      ) -> tuple[list[PreparedCall], list[bool]]:
+        """Resolve and check every call (one round trip when every name is listed as given).
+
+        An unprefixed name resolves to the server's prefixed tool when the catalog lists it
+        (``get_queue`` on ``sabnzbd`` -> ``sabnzbd_get_queue``). A name the catalog does not
+        list is left as it is (a stale catalog must not refuse a new tool): the server judges.
+        Errors name ``calls[i].params...`` when ``prefixed``.
+        """
         if not calls:
-            return
+            return [], []
         pipe = self.redis.pipeline(transaction=False)
         for call in calls:
             pipe.hget(keys.tools_key(call.server.name), call.tool)
-        for index, (call, raw) in enumerate(zip(calls, pipe.execute(), strict=True)):
-            self._check_one(call, raw, prefix=f"calls[{index}].")
+        raws = pipe.execute()
+        resolved, listed, names = list(calls), [raw is not None for raw in raws], {}
+        for index, call in enumerate(calls):
+            raw = raws[index]
+            if raw is None:
+                server = call.server.name
+                if server not in names:
+                    names[server] = self.names(server)
+                name = resolve_tool_name(server, call.tool, names[server])
+                if name is None:
+                    continue
+                resolved[index], listed[index] = replace(call, tool=name), True
+                raw = self.redis.hget(keys.tools_key(server), name)
+            self._check_one(resolved[index], raw, prefix=f"calls[{index}]." if prefixed else "")
+        return resolved, listed
+
+    def names(self, server: str) -> list[str]:
+        """The tool names in ``server``'s catalog ([] before a worker first lists its tools)."""
+        return [_text(name) or "" for name in self.redis.hkeys(keys.tools_key(server))]
+
+    def close_matches(self, server: str, tool: str, servers: Sequence[str]) -> str:
+        """A hint naming the tools like ``tool`` on ``server`` and elsewhere ('' when none is close)."""
+        pipe = self.redis.pipeline(transaction=False)
+        for name in servers:
+            pipe.hkeys(keys.tools_key(name))
+        catalogs = {name: [_text(tool) or "" for tool in tools]
+                    for name, tools in zip(servers, pipe.execute(), strict=True)}
+        return close_tool_matches(server, tool, catalogs)
 
     def _check_one(self, call: PreparedCall, raw: bytes | None, *, prefix: str) -> None:
         if raw is None:

@@ -10,7 +10,6 @@ import inspect
 import time
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import replace
 from datetime import UTC, datetime
 from functools import cached_property
 from typing import Any
@@ -22,7 +21,7 @@ from celery.exceptions import TaskRevokedError
 from celery.exceptions import TimeoutError as CeleryTimeout
 from celery.result import AsyncResult
 
-from orchestrator import health, keys
+from orchestrator import health
 from orchestrator.batch import Outcome, ProgressCallback, prepare_batch, run_batch
 from orchestrator.breaker import BreakerBoard, BreakerSnapshot
 from orchestrator.catalog import Catalog
@@ -33,10 +32,8 @@ from orchestrator.results import ToolResult, tool_error
 from orchestrator.validation import (
     PreparedCall,
     check_timeout,
-    close_tool_matches,
     prepare_call,
     resolve_server,
-    resolve_tool_name,
 )
 
 RESULT_GRACE_SECONDS = 2.0
@@ -68,7 +65,7 @@ class Orchestrator:
         error comes back naming the close matches from the catalogs.
         """
         call = prepare_call(self.settings, server, tool, params, timeout)
-        call, listed = self._resolve_tool(call)  # and params against the cached schema, nothing enqueued
+        call, listed = self.catalog.resolve(call)  # and params against the cached schema, nothing enqueued
         self.breakers.breaker(call.server.name).check_or_raise()  # fail fast, nothing enqueued
         try:
             result = ToolResult.model_validate(self._run(call, CALL_TOOL, call.task_kwargs()))
@@ -91,65 +88,16 @@ class Orchestrator:
         is called as results arrive. ``max_concurrency={"sabnzbd": 2}`` caps the calls
         running at once on a server across every worker.
         """
-        prepared = prepare_batch(self.settings, calls)
-        resolved, listed = self._resolve_batch(prepared)
-        self.catalog.check_batch(resolved)
-        if resolved != prepared:  # unprefixed names were resolved: send the names the servers know
-            calls = [{"server": c.server.name, "tool": c.tool, "params": c.params, "timeout": c.timeout}
-                     for c in resolved]
-        outcomes = run_batch(self.app, self.settings, calls, timeout=timeout, fail_fast=fail_fast, progress=progress,
-                             max_concurrency=max_concurrency, breakers=self.breakers)
+        resolved, listed = self.catalog.resolve_batch(prepare_batch(self.settings, calls))
+        outcomes = run_batch(self.app, self.settings, resolved, timeout=timeout, fail_fast=fail_fast,
+                             progress=progress, max_concurrency=max_concurrency, breakers=self.breakers)
         return [self._with_close_matches(outcome, call)
                 if isinstance(outcome, ToolReturnedError) and not known else outcome
                 for outcome, call, known in zip(outcomes, resolved, listed, strict=True)]
 
-    def _resolve_tool(self, call: PreparedCall) -> tuple[PreparedCall, bool]:
-        """``call`` with the tool name its server knows, params checked against the cached schema;
-        and whether the catalog lists that tool. One Redis round trip when the name is listed."""
-        raw = self.redis.hget(keys.tools_key(call.server.name), call.tool)
-        if raw is not None:
-            self.catalog._check_one(call, raw, prefix="")  # the catalog's own schema check, same round trip
-            return call, True
-        names = self._tool_names(call)
-        resolved = resolve_tool_name(call.server.name, call.tool, names)
-        if resolved is None:
-            return call, False
-        call = replace(call, tool=resolved)
-        self.catalog.check(call)
-        return call, True
-
-    def _tool_names(self, call: PreparedCall) -> list[str]:
-        """The tool names in ``call.server``'s catalog ([] before its first listing: a worker writes it
-        when it opens a session or runs a health check, so nothing is resolved until then)."""
-        return [_text(name) for name in self.redis.hkeys(keys.tools_key(call.server.name))]
-
-    def _resolve_batch(self, prepared: list[PreparedCall]) -> tuple[list[PreparedCall], list[bool]]:
-        """Each call with its resolved tool name and whether the catalog lists it (one round trip
-        when every name is listed)."""
-        if not prepared:
-            return prepared, []
-        pipe = self.redis.pipeline(transaction=False)
-        for call in prepared:
-            pipe.hexists(keys.tools_key(call.server.name), call.tool)
-        listed = [bool(found) for found in pipe.execute()]
-        resolved, known = list(prepared), {}
-        for index, call in enumerate(prepared):
-            if not listed[index]:
-                if call.server.name not in known:
-                    known[call.server.name] = self._tool_names(call)
-                name = resolve_tool_name(call.server.name, call.tool, known[call.server.name])
-                if name is not None:
-                    resolved[index], listed[index] = replace(call, tool=name), True
-        return resolved, listed
-
     def _with_close_matches(self, error: ToolReturnedError, call: PreparedCall) -> ToolReturnedError:
         """The tool error of a name no catalog lists, its message naming the close matches."""
-        servers = list(self.settings.enabled_servers())
-        pipe = self.redis.pipeline(transaction=False)
-        for name in servers:
-            pipe.hkeys(keys.tools_key(name))
-        catalogs = {name: [_text(tool) for tool in tools] for name, tools in zip(servers, pipe.execute(), strict=True)}
-        hint = close_tool_matches(call.server.name, call.tool, catalogs)
+        hint = self.catalog.close_matches(call.server.name, call.tool, list(self.settings.enabled_servers()))
         if not hint:
             return error
         return type(error)(f"{error.message} ({hint})", {**error.details, "close_matches": hint})
@@ -333,7 +281,3 @@ class AsyncOrchestrator:
 
     async def __aexit__(self, *exc: object) -> None:
         await self.aclose()
-
-
-def _text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
