@@ -174,9 +174,13 @@ def cmd_beat(args: argparse.Namespace) -> int:
 
 
 def cmd_stack(args: argparse.Namespace) -> int:
-    from orchestrator.stack import StackOptions, run_stack
+    from orchestrator.stack import StackError, StackOptions, run_stack
 
-    return run_stack(StackOptions(config=args.config, single_worker=args.single_worker, pool=args.pool))
+    try:
+        return run_stack(StackOptions(config=args.config, single_worker=args.single_worker, pool=args.pool))
+    except StackError as exc:  # e.g. redis-server missing: one line saying how to install it
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
 
 
 def build_parser() -> argparse.ArgumentParser:
