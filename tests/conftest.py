@@ -154,3 +154,11 @@ def stack(redis_server: RedisServer, tmp_path_factory: pytest.TempPathFactory) -
         for child in [*workers.values(), http_probe]:
             child.stop()
         app.close()
+
+
+@pytest.fixture
+def client(stack: Stack) -> Iterator[Orchestrator]:
+    """A client of the session stack, closed after the test."""
+    orchestrator = stack.client()
+    yield orchestrator
+    orchestrator.close()

@@ -16,13 +16,6 @@ from tests.conftest import Stack
 pytestmark = pytest.mark.slow
 
 
-@pytest.fixture
-def client(stack: Stack) -> Orchestrator:
-    orchestrator = stack.client()
-    yield orchestrator
-    orchestrator.close()
-
-
 def test_an_empty_batch_returns_an_empty_list_at_once(client: Orchestrator) -> None:
     """No calls, no group: the answer is [] without touching a queue."""
     assert client.call_tools_parallel([]) == []

@@ -20,13 +20,6 @@ from tests.conftest import CANARY_KEY, CANARY_TOKEN, Stack
 pytestmark = pytest.mark.slow
 
 
-@pytest.fixture
-def client(stack: Stack) -> Orchestrator:
-    orchestrator = stack.client()
-    yield orchestrator
-    orchestrator.close()
-
-
 @pytest.mark.parametrize("server", ["probe", "forked", "probe_http"])
 def test_call_round_trips_on_every_transport_and_pool(client: Orchestrator, server: str) -> None:
     """A call reaches the MCP server over stdio (threads and prefork pools) and HTTP, and comes back whole."""
