@@ -12,6 +12,7 @@ import argparse
 import asyncio
 import sys
 import threading
+import time
 from contextlib import ExitStack
 from pathlib import Path
 
@@ -64,10 +65,23 @@ class HeldDirect:
         self.loop.call_soon_threadsafe(self.loop.stop)
 
 
+async def connect_per_call(calls: int) -> list[float]:
+    """Latency of opening a fresh stdio session for each call (spawn, handshake, call, close), in ms."""
+    params = StdioServerParameters(command=sys.executable, args=["-m", "tests.servers.probe"], cwd=str(REPO))
+    out = []
+    for _ in range(calls):
+        started = time.perf_counter()
+        async with Client(params, cache=None) as client:
+            await client.call_tool("add", {"a": 1, "b": 2})
+        out.append((time.perf_counter() - started) * 1000)
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--calls", type=int, default=600, help="calls per variant (split over rounds)")
     parser.add_argument("--rounds", type=int, default=6)
+    parser.add_argument("--connects", type=int, default=10, help="connect-per-call samples (each spawns a server)")
     args = parser.parse_args()
     work = temp_dir()
     with ExitStack() as cleanup:
@@ -97,13 +111,15 @@ def main() -> None:
         for _ in range(args.rounds):
             for name, fn in variants.items():
                 samples[name] += timed(fn, per_round)
-
+        samples["connect per call (stdio spawn + handshake)"] = asyncio.run(connect_per_call(args.connects))
     rows = [{"variant": name, **summarize(values)} for name, values in samples.items()]
     base = rows[0]["p50_ms"] + rows[1]["p50_ms"]
     overhead = round(rows[2]["p50_ms"] - base, 3)
+    held_gain = round(rows[3]["p50_ms"] / rows[1]["p50_ms"], 1)
     print_table("One tool call (ms, lower is better)", rows, ["variant", "n", "p50_ms", "p99_ms", "mean_ms"])
     print(f"\norchestrator p50 - (celery no-op p50 + direct p50) = {overhead} ms (target <= 0.5 ms)")
-    path = write_json("call_path", {"rows": rows, "overhead_p50_ms": overhead})
+    print(f"connect per call p50 / held session p50 = {held_gain}x (target >= 100x)")
+    path = write_json("call_path", {"rows": rows, "overhead_p50_ms": overhead, "held_session_gain": held_gain})
     print(f"wrote {path}")
 
 
