@@ -228,6 +228,18 @@ def test_batch_prints_a_results_table_and_fails_when_a_call_fails(running: Runni
     assert done.stderr == ""
 
 
+def test_tools_health_and_breakers_commands_read_the_running_stack(running: RunningStack) -> None:
+    """``tools``, ``health`` and ``breakers`` answer from the stack's Redis, as tables and as JSON."""
+    tools = running.cli("tools", "plex", "--json")
+    assert tools.returncode == 0, tools.stderr
+    assert len(json.loads(tools.stdout)["plex"]) == 8
+    assert "plex_get_libraries" in running.cli("tools", "library").stdout
+    health = running.cli("health", "--json")
+    assert set(json.loads(health.stdout)) >= {"sabnzbd", "sonarr", "radarr", "plex"}
+    breakers = running.cli("breakers", "--json")
+    assert breakers.returncode == 0 and json.loads(breakers.stdout)["sonarr"]["state"] == "closed"
+
+
 def test_stats_shows_calls_failures_and_latency_per_server(running: RunningStack) -> None:
     """``mcp-orch stats`` reads the workers' counters: calls, failures and latency per server and tool."""
     assert running.cli("call", "sab", "sabnzbd_get_queue").returncode == 0
