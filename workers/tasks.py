@@ -1,4 +1,5 @@
-"""Thin Celery tasks: each one hands its arguments to the call body in ``workers.execution``."""
+"""Celery tasks: the checks a delivered message needs (deny-list, redelivery, deadline, concurrency
+slot) around the call body, which lives in ``workers.execution``."""
 
 from __future__ import annotations
 
