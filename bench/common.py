@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import shutil
 import statistics
 import sys
 import tempfile
@@ -14,23 +13,20 @@ from pathlib import Path
 import redis
 from celery import Celery
 
-from orchestrator.processes import ChildProcess, free_port, port_open, wait_until
+from orchestrator.processes import ChildProcess, start_redis_server, wait_until
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "bench" / "results"
 
 
 def start_redis(log_dir: Path) -> tuple[ChildProcess, str]:
-    """A private ``redis-server`` on a free port (never the machine's shared one)."""
-    binary = shutil.which("redis-server")
-    if binary is None:
-        sys.exit("redis-server is not installed: apt-get install -y redis-server")
-    port = free_port()
-    child = ChildProcess("redis", [binary, "--port", str(port), "--save", "", "--appendonly", "no",
-                                   "--dir", str(log_dir)], log=log_dir / "redis.log")
-    wait_until(lambda: port_open(port), 10, "redis-server")
-    wait_until(lambda: bool(redis.Redis(port=port).ping()), 10, "redis PING")
-    return child, f"redis://127.0.0.1:{port}/0"
+    """A private ``redis-server`` on a free port (never the machine's shared one), answering PING."""
+    try:
+        child, url = start_redis_server(log_dir)
+    except FileNotFoundError as exc:
+        sys.exit(str(exc))
+    wait_until(lambda: bool(redis.Redis.from_url(url).ping()), 10, "redis PING")
+    return child, url
 
 
 def start_worker(app: Celery, *, name: str, queues: list[str], env: dict[str, str], log_dir: Path,

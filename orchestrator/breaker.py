@@ -124,10 +124,6 @@ def _scripts_for(client: redis.Redis) -> dict[str, Script]:
     return _scripts[client]
 
 
-def _text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
-
-
 def _ms(seconds: float) -> int:
     return round(seconds * 1000)
 
@@ -194,8 +190,8 @@ class CircuitBreaker:
             self._on_redis_down(exc, "outcome dropped")
             return admission.state
         self._on_redis_up()
-        self._log_transition(_text(from_state), _text(state), generation)
-        return _text(state)
+        self._log_transition(keys.text(from_state), keys.text(state), generation)
+        return keys.text(state)
 
     # -- operators -----------------------------------------------------------------------------
     def reset(self) -> None:
@@ -230,8 +226,8 @@ class CircuitBreaker:
             return Admission(allowed=policy.on_redis_error == "fail_open", state="unknown", generation=-1,
                              reason="Redis is unreachable")
         self._on_redis_up()
-        state = _text(state)
-        self._log_transition(_text(from_state), state, generation)
+        state = keys.text(state)
+        self._log_transition(keys.text(from_state), state, generation)
         return Admission(allowed=bool(allowed), state=state, generation=generation,
                          retry_after=None if retry_ms < 0 else retry_ms / 1000, trial_id=trial_id,
                          reason="" if allowed else _REFUSALS.get(state, "trial slots busy"))
@@ -247,7 +243,7 @@ class CircuitBreaker:
         state, generation, from_state = self._scripts["command"](
             keys=self._keys,
             args=[_ms(self._clock()), self.server, keys.BREAKER_EVENTS_CHANNEL, target.value])
-        self._log_transition(_text(from_state), _text(state), generation)
+        self._log_transition(keys.text(from_state), keys.text(state), generation)
 
     def _queue_snapshot(self, pipe: redis.client.Pipeline) -> None:
         pipe.hgetall(self._keys[0])
@@ -256,7 +252,7 @@ class CircuitBreaker:
 
     def _build_snapshot(self, raw: dict[Any, Any], trials: int, buckets: dict[Any, Any], *,
                         now: float) -> BreakerSnapshot:
-        h = {_text(k): _text(v) for k, v in raw.items()}
+        h = {keys.text(k): keys.text(v) for k, v in raw.items()}
 
         def num(name: str) -> int:
             return int(float(h.get(name, 0)))
@@ -280,7 +276,7 @@ class CircuitBreaker:
         oldest = _ms(now) // bucket_ms - self.policy.window_buckets
         counts = {"n": 0, "f": 0}
         for field, value in buckets.items():
-            bucket, kind = _text(field).split(":")
+            bucket, kind = keys.text(field).split(":")
             if int(bucket) > oldest:
                 counts[kind] += int(value)
         return counts["n"], counts["f"]

@@ -87,7 +87,7 @@ class Catalog:
         now = now or time.time()
         digest = catalog_digest(tools)
         meta_key = keys.tools_meta_key(server)
-        if _text(self.redis.hget(meta_key, "digest")) == digest:
+        if keys.text(self.redis.hget(meta_key, "digest")) == digest:
             self.redis.hset(meta_key, mapping={"checked_at": repr(now), "source": source})
             return False
         pipe = self.redis.pipeline(transaction=True)
@@ -114,7 +114,7 @@ class Catalog:
 
     def meta(self, server: str) -> dict[str, str]:
         """Digest, count and times of ``server``'s catalog ({} when there is none)."""
-        return {_text(k): _text(v) for k, v in self.redis.hgetall(keys.tools_meta_key(server)).items()}
+        return {keys.text(k): keys.text(v) for k, v in self.redis.hgetall(keys.tools_meta_key(server)).items()}
 
     # -- resolution and validation before enqueue ------------------------------------------------
     def check(self, call: PreparedCall) -> None:
@@ -163,14 +163,14 @@ class Catalog:
 
     def names(self, server: str) -> list[str]:
         """The tool names in ``server``'s catalog ([] before a worker first lists its tools)."""
-        return [_text(name) or "" for name in self.redis.hkeys(keys.tools_key(server))]
+        return [keys.text(name) for name in self.redis.hkeys(keys.tools_key(server))]
 
     def close_matches(self, server: str, tool: str, servers: Sequence[str]) -> str:
         """A hint naming the tools like ``tool`` on ``server`` and elsewhere ('' when none is close)."""
         pipe = self.redis.pipeline(transaction=False)
         for name in servers:
             pipe.hkeys(keys.tools_key(name))
-        catalogs = {name: [_text(tool) or "" for tool in tools]
+        catalogs = {name: [keys.text(tool) for tool in tools]
                     for name, tools in zip(servers, pipe.execute(), strict=True)}
         return close_tool_matches(server, tool, catalogs)
 
@@ -208,7 +208,3 @@ class Catalog:
         if len(self._validators) > VALIDATOR_CACHE_SIZE:
             self._validators.popitem(last=False)
         return None if validator is _SKIP else validator
-
-
-def _text(value: Any) -> str | None:
-    return value.decode() if isinstance(value, bytes) else value

@@ -26,7 +26,7 @@ from orchestrator.batch import Outcome, ProgressCallback, prepare_batch, run_bat
 from orchestrator.breaker import BreakerBoard, BreakerSnapshot
 from orchestrator.catalog import Catalog
 from orchestrator.celery_app import CALL_TOOL, LIST_TOOLS, make_celery
-from orchestrator.config import Settings, load_settings
+from orchestrator.config import ServerConfig, Settings, load_settings
 from orchestrator.errors import CallFailed, DeadlineExceeded, InvalidCall, OrchestratorError, ToolReturnedError
 from orchestrator.results import ToolResult, tool_error
 from orchestrator.validation import (
@@ -116,12 +116,10 @@ class Orchestrator:
         """The tools of ``server`` (wire form): from the catalog, or with ``refresh`` (or none cached)
         from a worker's held session, which also refreshes the catalog."""
         config = resolve_server(self.settings, server)
-        seconds = check_timeout(timeout, config, self.settings, "tools/list")
+        call = self._listing_call(config, timeout)
         cached = None if refresh else self.catalog.tools(config.name)
         if cached is not None:
             return cached
-        call = PreparedCall(server=config, tool="tools/list", params={}, timeout=seconds,
-                            deadline=time.time() + seconds)
         tools = self._run(call, LIST_TOOLS, {"server": config.name, "deadline": call.deadline})
         self.catalog.replace(config.name, tools, source="list_tools")
         return tools
@@ -133,18 +131,22 @@ class Orchestrator:
         listing: dict[str, list[dict[str, Any]]] = {}
         pending = {}
         for name, config in self.settings.enabled_servers().items():
-            seconds = check_timeout(timeout, config, self.settings, "tools/list")
+            call = self._listing_call(config, timeout)
             cached = None if refresh else self.catalog.tools(name)
             if cached is not None:
                 listing[name] = cached
                 continue
-            call = PreparedCall(server=config, tool="tools/list", params={}, timeout=seconds,
-                                deadline=time.time() + seconds)
             pending[name] = (call, self._send(call, LIST_TOOLS, {"server": name, "deadline": call.deadline}))
         for name, (call, handle) in pending.items():
             listing[name] = self._wait(call, handle)
             self.catalog.replace(name, listing[name], source="list_tools")
         return {name: listing[name] for name in self.settings.enabled_servers()}
+
+    def _listing_call(self, config: ServerConfig, timeout: float | None) -> PreparedCall:
+        """A ``tools/list`` through ``config``'s queue, its timeout checked and its deadline fixed."""
+        seconds = check_timeout(timeout, config, self.settings, "tools/list")
+        return PreparedCall(server=config, tool="tools/list", params={}, timeout=seconds,
+                            deadline=time.time() + seconds)
 
     def health_check(self, server: str, timeout: float | None = None) -> health.ServerHealth:
         """A fresh health check through ``server``'s queue; a check no worker ran in time counts as failed."""

@@ -154,7 +154,7 @@ class HealthStore:
         for name, value in fields.items():
             args += [name, str(value)]
         status, failures, _previous = self._record(keys=[keys.health_key(server.name)], args=args)
-        return HealthStatus(_text(status)), int(failures)
+        return HealthStatus(keys.text(status)), int(failures)
 
     def beat(self, hostname: str, queues: list[str], *, now: float | None = None) -> None:
         """Announce that ``hostname`` consumes ``queues`` (a worker calls this every heartbeat)."""
@@ -190,13 +190,9 @@ class HealthStore:
         return {server.name: _build(server, *replies[3 * i:3 * i + 3], now=now) for i, server in enumerate(servers)}
 
 
-def _text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
-
-
 def _build(server: ServerConfig, raw_bytes: Mapping[Any, Any], consumers: int, backlog: int, *,
            now: float) -> ServerHealth:
-    raw = {_text(k): _text(v) for k, v in raw_bytes.items()}
+    raw = {keys.text(k): keys.text(v) for k, v in raw_bytes.items()}
     recorded = HealthStatus(raw["status"]) if raw.get("status") else None
     breaker = json.loads(raw["breaker"]) if raw.get("breaker") else None
     last_check = _num(raw, "last_check_at")

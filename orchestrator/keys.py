@@ -5,7 +5,14 @@ All keys share ``PREFIX`` so an operator can find (and a test can flush) them at
 
 from __future__ import annotations
 
+from typing import Any
+
 PREFIX = "mcpo"
+
+
+def text(value: Any) -> str:
+    """A value read from these keys as text (redis-py returns bytes)."""
+    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 def queue_name(server: str) -> str:

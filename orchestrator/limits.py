@@ -7,7 +7,6 @@ released with ZREM; a worker killed mid-call frees its slot when the lease ends.
 
 from __future__ import annotations
 
-import random
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -15,6 +14,7 @@ from pathlib import Path
 
 import redis
 
+from orchestrator.backoff import jittered_backoff
 from orchestrator.errors import DeadlineExceeded
 from orchestrator.keys import limit_key
 
@@ -50,13 +50,14 @@ class ConcurrencyLimit:
     @contextmanager
     def slot(self, server: str, limit: int, holder: str, deadline: float) -> Iterator[None]:
         """Wait for a free slot until ``deadline`` (epoch seconds), hold it for the block."""
-        wait = POLL_MIN_SECONDS
+        attempt = 0
         while not self.try_acquire(server, limit, holder, deadline + LEASE_MARGIN_SECONDS):
+            attempt += 1
+            wait = jittered_backoff(attempt, POLL_MIN_SECONDS, POLL_MAX_SECONDS)
             if time.time() + wait > deadline:
                 raise DeadlineExceeded(f"no free slot on {server} (max {limit} concurrent calls) before the deadline",
                                        server=server, deadline=deadline)
-            time.sleep(random.uniform(wait / 2, wait))
-            wait = min(wait * 2, POLL_MAX_SECONDS)
+            time.sleep(wait)
         try:
             yield
         finally:

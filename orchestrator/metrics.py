@@ -29,6 +29,7 @@ from prometheus_client import CollectorRegistry, generate_latest, make_wsgi_app
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from orchestrator import keys
 from orchestrator.breaker import BreakerBoard, BreakerState
 from orchestrator.config import Settings
 from orchestrator.keys import call_stats_key
@@ -129,19 +130,15 @@ def _ms(seconds: float | None) -> float | None:
     return None if seconds is None else round(seconds * 1000, 3)
 
 
-def _text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
-
-
 def parse_call_stats(server: str, raw: Mapping[Any, Any]) -> dict[str, ToolStats]:
     """The per-tool counters of one server from its ``call_stats_key`` hash."""
     tools: dict[str, ToolStats] = {}
     for raw_field, raw_value in raw.items():
-        tool, _, counter = _text(raw_field).rpartition("|")
+        tool, _, counter = keys.text(raw_field).rpartition("|")
         if not tool:
             continue
         stats = tools.setdefault(tool, ToolStats(server, tool))
-        value = _text(raw_value)
+        value = keys.text(raw_value)
         with contextlib.suppress(ValueError, IndexError):
             if counter == "calls":
                 stats.calls = int(value)
@@ -177,9 +174,9 @@ def server_totals(per_tool: Mapping[str, ToolStats], server: str) -> ToolStats:
 
 def reset_call_stats(client: redis.Redis, servers: Iterable[str]) -> None:
     """Forget the call counters of ``servers``."""
-    keys = [call_stats_key(name) for name in servers]
-    if keys:
-        client.delete(*keys)
+    stats_keys = [call_stats_key(name) for name in servers]
+    if stats_keys:
+        client.delete(*stats_keys)
 
 
 def queue_lengths(client: redis.Redis, queues: Iterable[str]) -> dict[str, int]:

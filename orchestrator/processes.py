@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -58,6 +59,24 @@ class ChildProcess:
 
     def output(self) -> str:
         return self.log.read_text(errors="replace")
+
+
+REDIS_MISSING = "redis-server is not installed. Install it with: sudo apt-get install -y redis-server"
+
+
+def start_redis_server(log_dir: Path) -> tuple[ChildProcess, str]:
+    """A private ``redis-server`` on a free loopback port, nothing persisted; it and its URL (db 0).
+
+    Raises FileNotFoundError (saying how to install it) when the binary is missing.
+    """
+    binary = shutil.which("redis-server")
+    if binary is None:
+        raise FileNotFoundError(REDIS_MISSING)
+    port = free_port()
+    child = ChildProcess("redis", [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+                                   "--appendonly", "no", "--dir", str(log_dir)], log=log_dir / "redis.log")
+    wait_until(lambda: port_open(port), 10, "redis-server to accept connections")
+    return child, f"redis://127.0.0.1:{port}/0"
 
 
 def wait_until(predicate: Callable[[], bool], timeout: float, what: str, interval: float = 0.1) -> None:

@@ -14,7 +14,6 @@ from __future__ import annotations
 import json
 import os
 import secrets
-import shutil
 import signal
 import sys
 import tempfile
@@ -25,7 +24,7 @@ from pathlib import Path
 from orchestrator.client import Orchestrator
 from orchestrator.config import CONFIG_PATH_ENV, DEFAULTS_FILE, ENV_PREFIX, Settings, config_path, load_settings
 from orchestrator.errors import OrchestratorError
-from orchestrator.processes import ChildProcess, free_port, port_open, wait_until
+from orchestrator.processes import ChildProcess, free_port, port_open, start_redis_server, wait_until
 from orchestrator.stack_monitoring import monitoring_notes, start_flower, start_metrics
 
 BROKER_ENV = f"{ENV_PREFIX}BROKER_URL"
@@ -107,17 +106,11 @@ class RunningStack:
 
 
 def start_redis(stack: RunningStack) -> str:
-    binary = shutil.which("redis-server")
-    if binary is None:
-        raise StackError("redis-server is not installed. Install it with: sudo apt-get install -y redis-server "
-                         f"(or point {BROKER_ENV} at a running Redis)")
-    port = free_port()
-    child = ChildProcess("redis", [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
-                                   "--appendonly", "no", "--dir", str(stack.log_dir)],
-                         log=stack.log_dir / "redis.log")
-    url = f"redis://127.0.0.1:{port}/0"
+    try:
+        child, url = start_redis_server(stack.log_dir)
+    except FileNotFoundError as exc:
+        raise StackError(f"{exc} (or point {BROKER_ENV} at a running Redis)") from None
     stack.add(child, "Redis (broker + results + breaker state)", url)
-    wait_until(lambda: port_open(port), 10, "redis-server to accept connections")
     return url
 
 

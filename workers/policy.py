@@ -7,9 +7,9 @@ tools are retried, and only they run again after a redelivery (DESIGN invariant 
 
 from __future__ import annotations
 
-import random
 from typing import Any
 
+from orchestrator.backoff import jittered_backoff
 from orchestrator.config import RetryPolicy, ServerConfig
 from orchestrator.errors import InvalidCall, OrchestratorError
 
@@ -24,9 +24,8 @@ def safe_to_repeat(server: ServerConfig, tool: str, annotations: dict[str, Any] 
 
 
 def retry_delay(policy: RetryPolicy, attempt: int) -> float:
-    """Exponential backoff with jitter before attempt ``attempt + 1`` (attempt 1 just failed)."""
-    ceiling = min(policy.max_backoff_seconds, policy.backoff_seconds * 2 ** (attempt - 1))
-    return random.uniform(ceiling / 2, ceiling)
+    """Seconds to wait before attempt ``attempt + 1`` (attempt 1 just failed)."""
+    return jittered_backoff(attempt, policy.backoff_seconds, policy.max_backoff_seconds)
 
 
 def counts_against_breaker(error: OrchestratorError | None) -> bool:

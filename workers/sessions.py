@@ -16,7 +16,6 @@ import contextlib
 import logging
 import math
 import os
-import random
 import threading
 import time
 from collections.abc import Awaitable, Callable
@@ -29,6 +28,7 @@ from mcp.client.subscriptions import ListenNotSupportedError
 from mcp.shared.exceptions import MCPError
 from mcp_types import CONNECTION_CLOSED, REQUEST_TIMEOUT, CallToolResult, ListToolsResult
 
+from orchestrator.backoff import jittered_backoff
 from orchestrator.config import ServerConfig, StdioTransport
 from orchestrator.errors import DeadlineExceeded, OrchestratorError, ServerUnavailable
 from workers.transports import HttpClients, StderrRelay, build_client
@@ -51,12 +51,6 @@ on_session_open: list[SessionHook] = []
 """Coroutine functions run, each as its own task on the session loop, every time a session opens
 or re-opens, and when the server announces that its tool list changed (``workers.health``
 refreshes the tool catalog here); a failing hook is only logged."""
-
-
-def backoff_delay(attempt: int) -> float:
-    """Exponential backoff with full jitter, capped (attempt 1 is the first retry)."""
-    ceiling = min(BACKOFF_MAX_SECONDS, BACKOFF_BASE_SECONDS * 2 ** (attempt - 1))
-    return random.uniform(ceiling / 2, ceiling)
 
 
 def _is_session_gone(exc: MCPError) -> bool:
@@ -110,7 +104,7 @@ class HeldSession:
             attempt += 1
             async with self._changed:
                 self._changed.notify_all()
-            delay = backoff_delay(attempt)
+            delay = jittered_backoff(attempt, BACKOFF_BASE_SECONDS, BACKOFF_MAX_SECONDS)
             log.warning("MCP session to %s broke (%s); reconnecting in %.2fs", self.server.name,
                         self.last_error, delay)
             await self._sleep_unless_closing(delay)
