@@ -30,9 +30,8 @@ from bench.common import REPO, print_table, start_redis, start_worker, temp_dir,
 from orchestrator.celery_app import make_celery
 from orchestrator.client import Orchestrator
 from orchestrator.config import load_settings
-from orchestrator.processes import ChildProcess, free_port, port_open, wait_until
 from orchestrator.results import ToolResult
-from orchestrator.stack import SIMULATED_SERVICES
+from orchestrator.stack import SIMULATED_SERVICES, spawn_simulator, wait_listening
 
 CALLS = [
     ("sabnzbd", "sabnzbd_get_queue", {"limit": 1}),
@@ -45,13 +44,11 @@ CALLS = [
 def start_simulators(work: Path, cleanup: ExitStack) -> dict[str, str]:
     """The four simulators as processes (stopped by ``cleanup``); returns the env that reaches them."""
     env: dict[str, str] = {}
-    for service, (url_var, key_var) in SIMULATED_SERVICES.items():
-        port, key = free_port(), secrets.token_hex(8)
-        child = ChildProcess(f"sim-{service}", [sys.executable, "-m", "upstream_sim", service, "--port", str(port)],
-                             log=work / f"sim-{service}.log", env={key_var: key}, cwd=REPO)
+    for service, (url_var, _) in SIMULATED_SERVICES.items():
+        child, reach = spawn_simulator(service, work, secrets.token_hex(8))
         cleanup.callback(child.stop)
-        env.update({url_var: f"http://127.0.0.1:{port}", key_var: key})
-        wait_until(lambda p=port: port_open(p), 20, f"simulator {service}")
+        wait_listening(child, reach[url_var])
+        env.update(reach)
     return env
 
 

@@ -114,21 +114,32 @@ def start_redis(stack: RunningStack) -> str:
     return url
 
 
+def spawn_simulator(service: str, log_dir: Path, key: str) -> tuple[ChildProcess, dict[str, str]]:
+    """``service``'s simulated upstream on a free port (not yet listening); the env that reaches it."""
+    url_var, key_var = SIMULATED_SERVICES[service]
+    port = free_port()
+    child = ChildProcess(f"sim-{service}", [sys.executable, "-m", "upstream_sim", service, "--port", str(port)],
+                         log=log_dir / f"sim-{service}.log", env={key_var: key})
+    return child, {url_var: f"http://127.0.0.1:{port}", key_var: key}
+
+
+def wait_listening(child: ChildProcess, url: str) -> None:
+    port = int(url.rsplit(":", 1)[1])
+    wait_until(lambda: port_open(port), 20, f"{child.name} to listen")
+
+
 def start_simulators(stack: RunningStack) -> None:
-    started: list[tuple[ChildProcess, int]] = []
+    started: list[tuple[ChildProcess, str]] = []
     for service, (url_var, key_var) in SIMULATED_SERVICES.items():
         server = stack.settings.servers.get(service)
         if server is None or not server.enabled or os.environ.get(url_var):
             continue
-        port = free_port()
-        key = os.environ.get(key_var) or secrets.token_hex(16)
-        child = ChildProcess(f"sim-{service}", [sys.executable, "-m", "upstream_sim", service, "--port", str(port)],
-                             log=stack.log_dir / f"sim-{service}.log", env={key_var: key})
-        stack.add(child, f"simulated {service} upstream", f"http://127.0.0.1:{port}")
-        stack.env.update({url_var: f"http://127.0.0.1:{port}", key_var: key})
-        started.append((child, port))
-    for child, port in started:
-        wait_until(lambda p=port: port_open(p), 20, f"{child.name} to listen")
+        child, env = spawn_simulator(service, stack.log_dir, os.environ.get(key_var) or secrets.token_hex(16))
+        stack.add(child, f"simulated {service} upstream", env[url_var])
+        stack.env.update(env)
+        started.append((child, env[url_var]))
+    for child, url in started:
+        wait_listening(child, url)
 
 
 def start_workers(stack: RunningStack, options: StackOptions) -> None:
