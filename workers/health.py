@@ -94,8 +94,10 @@ def health_check(self: Task, server: str, deadline: float | None = None) -> dict
 # -- the catalog is refreshed every time a session opens (first open and every reconnect) ------
 
 async def refresh_catalog_on_open(held: HeldSession, client: Any) -> None:
-    """List the new session's tools and store them in the catalog (runs beside the owner)."""
-    listing = await held.list_tools(held.server.connect_timeout)
+    """Store the tools the session just listed in the catalog (runs beside the owner)."""
+    listing = held.tool_listing
+    if listing is None:
+        return
     _, catalog = stores()
     await asyncio.to_thread(catalog.replace, held.server.name, wire_tools(listing), source="session_open")
 

@@ -49,8 +49,8 @@ _SESSION_GONE = ("session terminated", "session not found")
 SessionHook = Callable[["HeldSession", Client], Awaitable[None]]
 on_session_open: list[SessionHook] = []
 """Coroutine functions run, each as its own task on the session loop, every time a session opens
-or re-opens, and when the server announces that its tool list changed (``workers.health``
-refreshes the tool catalog here); a failing hook is only logged."""
+or re-opens, and when the server announces that its tool list changed, with ``tool_listing``
+already read (``workers.health`` stores it in the catalog); a failing hook is only logged."""
 
 
 def _is_session_gone(exc: MCPError) -> bool:
@@ -73,6 +73,7 @@ class HeldSession:
         self.failed_attempts = 0
         self.last_error: str | None = None
         self.server_info: dict[str, Any] | None = None
+        self.tool_listing: ListToolsResult | None = None
         self.tool_annotations: dict[str, dict[str, Any]] = {}
         self._hook_tasks: set[asyncio.Task[None]] = set()
 
@@ -125,8 +126,10 @@ class HeldSession:
             raise TimeoutError(f"no MCP handshake within {self.server.connect_timeout}s")
 
     async def _learn_tools(self, client: Client) -> None:
-        """Read the tool annotations once per session: retries depend on them (safe to repeat?)."""
+        """Read the tools once per session (and on each announced change): retries depend on their
+        annotations (safe to repeat?) and the open hooks publish the listing to the catalog."""
         listing = await client.list_tools(cache_mode="bypass")
+        self.tool_listing = listing
         self.tool_annotations = {
             tool.name: tool.annotations.model_dump(by_alias=True, exclude_none=True) if tool.annotations else {}
             for tool in listing.tools}
