@@ -7,8 +7,8 @@ from typing import Any
 from celery import Celery
 from kombu import Queue
 
-import orchestrator.flower  # noqa: F401  (names MCP tasks <server>.<tool> for Flower and the logs)
 from orchestrator.config import Settings
+from orchestrator.flower import LabelledAMQP
 from orchestrator.keys import queue_name
 
 CALL_TOOL = "mcp.call_tool"
@@ -27,7 +27,8 @@ def route_by_server(name: str, args: Any, kwargs: dict[str, Any], options: Any, 
 
 def make_celery(settings: Settings, *, main: str = "mcp_orchestrator") -> Celery:
     """A Celery app configured for this orchestrator (no global state: tests build several)."""
-    app = Celery(main, broker=settings.broker_url, backend=settings.backend_url, set_as_current=False)
+    app = Celery(main, broker=settings.broker_url, backend=settings.backend_url, set_as_current=False,
+                 amqp=LabelledAMQP)  # names MCP tasks <server>.<tool> for Flower and the logs
     transport_options = {"visibility_timeout": settings.visibility_timeout}
     app.conf.update(
         # Invariant 2: JSON only; a pickled message is refused.

@@ -5,9 +5,9 @@ login passed through the child's environment (``FLOWER_BASIC_AUTH``), never on t
 where ``ps`` would show it. Flower's API (``/api/tasks``, ``/api/workers``) needs the same login.
 
 Task names: every ``mcp.*`` task is published with Celery's ``shadow`` name
-``<server>.<tool>`` (``sabnzbd.sabnzbd_get_queue``, ``sonarr.tools/list``,
-``plex.health_check``), so Flower's task list and the worker logs say what each task does;
-the arguments Flower shows are the message's ``kwargsrepr``: server, tool, params, deadline,
+``<server>.<tool>`` (``sabnzbd.sabnzbd_get_queue``, ``sonarr.tools/list``, ``plex.health_check``;
+``LabelledAMQP``, the app's message builder, sets it), so Flower's task list and the worker logs
+say what each task does; the arguments Flower shows are the message's ``kwargsrepr``: server, tool, params, deadline,
 never a URL or a key (those stay in the workers' own configuration).
 """
 
@@ -17,7 +17,7 @@ import secrets
 from dataclasses import dataclass
 from typing import Any
 
-from celery.signals import before_task_publish
+from celery.app.amqp import AMQP, task_message
 
 from orchestrator.config import Settings
 
@@ -73,12 +73,20 @@ def task_label(name: str, kwargs: Any) -> str | None:
     return f"{kwargs['server']}.{action}"
 
 
-@before_task_publish.connect
-def _name_for_flower(sender: str | None = None, body: Any = None, headers: dict[str, Any] | None = None,
-                     **_: Any) -> None:
-    """Give an MCP task its readable ``shadow`` name, unless the sender chose one."""
-    if headers is None or headers.get("shadow") or not isinstance(body, tuple | list) or len(body) < 2:
-        return
-    label = task_label(str(headers.get("task") or sender or ""), body[1])
-    if label:
-        headers["shadow"] = label
+class LabelledAMQP(AMQP):
+    """Celery's message builder, giving each MCP task its ``<server>.<tool>`` name in the message
+    (the ``shadow`` header the worker reports) and in the ``task-sent`` event alike.
+
+    Both must carry it: the client publishes ``task-sent`` after the message, so a fast worker's
+    ``task-received`` can reach Flower first, and Flower lets a late ``task-sent`` overwrite the name.
+    """
+
+    def as_task_v2(self, task_id: str, name: str, args: Any = None, kwargs: Any = None,
+                   *rest: Any, **options: Any) -> task_message:
+        message = super().as_task_v2(task_id, name, args, kwargs, *rest, **options)
+        label = message.headers.get("shadow") or task_label(name, kwargs)
+        if label:
+            message.headers["shadow"] = label
+            if message.sent_event is not None:
+                message.sent_event["name"] = label
+        return message

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+import time
 
 import pytest
 import redis
+from celery.events.state import State
 from prometheus_client.parser import text_string_to_metric_families
 from redis.backoff import NoBackoff
 from redis.retry import Retry
@@ -114,6 +116,28 @@ def test_published_mcp_tasks_carry_a_readable_name(settings: Settings, redis_cli
     call = next(h for h in headers if h["task"] == CALL_TOOL)
     assert "'server': 'alpha'" in call["kwargsrepr"] and "'params': {'text': 'hi'}" in call["kwargsrepr"]
     assert task_label("celery.chord_unlock", {"server": "x"}) is None
+
+
+def test_flower_keeps_the_readable_name_whichever_event_arrives_first(settings: Settings) -> None:
+    """The client's ``task-sent`` may reach Flower after the worker's ``task-received``; Flower then
+    merges the late event's name over the earlier one, so both events must carry ``<server>.<tool>``."""
+    app = make_celery(settings)
+    try:
+        message = app.amqp.create_task_message(
+            "id-1", CALL_TOOL, (), {"server": "alpha", "tool": "echo", "params": {}, "deadline": 1.0},
+            create_sent_event=True)
+    finally:
+        app.close()
+    assert message.headers["shadow"] == "alpha.echo"
+    received = {"type": "task-received", "uuid": "id-1", "name": message.headers["shadow"], "hostname": "w1",
+                "timestamp": time.time(), "local_received": time.time(), "clock": 2}
+    sent = {**message.sent_event, "type": "task-sent", "hostname": "client", "timestamp": time.time() - 0.01,
+            "local_received": time.time(), "clock": 3}
+    for order in ((received, sent), (sent, received)):
+        state = State()
+        for event in order:
+            state.event(dict(event))
+        assert state.tasks["id-1"].name == "alpha.echo"
 
 
 def test_flower_login_comes_from_config_or_is_generated(monkeypatch: pytest.MonkeyPatch, settings: Settings) -> None:
