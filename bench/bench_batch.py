@@ -6,7 +6,8 @@
 
 Run: ``python bench/bench_batch.py [--calls 2000] [--repeats 3]``. Starts its own Redis, the
 four simulators and one threads-pool worker for the four queues; prints a table (median of
-the repeats) and writes ``bench/results/batch.json``.
+the repeats) with the CPU each part of the system spent per call, and writes
+``bench/results/batch.json``.
 """
 
 from __future__ import annotations
@@ -17,8 +18,11 @@ import secrets
 import statistics
 import sys
 import time
+from collections.abc import Callable
 from contextlib import AsyncExitStack, ExitStack
+from functools import partial
 from pathlib import Path
+from typing import TypeVar
 
 from celery import group
 from mcp import Client
@@ -27,6 +31,7 @@ from mcp.client.stdio import StdioServerParameters
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.common import REPO, print_table, start_redis, start_worker, temp_dir, write_json
+from bench.cpu import PARTS, cpu_ms_per_call, cpu_seconds
 from orchestrator.celery_app import make_celery
 from orchestrator.client import Orchestrator
 from orchestrator.config import load_settings
@@ -52,10 +57,28 @@ def start_simulators(work: Path, cleanup: ExitStack) -> dict[str, str]:
     return env
 
 
-async def gather_held(env: dict[str, str], calls: list[tuple[str, str, dict]], repeats: int) -> list[float]:
+T = TypeVar("T")
+Run = tuple[float, dict[str, float]]
+"""One measured run: calls/s and CPU ms per call by part."""
+
+
+def measured(run: Callable[[], T], calls: int) -> tuple[Run, T]:
+    """Run it once: its rate and CPU per call, and what it returned."""
+    before = cpu_seconds()
+    started = time.perf_counter()
+    returned = run()
+    rate = calls / (time.perf_counter() - started)
+    return (rate, cpu_ms_per_call(before, cpu_seconds(), calls)), returned
+
+
+def run_group(signatures: group) -> object:
+    return signatures.apply_async().join(timeout=300)
+
+
+async def gather_held(env: dict[str, str], calls: list[tuple[str, str, dict]], repeats: int) -> list[Run]:
     """Throughput of asyncio.gather over one held session per server, in this process."""
     sessions: dict[str, Client] = {}
-    rates = []
+    runs = []
     async with AsyncExitStack() as stack:
         for server in {c[0] for c in calls}:
             url_var, key_var = SIMULATED_SERVICES[server]
@@ -63,11 +86,20 @@ async def gather_held(env: dict[str, str], calls: list[tuple[str, str, dict]], r
                                            cwd=str(REPO), env={url_var: env[url_var], key_var: env[key_var]})
             sessions[server] = await stack.enter_async_context(Client(params, cache=None))
         for _ in range(repeats):
+            before = cpu_seconds()
             started = time.perf_counter()
             results = await asyncio.gather(*(sessions[s].call_tool(t, p) for s, t, p in calls))
+            rate = len(calls) / (time.perf_counter() - started)
+            runs.append((rate, cpu_ms_per_call(before, cpu_seconds(), len(calls))))
             assert not any(r.is_error for r in results)
-            rates.append(len(calls) / (time.perf_counter() - started))
-    return rates
+    return runs
+
+
+def row(variant: str, runs: list[Run]) -> dict[str, object]:
+    """Median rate and median CPU ms per call of each part over the runs."""
+    cpu = {part: round(statistics.median(run[1][part] for run in runs), 2) for part in PARTS}
+    return {"variant": variant, "median calls/s": round(statistics.median(run[0] for run in runs), 1),
+            "runs": ", ".join(f"{run[0]:.0f}" for run in runs), "cpu ms/call": round(sum(cpu.values()), 2), **cpu}
 
 
 def main() -> None:
@@ -77,7 +109,7 @@ def main() -> None:
     args = parser.parse_args()
     work = temp_dir()
     calls = [CALLS[i % len(CALLS)] for i in range(args.calls)]
-    rates: dict[str, list[float]] = {"orchestrator call_tools_parallel": [], "bare Celery group of no-ops": []}
+    runs: dict[str, list[Run]] = {"orchestrator call_tools_parallel": [], "bare Celery group of no-ops": []}
     with ExitStack() as cleanup:
         redis_proc, broker = start_redis(work)
         cleanup.callback(redis_proc.stop)
@@ -93,24 +125,23 @@ def main() -> None:
         cleanup.callback(client.close)
         client.call_tools_parallel(calls[:200], timeout=120)  # warm up the four sessions
         for _ in range(args.repeats):
-            started = time.perf_counter()
-            outcomes = client.call_tools_parallel(calls, timeout=300)
-            elapsed = time.perf_counter() - started
+            run, outcomes = measured(partial(client.call_tools_parallel, calls, timeout=300), len(calls))
+            runs["orchestrator call_tools_parallel"].append(run)
             failed = [o for o in outcomes if not isinstance(o, ToolResult)]
             assert not failed, failed[:3]
-            rates["orchestrator call_tools_parallel"].append(len(calls) / elapsed)
             noops = group(app.signature("bench.noop", queue=queues[i % len(queues)]) for i in range(len(calls)))
-            started = time.perf_counter()
-            noops.apply_async().join(timeout=300)
-            rates["bare Celery group of no-ops"].append(len(calls) / (time.perf_counter() - started))
-        rates["asyncio.gather, held sessions, one process"] = asyncio.run(gather_held(env, calls, args.repeats))
-    rows = [{"variant": name, "calls": len(calls), "median calls/s": round(statistics.median(values), 1),
-             "runs": ", ".join(f"{v:.0f}" for v in values)} for name, values in rates.items()]
+            runs["bare Celery group of no-ops"].append(measured(partial(run_group, noops), len(calls))[0])
+        runs["asyncio.gather, held sessions, one process"] = asyncio.run(gather_held(env, calls, args.repeats))
+    rows = [row(name, variant_runs) for name, variant_runs in runs.items()]
     ratio = round(rows[0]["median calls/s"] / rows[1]["median calls/s"], 3)
-    print_table(f"Batch of {len(calls)} calls across 4 servers (higher is better)", rows,
-                ["variant", "calls", "median calls/s", "runs"])
+    print_table(f"Batch of {len(calls)} calls across 4 servers (higher is better; CPU ms per call by part)", rows,
+                ["variant", "median calls/s", "runs", "cpu ms/call", *PARTS])
     print(f"\norchestrator / bare Celery group = {ratio} (target >= 0.8)")
-    print(f"wrote {write_json('batch', {'rows': rows, 'ratio_vs_bare_group': ratio})}")
+    tool_work = round(rows[0]["mcp servers"] + rows[0]["upstreams"], 2)
+    budget = round(rows[1]["cpu ms/call"] / 0.8, 2)
+    print(f"the tools' own work (MCP servers + upstreams) costs {tool_work} CPU ms per call; at 0.8 of the no-op "
+          f"rate on the same CPUs a whole call could spend {budget} ms")
+    print(f"wrote {write_json('batch', {'calls': len(calls), 'rows': rows, 'ratio_vs_bare_group': ratio})}")
 
 
 if __name__ == "__main__":
