@@ -28,6 +28,7 @@ from pydantic import (
     Field,
     SecretStr,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -40,9 +41,9 @@ CONFIG_PATH_ENV = "MCP_ORCH_CONFIG"
 DEFAULTS_FILE = Path(__file__).with_name("defaults.toml")
 
 DEFAULT_TIMEOUT_SECONDS = 30.0
-"""Deadline of a call when neither the call nor its server sets one (seconds)."""
+"""Default of ``default_timeout``: a call's deadline when neither the call nor its server sets one (s)."""
 MAX_TIMEOUT_SECONDS = 600.0
-"""Longest deadline a call may ask for; must stay below the visibility timeout (seconds)."""
+"""Default of ``max_timeout``: the longest deadline a call may have; below the visibility timeout (s)."""
 VISIBILITY_TIMEOUT_SECONDS = 3600
 """Redis re-delivers an unacked message after this long; longer than any call can run (s)."""
 RESULT_EXPIRES_SECONDS = 3600
@@ -216,7 +217,8 @@ class ServerConfig(_Strict):
     aliases: list[str] = Field(default_factory=list)
     transport: Transport
     enabled: bool = True
-    timeout: float = Field(default=DEFAULT_TIMEOUT_SECONDS, gt=0, le=MAX_TIMEOUT_SECONDS)
+    timeout: float = Field(default=DEFAULT_TIMEOUT_SECONDS, gt=0)
+    """A call's deadline when the call gives none; in a config file, ``default_timeout`` if unset."""
     protocol: Literal["auto", "legacy"] = "auto"
     keepalive_seconds: float = Field(default=KEEPALIVE_SECONDS, gt=0)
     connect_timeout: float = Field(default=CONNECT_TIMEOUT_SECONDS, gt=0)
@@ -254,7 +256,7 @@ class Settings(BaseSettings):
 
     broker_url: str = "redis://127.0.0.1:6379/0"
     result_backend: str | None = None
-    default_timeout: float = Field(default=DEFAULT_TIMEOUT_SECONDS, gt=0, le=MAX_TIMEOUT_SECONDS)
+    default_timeout: float = Field(default=DEFAULT_TIMEOUT_SECONDS, gt=0)
     max_timeout: float = Field(default=MAX_TIMEOUT_SECONDS, gt=0)
     visibility_timeout: int = Field(default=VISIBILITY_TIMEOUT_SECONDS, gt=0)
     result_expires: int = Field(default=RESULT_EXPIRES_SECONDS, gt=0)
@@ -265,18 +267,25 @@ class Settings(BaseSettings):
 
     @field_validator("servers", mode="before")
     @classmethod
-    def _name_servers(cls, value: Any) -> Any:
-        """A server's name is its table key, so ``[servers.sonarr]`` needs no ``name =``."""
-        if isinstance(value, dict):
-            return {key: {"name": key, **entry} if isinstance(entry, dict) else entry
-                    for key, entry in value.items()}
-        return value
+    def _name_servers(cls, value: Any, info: ValidationInfo) -> Any:
+        """A server's name is its table key, so ``[servers.sonarr]`` needs no ``name =``; a server
+        without its own ``timeout`` takes ``default_timeout``."""
+        if not isinstance(value, dict):
+            return value
+        defaults = {"timeout": info.data["default_timeout"]} if "default_timeout" in info.data else {}
+        return {key: {"name": key, **defaults, **entry} if isinstance(entry, dict) else entry
+                for key, entry in value.items()}
 
     @model_validator(mode="after")
     def _check_consistency(self) -> Settings:
         if self.max_timeout >= self.visibility_timeout:
             raise ValueError(f"max_timeout ({self.max_timeout}s) must be shorter than visibility_timeout "
                              f"({self.visibility_timeout}s), or Redis would re-deliver running calls")
+        timeouts = {"default_timeout": self.default_timeout,
+                    **{f"servers.{key}.timeout": server.timeout for key, server in self.servers.items()}}
+        for field, seconds in timeouts.items():
+            if seconds > self.max_timeout:
+                raise ValueError(f"{field} ({seconds:g}s) must not exceed max_timeout ({self.max_timeout:g}s)")
         seen: dict[str, str] = {}
         for key, server in self.servers.items():
             if server.name != key:

@@ -44,6 +44,16 @@ def test_environment_overrides_the_file(tmp_path: Path, monkeypatch: pytest.Monk
     assert settings.servers["sonarr"].timeout == 12
 
 
+def test_a_server_without_a_timeout_takes_default_timeout(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``default_timeout`` (file or environment) is the deadline of a server that sets none; its own wins."""
+    text = "default_timeout = 45\n" + MINIMAL + '[servers.radarr]\ntransport = { type = "stdio", command = "x" }\n'
+    settings = load_settings(write(tmp_path, text))
+    assert settings.servers["radarr"].timeout == 45 and settings.servers["sonarr"].timeout == 12
+    monkeypatch.setenv("MCP_ORCH_DEFAULT_TIMEOUT", "5")
+    settings = load_settings(write(tmp_path, text))
+    assert settings.servers["radarr"].timeout == 5 and settings.servers["sonarr"].timeout == 12
+
+
 def test_config_path_comes_from_the_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """MCP_ORCH_CONFIG chooses the file when no path is passed."""
     monkeypatch.setenv("MCP_ORCH_CONFIG", str(write(tmp_path, MINIMAL)))
@@ -73,6 +83,8 @@ def test_secret_references_are_read_by_the_worker_not_stored(tmp_path: Path, mon
      "servers.radarr"),
     (MINIMAL.replace("${SONARR_TOKEN}", "${SONARR TOKEN"), "servers.sonarr.transport.headers"),
     ('max_timeout = 5000\nvisibility_timeout = 100\n', "max_timeout"),
+    ("max_timeout = 10\ndefault_timeout = 5\n" + MINIMAL, "servers.sonarr.timeout"),
+    ("max_timeout = 10\ndefault_timeout = 11\n", "default_timeout"),
 ])
 def test_a_bad_config_fails_with_a_message_naming_the_field(tmp_path: Path, text: str, field: str) -> None:
     """Every invalid value is refused at load time, and the error names its dotted field path."""

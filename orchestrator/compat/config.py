@@ -327,6 +327,8 @@ def map_seed_config(config: Any, base: Settings | None = None) -> SeedMapping:
         secrets[url_var], secrets[key_var] = entry.url, entry.api_key
         sources[url_var], sources[key_var] = (name, "url"), (name, "api_key")
     overrides[_env_key("default_timeout")] = _env_value(float(tunables.default_tool_timeout))
+    for name in servers.keys() - set(served):  # a server without its own timeout would take the new default
+        overrides[_env_key("servers", name, "timeout")] = _env_value(servers[name]["timeout"])
     try:
         settings = Settings.model_validate({**base.model_dump(), "servers": servers,
                                             "default_timeout": float(tunables.default_tool_timeout)})
