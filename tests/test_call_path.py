@@ -103,11 +103,12 @@ def test_tool_error_can_be_returned_instead_of_raised(client: Orchestrator) -> N
 
 def test_slow_tool_raises_deadline_exceeded_with_server_and_tool(client: Orchestrator) -> None:
     """A call that outlives its timeout is a DeadlineExceeded naming server and tool, soon after the deadline."""
-    started = time.monotonic()
+    started, called_at = time.monotonic(), time.time()
     with pytest.raises(DeadlineExceeded) as caught:
         client.call_tool("probe", "sleep", {"seconds": 10}, timeout=1)
     assert time.monotonic() - started < 4
-    assert caught.value.server == "probe" and caught.value.tool == "sleep"
+    assert caught.value.server == "probe" and caught.value.tool == "sleep" and caught.value.timeout == 1
+    assert called_at + 1 <= caught.value.deadline < called_at + 1.5  # fixed at enqueue: call time + timeout
 
 
 def test_server_that_never_handshakes_fails_the_call_without_blocking_the_worker(client: Orchestrator) -> None:

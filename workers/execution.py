@@ -128,7 +128,10 @@ def _attempt(call: WorkerCall, manager: SessionManager, held: HeldSession, break
                                 duration=time.perf_counter() - started, attempts=attempt, worker=call.worker,
                                 task_id=call.task_id)
         error = tool_error(result) if result.is_error else None
-    except (ServerUnavailable, DeadlineExceeded) as exc:
+    except DeadlineExceeded as exc:
+        exc.details.setdefault("deadline", call.deadline)  # the caller's deadline, as the client would name it
+        error = exc
+    except ServerUnavailable as exc:
         error = exc
     finally:
         breaker.record(admission, success=not counts_against_breaker(error),
