@@ -54,20 +54,27 @@ def test_overall_deadline_returns_partial_results_and_revokes_the_rest(stack: St
     assert time.monotonic() - started < 5
     assert [o.data for o in outcomes[:3]] == [{"result": i} for i in range(3)]
     assert all(isinstance(o, DeadlineExceeded) and o.server == "idle" for o in outcomes[3:])
-    revoked = stack.client().app.control.inspect(timeout=1).revoked() or {}
-    revoked_ids = {task_id for ids in revoked.values() for task_id in ids}
-    assert {o.task_id for o in outcomes[3:]} <= revoked_ids
+    assert {o.task_id for o in outcomes[3:]} <= revoked_ids(stack)
     redis.Redis.from_url(stack.broker_url).delete("mcp.idle")
 
 
-def test_fail_fast_cancels_what_has_not_started(client: Orchestrator) -> None:
-    """After the first permanent failure the batch stops and reports the unfinished calls as cancelled."""
+def test_fail_fast_cancels_what_has_not_started(stack: Stack, client: Orchestrator) -> None:
+    """After the first permanent failure the batch stops, revokes the unfinished calls and reports them
+    as cancelled."""
     calls = [("probe", "fail", {"message": "first"})] + [("idle", "echo", {"text": "x"})] * 4
     started = time.monotonic()
     outcomes = client.call_tools_parallel(calls, fail_fast=True)
     assert time.monotonic() - started < 10
     assert isinstance(outcomes[0], ToolReturnedError)
     assert all(isinstance(o, CallCancelled) for o in outcomes[1:])
+    assert {o.task_id for o in outcomes[1:]} <= revoked_ids(stack)
+    redis.Redis.from_url(stack.broker_url).delete("mcp.idle")
+
+
+def revoked_ids(stack: Stack) -> set[str]:
+    """Task ids the running workers hold as revoked (a revoked message is dropped when it arrives)."""
+    revoked = stack.client().app.control.inspect(timeout=1).revoked() or {}
+    return {task_id for ids in revoked.values() for task_id in ids}
 
 
 def test_progress_is_reported_as_results_arrive_up_to_the_total(client: Orchestrator) -> None:
