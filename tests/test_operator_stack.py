@@ -150,6 +150,11 @@ def test_a_call_through_the_cli_reaches_the_stack(running: RunningStack) -> None
     result = json.loads(done.stdout)
     assert result["ok"] and result["server"] == "sabnzbd" and "queue" in result["data"]
     assert CANARY_SAB_KEY not in done.stdout
+    slots = len(result["data"]["queue"]["slots"])
+    for params in (["--param", "limit=1"], ["--json-params", '{"limit": 1}']):
+        limited = running.cli("call", "sab", "get_queue", *params, "--json")  # the unprefixed name resolves
+        assert limited.returncode == 0, limited.stderr
+        assert len(json.loads(limited.stdout)["data"]["queue"]["slots"]) == 1 < slots
 
 
 def test_flower_shows_the_task_by_name_behind_basic_auth_and_without_secrets(running: RunningStack) -> None:
@@ -257,7 +262,8 @@ def test_cli_errors_are_one_line_with_a_non_zero_exit(running: RunningStack, tmp
     """Bad input is refused in one line on stderr, exit 2; it names what was wrong."""
     for args, needle in ((["call", "nosuch", "x"], "server"),
                          (["batch", str(tmp_path / "missing.json")], "cannot read"),
-                         (["stats", "nosuch"], "server")):
+                         (["stats", "nosuch"], "server"),
+                         (["call", "sab", "get_queue", "--param", "limit"], "key=value")):
         done = running.cli(*args)
         assert done.returncode == 2, (args, done.stderr)
         assert len(done.stderr.strip().splitlines()) == 1 and needle in done.stderr, done.stderr
