@@ -30,7 +30,7 @@ from orchestrator.errors import (
     OrchestratorError,
 )
 from orchestrator.results import ToolResult, tool_error
-from orchestrator.validation import PreparedCall, prepare_call
+from orchestrator.validation import PreparedCall, prepare_call, resolve_server
 
 Outcome = ToolResult | OrchestratorError
 """One call's outcome in a batch: its result, or the typed error it ended with."""
@@ -75,12 +75,16 @@ def prepare_batch(settings: Settings, calls: Any) -> list[PreparedCall]:
 
 
 def _check_caps(settings: Settings, caps: Mapping[str, int] | None) -> dict[str, int]:
+    """``{server name or alias: cap}`` as ``{server name: cap}``, each cap a positive integer."""
     checked = {}
-    for server, cap in (caps or {}).items():
-        if server not in settings.servers:
-            raise InvalidCall(f"max_concurrency: unknown server {server!r}", field="max_concurrency")
+    for name, cap in (caps or {}).items():
+        try:
+            server = resolve_server(settings, name).name
+        except InvalidCall as exc:
+            raise InvalidCall(f"max_concurrency.{name}: {exc.message.removeprefix('server: ')}",
+                              field="max_concurrency") from None
         if isinstance(cap, bool) or not isinstance(cap, int) or cap < 1:
-            raise InvalidCall(f"max_concurrency.{server}: must be a positive integer", field="max_concurrency")
+            raise InvalidCall(f"max_concurrency.{name}: must be a positive integer", field="max_concurrency")
         checked[server] = cap
     return checked
 

@@ -140,6 +140,17 @@ def test_bad_input_anywhere_in_the_batch_is_refused_before_enqueueing(stack: Sta
     assert conn.llen("mcp.probe") == before
 
 
+def test_max_concurrency_takes_server_names_or_aliases_and_refuses_others(client: Orchestrator) -> None:
+    """A cap may name the server by an alias; an unknown name is refused naming the field, before enqueueing."""
+    outcomes = client.call_tools_parallel([("probe", "add", {"a": 1, "b": 1})] * 3, max_concurrency={"pr": 1})
+    assert [o.data for o in outcomes] == [{"result": 2}] * 3
+    for caps, text in (({"nosuch": 1}, "max_concurrency.nosuch: unknown server"),
+                       ({"probe-alias": 0}, "max_concurrency.probe-alias: must be a positive integer")):
+        with pytest.raises(InvalidCall) as caught:
+            client.call_tools_parallel([("probe", "add", {"a": 1, "b": 1})], max_concurrency=caps)
+        assert caught.value.field == "max_concurrency" and str(caught.value).startswith(text)
+
+
 def test_a_batch_of_a_thousand_calls_completes(client: Orchestrator) -> None:
     """1,000 calls in one group all come back, in order, with their own results."""
     outcomes = client.call_tools_parallel([("probe", "add", {"a": i, "b": 1}) for i in range(1000)], timeout=120)
