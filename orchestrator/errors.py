@@ -8,7 +8,7 @@
       x CallFailed                the call was enqueued (or about to be) and did not succeed
         + CircuitBreakerOpenError .retry_after: seconds until the next trial call
         + DeadlineExceeded        .deadline: epoch seconds the call had to finish by
-        + ServerUnavailable       transport / session failure, upstream down (transient)
+        + ServerUnavailable       no MCP session: transport failure, server gone (transient)
         + ToolReturnedError       the tool answered with isError; .result holds the ToolResult
           + UpstreamUnavailable   ...because its upstream is down, 5xx or timed out (transient)
         + OutcomeUnknown          a call not safe to repeat may already have run
