@@ -182,6 +182,9 @@ class RetryPolicy(_Strict):
     max_attempts: int = Field(default=RETRY_MAX_ATTEMPTS, ge=1, le=20)
     backoff_seconds: float = Field(default=RETRY_BACKOFF_SECONDS, gt=0)
     max_backoff_seconds: float = Field(default=RETRY_MAX_BACKOFF_SECONDS, gt=0)
+    attempt_timeout_seconds: float | None = Field(default=None, gt=0)
+    """Longest one attempt of a safe tool may wait for the MCP server, so that a lost reply or a
+    hung server is retried within the call's deadline. None: an attempt may use all the time left."""
 
 
 class ToolPolicy(_Strict):

@@ -106,7 +106,7 @@ url = "http://127.0.0.1:{http_port}/mcp"
 
 [servers.flaky]
 breaker = {{ failure_threshold = 3, open_seconds = 1.5, success_threshold = 1 }}
-retry = {{ max_attempts = 3, backoff_seconds = 0.01, max_backoff_seconds = 0.05 }}
+retry = {{ max_attempts = 3, backoff_seconds = 0.01, max_backoff_seconds = 0.05, attempt_timeout_seconds = 1 }}
 deny_tools = ["delete_thing"]
 [servers.flaky.transport]
 type = "http"

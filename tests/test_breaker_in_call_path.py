@@ -6,6 +6,7 @@ import json
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
 
@@ -87,6 +88,16 @@ def test_retries_happen_for_safe_tools_only(client: Orchestrator) -> None:
         client.call_tool("probe", "unsafe_upstream_down")
     assert safe.value.result["attempts"] == 3
     assert unsafe.value.result["attempts"] == 1
+
+
+def test_a_timed_out_attempt_of_a_safe_tool_is_retried_within_the_deadline(client: Orchestrator) -> None:
+    """With ``attempt_timeout_seconds = 1`` a hung read-only call is given up after 1 s and tried again on the
+    held session, which answers; a destructive tool is never cut short (it would not be retried)."""
+    started = time.monotonic()
+    result = client.call_tool("flaky", "hang_once", {"key": uuid.uuid4().hex, "seconds": 8}, timeout=6)
+    assert result.ok and result.attempts == 2 and time.monotonic() - started < 5
+    slow_delete = client.call_tool("flaky", "record_delete", {"name": uuid.uuid4().hex, "seconds": 1.5}, timeout=6)
+    assert slow_delete.ok and slow_delete.attempts == 1
 
 
 def test_an_open_breaker_fails_only_its_own_servers_calls_in_a_batch(client: Orchestrator) -> None:

@@ -95,7 +95,7 @@ def run_call(call: WorkerCall, manager: SessionManager, state: WorkerState) -> T
     while True:
         attempt += 1
         try:
-            result, error = _attempt(call, manager, held, breaker, attempt)
+            result, error = _attempt(call, manager, held, breaker, attempt, safe)
         except CircuitBreakerOpenError:
             if attempt == 1:
                 raise
@@ -115,9 +115,16 @@ def run_call(call: WorkerCall, manager: SessionManager, state: WorkerState) -> T
 
 
 def _attempt(call: WorkerCall, manager: SessionManager, held: HeldSession, breaker: CircuitBreaker,
-             attempt: int) -> tuple[ToolResult | None, OrchestratorError | None]:
-    """One admitted attempt: a result (maybe isError) or the error it failed with."""
+             attempt: int, safe: bool) -> tuple[ToolResult | None, OrchestratorError | None]:
+    """One admitted attempt: a result (maybe isError) or the error it failed with.
+
+    A safe tool's attempt may be cut short by ``retry.attempt_timeout_seconds`` (its timeout is then
+    retried while the deadline allows); any other attempt gets all the time left.
+    """
     left = remaining_seconds(call.deadline, call.server.name, call.tool)
+    cap = call.server.retry.attempt_timeout_seconds
+    if safe and cap is not None:
+        left = min(left, cap)
     admission = breaker.admit_or_raise(lease_seconds=left + TRIAL_LEASE_MARGIN_SECONDS)
     started = time.perf_counter()
     result: ToolResult | None = None

@@ -6,8 +6,9 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-DEFAULT_TIMEOUT = 30.0
-"""Seconds to wait for one upstream request when ``<SERVICE>_TIMEOUT`` is unset."""
+DEFAULT_TIMEOUT = 10.0
+"""Seconds to wait for one upstream request when ``<SERVICE>_TIMEOUT`` is unset: well inside a call's
+default 30 s deadline, so that a timed-out request of a safe tool can be retried (as ``[upstream_unavailable]``)."""
 
 
 class SettingsError(Exception):

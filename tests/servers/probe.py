@@ -133,6 +133,19 @@ def deletions() -> dict[str, int]:
     return dict(_deleted)
 
 
+_hung: set[str] = set()
+
+
+@server.tool(annotations=READ_ONLY)
+async def hang_once(key: str, seconds: float) -> dict[str, int]:
+    """The first call with ``key`` hangs for ``seconds`` (a lost reply); later ones answer at once."""
+    _count()
+    if key not in _hung:
+        _hung.add(key)
+        await asyncio.sleep(seconds)
+    return {"pid": os.getpid()}
+
+
 @server.tool(annotations=READ_ONLY)
 def upstream_down() -> str:
     """A read-only tool whose upstream is unavailable (the tag the bundled servers use)."""
