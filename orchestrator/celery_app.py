@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from celery import Celery
+from celery.result import AsyncResult
 from kombu import Queue
 
 from orchestrator.config import Settings
@@ -23,6 +24,13 @@ def route_by_server(name: str, args: Any, kwargs: dict[str, Any], options: Any, 
     if name.startswith("mcp.") and isinstance(kwargs, dict) and "server" in kwargs:
         return {"queue": queue_name(kwargs["server"])}
     return None
+
+
+def abandon(app: Celery, handle: AsyncResult) -> None:
+    """Revoke a task its caller gave up waiting for, and stop listening for its result (a long-running
+    client would otherwise keep one result subscription per abandoned call)."""
+    handle.revoke()
+    app.backend.remove_pending_result(handle)
 
 
 def make_celery(settings: Settings, *, main: str = "mcp_orchestrator") -> Celery:

@@ -25,7 +25,7 @@ from orchestrator import health
 from orchestrator.batch import Outcome, ProgressCallback, prepare_batch, run_batch
 from orchestrator.breaker import BreakerBoard, BreakerSnapshot
 from orchestrator.catalog import Catalog
-from orchestrator.celery_app import CALL_TOOL, LIST_TOOLS, make_celery
+from orchestrator.celery_app import CALL_TOOL, LIST_TOOLS, abandon, make_celery
 from orchestrator.config import ServerConfig, Settings, load_settings
 from orchestrator.errors import CallFailed, DeadlineExceeded, InvalidCall, OrchestratorError, ToolReturnedError
 from orchestrator.results import ToolResult, tool_error
@@ -179,7 +179,7 @@ class Orchestrator:
         except OrchestratorError:
             raise
         except CeleryTimeout:
-            handle.revoke()
+            abandon(self.app, handle)
             raise DeadlineExceeded(f"no result from {call.server.name} within {call.timeout:g}s",
                                    server=call.server.name, tool=call.tool, task_id=handle.id,
                                    deadline=call.deadline, timeout=call.timeout) from None

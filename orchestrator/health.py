@@ -39,6 +39,7 @@ from celery.result import AsyncResult
 from pydantic import BaseModel
 
 from orchestrator import keys
+from orchestrator.celery_app import abandon
 from orchestrator.config import ServerConfig, Settings
 from orchestrator.validation import check_timeout, resolve_server
 
@@ -229,14 +230,14 @@ def _send(app: Celery, server: ServerConfig, deadline: float) -> AsyncResult:
                          expires=datetime.fromtimestamp(deadline, tz=UTC))
 
 
-def _await(store: HealthStore, server: ServerConfig, handle: AsyncResult, deadline: float,
+def _await(app: Celery, store: HealthStore, server: ServerConfig, handle: AsyncResult, deadline: float,
            seconds: float) -> ServerHealth:
     """Wait for one check; a check nobody ran in time is recorded as a failure."""
     try:
         handle.get(timeout=max(deadline - time.time(), 0.0) + RESULT_GRACE_SECONDS, propagate=True,
                    disable_sync_subtasks=False)
     except CeleryTimeout:
-        handle.revoke()
+        abandon(app, handle)
         store.record(server, ok=False, error=f"DeadlineExceeded: no worker ran the health check within {seconds:g}s")
     except Exception as exc:  # the task itself failed (e.g. the worker does not know the server)
         store.record(server, ok=False, error=f"{type(exc).__name__}: {exc}")
@@ -249,7 +250,7 @@ def check_server(app: Celery, store: HealthStore, settings: Settings, server: st
     config = resolve_server(settings, server)
     seconds = probe_timeout(config) if timeout is None else check_timeout(timeout, config, settings, "health_check")
     deadline = time.time() + seconds
-    return _await(store, config, _send(app, config, deadline), deadline, seconds)
+    return _await(app, store, config, _send(app, config, deadline), deadline, seconds)
 
 
 def check_all_servers(app: Celery, store: HealthStore, settings: Settings,
@@ -264,7 +265,7 @@ def check_all_servers(app: Celery, store: HealthStore, settings: Settings,
     if not pending:
         return {}
     with ThreadPoolExecutor(max_workers=min(len(pending), 16), thread_name_prefix="mcp-health") as pool:
-        futures = {config.name: pool.submit(_await, store, config, handle, deadline, seconds)
+        futures = {config.name: pool.submit(_await, app, store, config, handle, deadline, seconds)
                    for config, handle, deadline, seconds in pending}
         return {name: future.result() for name, future in futures.items()}
 

@@ -8,11 +8,13 @@ import json
 import os
 import signal
 import time
+from pathlib import Path
 
 import pytest
 import redis
 
 from orchestrator.client import AsyncOrchestrator, Orchestrator
+from orchestrator.config import load_settings
 from orchestrator.errors import DeadlineExceeded, InvalidCall, ServerUnavailable, ToolReturnedError, UnknownServer
 from orchestrator.results import ToolResult
 from tests.conftest import CANARY_KEY, CANARY_TOKEN, Stack
@@ -172,11 +174,28 @@ def test_bad_input_is_refused_before_anything_is_enqueued(stack: Stack, client: 
     assert {key: conn.llen(key) for key in before} == before
 
 
-def test_no_configured_secret_appears_in_the_task_message(stack: Stack, client: Orchestrator) -> None:
-    """The raw broker message of a call carries names, params and deadline, never a configured secret."""
+CLIENT_WITH_SECRETS = """
+broker_url = "{broker}"
+[servers.idle.transport]
+type = "stdio"
+command = "python"
+env = {{ PROBE_API_KEY = "{key}", PROBE_TOKEN = "${{PROBE_TOKEN}}" }}
+"""
+
+
+def test_no_configured_secret_appears_in_the_task_message(stack: Stack, tmp_path: Path,
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    """A client whose configuration holds secrets (one written in the file, one from its environment)
+    still sends a message that carries names, params and deadline only."""
+    monkeypatch.setenv("PROBE_TOKEN", CANARY_TOKEN)
+    path = tmp_path / "client.toml"
+    path.write_text(CLIENT_WITH_SECRETS.format(broker=stack.broker_url, key=CANARY_KEY))
+    client = Orchestrator(load_settings(path))
+    assert {CANARY_KEY, CANARY_TOKEN} <= set(client.settings.secret_values())  # the client could leak both
     conn = redis.Redis.from_url(stack.broker_url)
     with pytest.raises(DeadlineExceeded):
         client.call_tool("idle", "echo", {"text": "hi"}, timeout=0.5)  # nothing consumes mcp.idle
+    client.close()
     messages = [json.loads(raw) for raw in conn.lrange("mcp.idle", 0, -1)]
     assert messages, "the call should be waiting in its server's queue"
     for message in messages:
@@ -185,6 +204,16 @@ def test_no_configured_secret_appears_in_the_task_message(stack: Stack, client: 
         whole = json.dumps(message).encode() + body
         assert b'"echo"' in body
         assert CANARY_KEY.encode() not in whole and CANARY_TOKEN.encode() not in whole
+    conn.delete("mcp.idle")
+
+
+def test_a_call_no_worker_answers_leaves_no_result_subscription_behind(stack: Stack, client: Orchestrator) -> None:
+    """A long-running client (AutoArr's API) must not keep listening for results it gave up on."""
+    conn = redis.Redis.from_url(stack.broker_url)
+    with pytest.raises(DeadlineExceeded) as caught:
+        client.call_tool("idle", "echo", {"text": "hi"}, timeout=0.5)  # nothing consumes mcp.idle
+    channel = f"celery-task-meta-{caught.value.task_id}"
+    assert conn.execute_command("PUBSUB", "NUMSUB", channel) == [channel.encode(), 0]
     conn.delete("mcp.idle")
 
 
