@@ -332,6 +332,24 @@ def test_a_parallel_timeout_returns_partial_results_or_raises_timeout_error(stac
     run(scenario())
 
 
+def test_max_parallel_calls_and_max_concurrent_requests_cap_what_reaches_the_upstream(stack: CompatStack) -> None:
+    """The seed's two concurrency tunables hold, measured at the simulators: a batch never has more than
+    max_parallel_calls of one server's calls in flight, concurrent call_tool()s never more than
+    max_concurrent_requests (the workers alone would run 8 at once)."""
+    async def scenario() -> tuple[int, int]:
+        async with await connected(stack, max_parallel_calls=2, max_concurrent_requests=3) as mcp:
+            sonarr, radarr = stack.sims["sonarr"], stack.sims["radarr"]
+            for sim in (sonarr, radarr):
+                sim.faults = {"latency_ms": 300}
+                sim.reset_stats()
+            batch = await mcp.call_tools_parallel([MCPToolCall("sonarr", "sonarr_get_series", {})] * 8)
+            assert all(result["success"] for result in batch)
+            await asyncio.gather(*(mcp.call_tool("radarr", "radarr_get_movies", {}) for _ in range(8)))
+            return sonarr.stats()["max_in_flight"], radarr.stats()["max_in_flight"]
+
+    assert run(scenario(), timeout=40) == (2, 3)
+
+
 def test_cancel_on_critical_failure_raises_the_batchs_permanent_failure(stack: CompatStack) -> None:
     """With cancel_on_critical_failure a tool error in a batch raises MCPOrchestratorError naming the call."""
     async def scenario() -> None:
