@@ -274,7 +274,7 @@ class OrchestratorCollector(Collector):
             return
         status = GaugeMetricFamily(f"{PREFIX}_health_status", "1 for the server's current health status",
                                    labels=["server", "status"])
-        latency = GaugeMetricFamily(f"{PREFIX}_health_latency_seconds", "Latency of the last successful health check",
+        latency = GaugeMetricFamily(f"{PREFIX}_health_latency_seconds", "Latency of the last health check",
                                     labels=["server"])
         failures = GaugeMetricFamily(f"{PREFIX}_health_consecutive_failures", "Failed health checks in a row",
                                      labels=["server"])

@@ -18,6 +18,7 @@ import signal
 import sys
 import tempfile
 import threading
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -128,12 +129,21 @@ def wait_listening(child: ChildProcess, url: str) -> None:
     wait_until(lambda: port_open(port), 20, f"{child.name} to listen")
 
 
+def services_to_simulate(settings: Settings, environ: Mapping[str, str]) -> list[str]:
+    """The bundled services the stack simulates: enabled in ``settings``, no ``<SERVICE>_URL`` in ``environ``."""
+    planned = []
+    for service, (url_var, _key_var) in SIMULATED_SERVICES.items():
+        server = settings.servers.get(service)
+        if server is None or not server.enabled or environ.get(url_var):
+            continue
+        planned.append(service)
+    return planned
+
+
 def start_simulators(stack: RunningStack) -> None:
     started: list[tuple[ChildProcess, str]] = []
-    for service, (url_var, key_var) in SIMULATED_SERVICES.items():
-        server = stack.settings.servers.get(service)
-        if server is None or not server.enabled or os.environ.get(url_var):
-            continue
+    for service in services_to_simulate(stack.settings, os.environ):
+        url_var, key_var = SIMULATED_SERVICES[service]
         child, env = spawn_simulator(service, stack.log_dir, os.environ.get(key_var) or secrets.token_hex(16))
         stack.add(child, f"simulated {service} upstream", env[url_var])
         stack.env.update(env)
@@ -221,6 +231,7 @@ def run_stack(options: StackOptions) -> int:
                 return 1
         return 0
     finally:
-        print("stopping the stack...", file=sys.stderr, flush=True)
+        if stack.children:
+            print("stopping the stack...", file=sys.stderr, flush=True)
         stack.stop()
         _clear_state()

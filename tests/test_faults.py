@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 import redis
 
+from orchestrator import keys
 from orchestrator.celery_app import CALL_TOOL, make_celery
 from orchestrator.client import Orchestrator
 from orchestrator.config import Settings, load_settings
@@ -90,14 +91,15 @@ def pool_children(worker: ChildProcess) -> list[int]:
 
 def test_killing_a_worker_process_mid_batch_loses_no_call_and_runs_no_destructive_call_twice(
         fault_stack: FaultStack) -> None:
-    """kill -9 of a pool process mid-batch: every call ends with one outcome; no delete runs twice."""
+    """kill -9 of the pool process that is running a delete, mid-batch: every call ends with one outcome,
+    the safe ones are re-run, the killed delete comes back as OutcomeUnknown and no delete runs twice."""
     worker = fault_stack.worker("prefork", "prefork", 2)
     client = fault_stack.client()
     try:
         calls = []
         for i in range(8):
-            calls.append(("probe_http", "hold", {"seconds": 0.4}))
-            calls.append(("probe_http", "record_delete", {"name": f"item-{i}", "seconds": 0.4}))
+            calls.append(("probe_http", "hold", {"seconds": 0.8}))
+            calls.append(("probe_http", "record_delete", {"name": f"item-{i}", "seconds": 0.8}))
         result_box: list[list[object]] = []
 
         def run() -> None:
@@ -108,8 +110,21 @@ def test_killing_a_worker_process_mid_batch_loses_no_call_and_runs_no_destructiv
         runner = threading.Thread(target=run)
         runner.start()
         wait_until(lambda: len(pool_children(worker)) == 2, 10, "two pool processes")
-        time.sleep(0.6)  # let both pool processes be inside a call before one is killed
-        os.kill(pool_children(worker)[0], signal.SIGKILL)
+        victim: dict[str, object] = {}
+        markers = redis.Redis.from_url(fault_stack.settings.broker_url)
+
+        def a_delete_is_running() -> bool:
+            """A delete that has claimed its execution marker: it is on its way to the MCP server."""
+            active = client.app.control.inspect(destination=["prefork@test"], timeout=0.5, limit=1).active() or {}
+            for task in (task for tasks in active.values() for task in tasks):
+                if ("record_delete" in str(task.get("kwargs")) and task.get("worker_pid")
+                        and markers.exists(keys.execution_marker_key(task["id"]))):
+                    victim.update(pid=task["worker_pid"], task_id=task["id"])
+                    return True
+            return False
+
+        wait_until(a_delete_is_running, 20, "a delete in flight", interval=0.05)
+        os.kill(int(victim["pid"]), signal.SIGKILL)  # type: ignore[call-overload]
         runner.join(timeout=90)
         assert result_box, "the batch never returned"
         outcomes = result_box[0]
@@ -118,6 +133,8 @@ def test_killing_a_worker_process_mid_batch_loses_no_call_and_runs_no_destructiv
         deleted = client.call_tool("probe_http", "deletions").data
         for i in range(8):
             assert deleted.get(f"item-{i}", 0) <= 1, f"item-{i} was deleted twice"
+        killed = [o for o in outcomes if isinstance(o, OrchestratorError) and o.task_id == victim["task_id"]]
+        assert len(killed) == 1 and isinstance(killed[0], OutcomeUnknown), killed
         for index, outcome in enumerate(outcomes):
             if index % 2 == 0:
                 assert isinstance(outcome, ToolResult), f"safe call {index} should have been re-run: {outcome!r}"

@@ -17,6 +17,7 @@ from orchestrator.celery_app import CALL_TOOL, LIST_TOOLS, make_celery
 from orchestrator.cli import main
 from orchestrator.config import Settings, load_settings
 from orchestrator.flower import flower_login, task_label
+from orchestrator.health import HealthStore
 from orchestrator.metrics import DURATION_BUCKETS, exposition, read_call_stats, record_call, server_totals
 
 CONFIG = """
@@ -77,6 +78,22 @@ def test_exposition_has_breakers_queues_and_call_histograms(settings: Settings, 
     assert values[("mcp_orch_call_duration_seconds_bucket", (("le", "0.025"), *labels))] == 0
     assert values[("mcp_orch_call_duration_seconds_sum", labels)] == pytest.approx(0.03)
     assert ("mcp_orch_health_status", (("server", "alpha"), ("status", "unknown"))) in values
+
+
+def test_exposition_has_retries_per_tool_and_health_latency_per_server(settings: Settings,
+                                                                       redis_client: redis.Redis) -> None:
+    """A call that took 3 attempts counts 2 retries (the extra attempts) for its server and tool, a call
+    that took 1 counts none; a recorded health check's latency is the server's health latency in seconds."""
+    record_call(redis_client, "alpha", "echo", ok=True, duration=0.2, attempts=3)
+    record_call(redis_client, "alpha", "echo", ok=True, duration=0.01)
+    record_call(redis_client, "alpha", "add", ok=True, duration=0.01, attempts=1)
+    HealthStore(redis_client).record(settings.servers["beta"], ok=True, latency=0.125, worker="beta@test")
+    values = samples(exposition(settings, redis_client))
+    assert values[("mcp_orch_call_retries_total", (("server", "alpha"), ("tool", "echo")))] == 2
+    assert values[("mcp_orch_call_retries_total", (("server", "alpha"), ("tool", "add")))] == 0
+    assert values[("mcp_orch_calls_total", (("server", "alpha"), ("tool", "echo")))] == 2
+    assert values[("mcp_orch_health_latency_seconds", (("server", "beta"),))] == pytest.approx(0.125)
+    assert ("mcp_orch_health_latency_seconds", (("server", "alpha"),)) not in values, "alpha was never checked"
 
 
 def test_an_unreachable_redis_is_reported_not_raised(settings: Settings) -> None:

@@ -62,6 +62,14 @@ class RunningStack:
             return exc.code, exc.read().decode(errors="replace")
 
 
+def operator_env(root: Path) -> dict[str, str]:
+    """This environment without any orchestrator setting, upstream URL or secret; state under ``root``."""
+    env = {key: value for key, value in os.environ.items()
+           if not key.startswith(("MCP_ORCH_", "FLOWER_")) and not key.endswith(("_URL", "_API_KEY", "_TOKEN"))}
+    env.update({"XDG_RUNTIME_DIR": str(root), "PYTHONUNBUFFERED": "1"})
+    return env
+
+
 def descendants(pid: int) -> dict[int, str]:
     """Every process below ``pid`` (pid -> command line), from one ``ps`` listing."""
     listing = subprocess.run(["ps", "-eo", "pid=,ppid=,args="], capture_output=True, text=True, check=True).stdout
@@ -108,9 +116,7 @@ def read_until_ready(proc: subprocess.Popen[str], timeout: float) -> list[str]:
 def running(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningStack]:
     """``mcp-orch stack`` in its own session, with a private state dir and a canary SABnzbd key."""
     root = tmp_path_factory.mktemp("operator-stack")
-    env = {key: value for key, value in os.environ.items()
-           if not key.startswith(("MCP_ORCH_", "FLOWER_")) and not key.endswith(("_URL", "_API_KEY", "_TOKEN"))}
-    env.update({"XDG_RUNTIME_DIR": str(root), "SABNZBD_API_KEY": CANARY_SAB_KEY, "PYTHONUNBUFFERED": "1"})
+    env = {**operator_env(root), "SABNZBD_API_KEY": CANARY_SAB_KEY}
     proc = subprocess.Popen([*MCP_ORCH, "stack"], env=env, cwd=REPO, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, text=True, start_new_session=True)
     stack = RunningStack(proc, env)
@@ -267,6 +273,20 @@ def test_cli_errors_are_one_line_with_a_non_zero_exit(running: RunningStack, tmp
         done = running.cli(*args)
         assert done.returncode == 2, (args, done.stderr)
         assert len(done.stderr.strip().splitlines()) == 1 and needle in done.stderr, done.stderr
+
+
+def test_stack_without_redis_server_on_path_is_a_one_line_error_saying_how_to_install_it(tmp_path: Path) -> None:
+    """With no broker configured and no ``redis-server`` on PATH, ``mcp-orch stack`` exits 1 with one
+    error line that names the install command (and the alternative), no traceback, nothing printed on stdout."""
+    empty = tmp_path / "bin"
+    empty.mkdir()
+    env = {**operator_env(tmp_path), "PATH": str(empty), "TMPDIR": str(tmp_path)}
+    done = subprocess.run([*MCP_ORCH, "stack"], env=env, cwd=REPO, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert done.stderr.splitlines() == [
+        "error: redis-server is not installed. Install it with: sudo apt-get install -y redis-server"
+        " (or point MCP_ORCH_BROKER_URL at a running Redis)"], done.stderr
+    assert "Traceback" not in done.stderr and done.stdout == ""
 
 
 def test_sigterm_stops_the_stack_and_leaves_no_process_behind(running: RunningStack) -> None:
