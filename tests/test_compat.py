@@ -38,7 +38,7 @@ from orchestrator.compat import (
     ServerConfig,
 )
 from orchestrator.config import DEFAULTS_FILE, Settings, load_settings
-from orchestrator.processes import ChildProcess
+from orchestrator.processes import ChildProcess, wait_until
 from tests.media_stack import MEDIA_CONFIG, MEDIA_SERVICES, worker_env
 from tests.media_support import CANARY
 from tests.support.procs import REPO, start_worker
@@ -339,7 +339,9 @@ def test_max_parallel_calls_and_max_concurrent_requests_cap_what_reaches_the_ups
     async def scenario() -> tuple[int, int]:
         async with await connected(stack, max_parallel_calls=2, max_concurrent_requests=3) as mcp:
             sonarr, radarr = stack.sims["sonarr"], stack.sims["radarr"]
-            for sim in (sonarr, radarr):
+            for sim in (sonarr, radarr):  # slow requests of an earlier test may still be in flight
+                await asyncio.to_thread(wait_until, lambda sim=sim: sim.stats()["in_flight"] == 0, WAIT,
+                                        "earlier requests to finish")
                 sim.faults = {"latency_ms": 300}
                 sim.reset_stats()
             batch = await mcp.call_tools_parallel([MCPToolCall("sonarr", "sonarr_get_series", {})] * 8)
