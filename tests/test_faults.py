@@ -40,6 +40,12 @@ retry = {{ max_attempts = 3, backoff_seconds = 0.05, max_backoff_seconds = 0.2 }
 type = "http"
 url = "http://127.0.0.1:{port}/mcp"
 
+[servers.probe_legacy]
+protocol = "legacy"
+[servers.probe_legacy.transport]
+type = "http"
+url = "http://127.0.0.1:{port}/mcp"
+
 [servers.probe_stdio.transport]
 type = "stdio"
 command = "python"
@@ -225,6 +231,21 @@ def test_a_duplicate_delivery_of_a_finished_call_returns_the_stored_result(fault
                    "the duplicate delivery to be processed")
         assert client.call_tool("probe_http", "deletions").data == {"once": 1}
         assert handle.get(timeout=5) == first
+    finally:
+        client.close()
+        worker.stop()
+
+
+def test_an_http_session_the_server_expired_is_reopened_and_the_call_sent_once_more(fault_stack: FaultStack) -> None:
+    """A legacy-protocol HTTP server that forgot the worker's session answers 404 "Session not found"; the
+    worker opens a new session and resends the call once, inside the same attempt: the caller sees a success."""
+    worker = fault_stack.worker("threads", "threads", 1, queues=("mcp.probe_legacy",))
+    client = fault_stack.client()
+    try:
+        before = client.call_tool("probe_legacy", "whoami").data["handshakes"]
+        assert client.call_tool("probe_legacy", "expire_sessions").data["expired"] >= 1
+        after = client.call_tool("probe_legacy", "whoami")
+        assert after.ok and after.attempts == 1 and after.data["handshakes"] == before + 1
     finally:
         client.close()
         worker.stop()

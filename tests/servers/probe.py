@@ -23,6 +23,8 @@ _handshakes = 0
 _calls = 0
 _in_flight = {"now": 0, "max": 0}
 _deleted: dict[str, int] = {}
+_seen_sessions: set[str] = set()
+_expired_sessions: set[str] = set()
 
 
 class Echo(BaseModel):
@@ -168,8 +170,17 @@ def whoami() -> Who:
                has_api_key=bool(os.environ.get("PROBE_API_KEY")))
 
 
+@server.tool(annotations=ToolAnnotations(readOnlyHint=False, idempotentHint=True))
+def expire_sessions() -> dict[str, int]:
+    """Over HTTP: forget every session seen so far, as a server whose sessions expired; their next request
+    gets 404 "Session not found" (new sessions work)."""
+    _expired_sessions.update(_seen_sessions)
+    return {"expired": len(_expired_sessions)}
+
+
 class CountHandshakes:
-    """ASGI middleware counting session openings (initialize or server/discover requests)."""
+    """ASGI middleware counting session openings (initialize or server/discover requests) and answering
+    404 for the sessions ``expire_sessions`` forgot."""
 
     def __init__(self, app: Any) -> None:
         self.app = app
@@ -187,9 +198,20 @@ class CountHandshakes:
             if not message.get("more_body"):
                 break
         try:
-            method = json.loads(body).get("method") if body else None
+            request = json.loads(body) if body else {}
+            method = request.get("method")
         except (ValueError, AttributeError):
-            method = None
+            request, method = {}, None
+        session = dict(scope.get("headers") or []).get(b"mcp-session-id", b"").decode()
+        if session in _expired_sessions:
+            error = {"jsonrpc": "2.0", "id": request.get("id"),
+                     "error": {"code": -32600, "message": "Session not found"}}
+            await send({"type": "http.response.start", "status": 404,
+                        "headers": [(b"content-type", b"application/json")]})
+            await send({"type": "http.response.body", "body": json.dumps(error).encode()})
+            return
+        if session:
+            _seen_sessions.add(session)
         if method in ("initialize", "server/discover"):
             global _handshakes
             _handshakes += 1
