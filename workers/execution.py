@@ -9,7 +9,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from mcp_types import CallToolResult
+from mcp_types import CallToolResult, ListToolsResult
 
 from orchestrator.breaker import CircuitBreaker
 from orchestrator.config import ServerConfig, Settings
@@ -160,12 +160,18 @@ def concurrency_cap(server: ServerConfig, requested: int | None) -> int | None:
     return min(caps) if caps else None
 
 
-def list_server_tools(manager: SessionManager, server: ServerConfig, deadline: float) -> list[dict[str, Any]]:
-    """The server's tools with input schemas and annotations, in MCP's wire form."""
+def list_server_tools(manager: SessionManager, server: ServerConfig, deadline: float,
+                      redactor: Redactor) -> list[dict[str, Any]]:
+    """The server's tools with input schemas and annotations, in MCP's wire form, scrubbed of secrets."""
     left = remaining_seconds(deadline, server.name, None)
     held = manager.session(server)
-    listing = manager.run(held.list_tools(left), left)
-    return [tool.model_dump(mode="json", by_alias=True, exclude_none=True) for tool in listing.tools]
+    return wire_tools(manager.run(held.list_tools(left), left), redactor)
+
+
+def wire_tools(listing: ListToolsResult, redactor: Redactor) -> list[dict[str, Any]]:
+    """A ``ListToolsResult`` in MCP's wire form, scrubbed of secrets (the ``list_tools`` answer and the catalog)."""
+    tools = [tool.model_dump(mode="json", by_alias=True, exclude_none=True) for tool in listing.tools]
+    return scrub_json(tools, redactor)
 
 
 @contextmanager

@@ -30,7 +30,7 @@ from orchestrator.health import (
 )
 from workers import sessions
 from workers.app import app, redactor, settings
-from workers.execution import errors_for_caller, remaining_seconds, scrub_json, server_config
+from workers.execution import errors_for_caller, remaining_seconds, server_config, wire_tools
 from workers.sessions import HeldSession, SessionManager, get_manager
 
 log = logging.getLogger("workers.health")
@@ -46,12 +46,6 @@ def _stores(pid: int) -> tuple[HealthStore, Catalog]:
 def stores() -> tuple[HealthStore, Catalog]:
     """This process's health store and catalog (built after a fork, never shared across one)."""
     return _stores(os.getpid())
-
-
-def wire_tools(listing: Any) -> list[dict[str, Any]]:
-    """A ``ListToolsResult`` in MCP's wire form, scrubbed of secrets."""
-    tools = [tool.model_dump(mode="json", by_alias=True, exclude_none=True) for tool in listing.tools]
-    return scrub_json(tools, redactor)
 
 
 def run_health_check(manager: SessionManager, server: ServerConfig, deadline: float, *,
@@ -74,7 +68,7 @@ def run_health_check(manager: SessionManager, server: ServerConfig, deadline: fl
         return {"server": server.name, "ok": False, "status": status.value, "error": error,
                 "consecutive_failures": failures}
     latency = time.perf_counter() - started
-    tools = wire_tools(listing)
+    tools = wire_tools(listing, redactor)
     catalog.replace(server.name, tools, source="health_check")
     status, _ = health.record(server, ok=True, latency=latency, worker=worker, server_info=held.server_info,
                               tool_count=len(tools), breaker=breaker_snapshot(health.redis, server))
@@ -99,7 +93,7 @@ async def refresh_catalog_on_open(held: HeldSession, client: Any) -> None:
     if listing is None:
         return
     _, catalog = stores()
-    await asyncio.to_thread(catalog.replace, held.server.name, wire_tools(listing), source="session_open")
+    await asyncio.to_thread(catalog.replace, held.server.name, wire_tools(listing, redactor), source="session_open")
 
 
 sessions.on_session_open.append(refresh_catalog_on_open)

@@ -52,5 +52,4 @@ def call_tool(self: Task, server: str, tool: str, params: dict[str, Any], deadli
 def list_tools(self: Task, server: str, deadline: float) -> list[dict[str, Any]]:
     """List ``server``'s tools (input schemas and annotations included)."""
     with errors_for_caller(redactor, server=server, tool=None, task_id=self.request.id):
-        tools = list_server_tools(get_manager(), server_config(settings, server), deadline)
-        return scrub_json(tools, redactor)
+        return list_server_tools(get_manager(), server_config(settings, server), deadline, redactor)
