@@ -7,6 +7,7 @@ episodes and the wanted list always has missing ones.
 from __future__ import annotations
 
 import copy
+import itertools
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -92,12 +93,12 @@ class SonarrState:
     def complete(self, series: dict[str, Any]) -> None:
         """Give a series joining the library its episodes (aired ones in the library have files)."""
         now = self.started
-        first_id = max(self.episodes, default=0) + 1
+        episode_ids = itertools.count(max(self.episodes, default=0) + 1)
         owned = len(self.library.items) < len(LIBRARY)
         for season_number, (count, offset) in enumerate(self.plans[series["tvdbId"]], start=1):
             for number in range(1, count + 1):
                 aired = now + timedelta(days=offset + 7 * (number - 1), hours=2)
-                episode_id = first_id + len([e for e in self.episodes if e >= first_id])
+                episode_id = next(episode_ids)
                 has_file = owned and aired < now and not (season_number > 1 and number % 3 == 0)
                 self.episodes[episode_id] = {
                     "id": episode_id,
