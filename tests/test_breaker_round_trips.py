@@ -10,6 +10,7 @@ import redis
 
 from orchestrator.breaker import CircuitBreaker
 from orchestrator.breaker_policy import BreakerPolicy
+from tests.support.breaker_fixtures import Clock
 
 POLICY = BreakerPolicy(failure_threshold=2, open_seconds=10, success_threshold=2, half_open_max_calls=1)
 
@@ -22,16 +23,6 @@ class CountingConnection(redis.Connection):
     def send_packed_command(self, command: Any, check_health: bool = True) -> None:
         CountingConnection.sent += 1
         super().send_packed_command(command, check_health)
-
-
-class Clock:
-    """A clock the test moves by hand (epoch seconds)."""
-
-    def __init__(self) -> None:
-        self.now = 1_700_000_000.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 @pytest.fixture
