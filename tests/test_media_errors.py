@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
-import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 
 import pytest
 
 import upstream_sim
+from orchestrator.processes import port_open, wait_until
 from tests.media_support import CANARY, REPO_ROOT, HeldClient, Served, everything_in, server_env, text_of
+from tests.support.ports import free_port
 
 READ_TOOL = {
     "sabnzbd": ("sabnzbd_get_queue", {}),
@@ -123,22 +123,14 @@ def test_a_server_without_its_settings_exits_naming_the_variable(env: dict[str, 
     assert done.stderr.strip().count("\n") == 0 and missing in done.stderr
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+def wait_for_server(port: int, process: subprocess.Popen, timeout: float = 30.0) -> None:
+    """Wait until ``process`` listens on ``port``; fail with its stderr if it exits first."""
 
-
-def wait_for_port(port: int, process: subprocess.Popen, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+    def listening() -> bool:
         assert process.poll() is None, process.stderr.read() if process.stderr else "server exited"
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-                return
-        except OSError:
-            time.sleep(0.05)
-    raise TimeoutError(f"nothing listened on port {port} within {timeout}s")
+        return port_open(port)
+
+    wait_until(listening, timeout, f"port {port} to accept connections", interval=0.05)
 
 
 @pytest.mark.slow
@@ -155,7 +147,7 @@ def test_every_server_also_serves_streamable_http() -> None:
         stderr=subprocess.PIPE,
     )
     try:
-        wait_for_port(port, process)
+        wait_for_server(port, process)
         client = HeldClient(f"http://127.0.0.1:{port}/mcp")
         try:
             movies = client.call("radarr_get_movies")

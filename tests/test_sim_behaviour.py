@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import socket
 import subprocess
 import sys
 import time
@@ -15,6 +14,7 @@ from starlette.testclient import TestClient
 
 import upstream_sim
 from tests.media_support import REPO_ROOT
+from tests.support.ports import free_port
 
 KEY = "sim-test-key"
 
@@ -159,9 +159,7 @@ def test_a_stopped_simulator_refuses_connections() -> None:
 @pytest.mark.slow
 def test_the_command_line_serves_a_simulator_with_the_key_from_the_environment() -> None:
     """``python -m upstream_sim plex --port N`` serves Plex, taking PLEX_TOKEN from the environment."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
+    port = free_port()
     process = subprocess.Popen(
         [sys.executable, "-m", "upstream_sim", "plex", "--port", str(port)],
         env={"PLEX_TOKEN": KEY},
