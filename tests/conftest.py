@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import itertools
-import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,8 +15,8 @@ from orchestrator.celery_app import make_celery
 from orchestrator.client import Orchestrator
 from orchestrator.config import Settings, load_settings
 from orchestrator.processes import ChildProcess
-from tests.support.ports import free_port, wait_for_port
-from tests.support.procs import REPO, start_child, start_worker
+from tests.support.ports import free_port
+from tests.support.procs import REPO, start_http_probe, start_worker
 from tests.support.redis_proc import RedisServer
 
 pytest_plugins = ["tests.support.breaker_fixtures"]
@@ -133,9 +132,7 @@ def stack(redis_server: RedisServer, tmp_path_factory: pytest.TempPathFactory) -
     """Redis + probe MCP server over HTTP + a threads-pool worker and a prefork worker."""
     root = tmp_path_factory.mktemp("stack")
     http_port = free_port()
-    http_probe = start_child("probe-http", [sys.executable, "-m", "tests.servers.probe", "--transport", "http",
-                                            "--port", str(http_port)], log=root / "probe-http.log")
-    wait_for_port(http_port)
+    http_probe = start_http_probe("probe-http", http_port, log=root / "probe-http.log")
     broker = f"{redis_server.url}/0"
     config_path = root / "orchestrator.toml"
     config_path.write_text(STACK_CONFIG.format(broker=broker, repo=REPO, http_port=http_port))

@@ -10,7 +10,6 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -26,8 +25,8 @@ from orchestrator.config import Settings, load_settings
 from orchestrator.errors import DeadlineExceeded, OrchestratorError, OutcomeUnknown
 from orchestrator.processes import ChildProcess, wait_until
 from orchestrator.results import ToolResult
-from tests.support.ports import free_port, wait_for_port
-from tests.support.procs import REPO, start_child, start_worker
+from tests.support.ports import free_port
+from tests.support.procs import REPO, start_http_probe, start_worker
 from tests.support.redis_proc import RedisServer
 
 pytestmark = pytest.mark.slow
@@ -77,9 +76,7 @@ def fault_stack(tmp_path: Path) -> Iterator[FaultStack]:
     server = RedisServer()
     server.start()
     port = free_port()
-    probe = start_child("probe", [sys.executable, "-m", "tests.servers.probe", "--transport", "http", "--port",
-                                  str(port)], log=tmp_path / "probe.log")
-    wait_for_port(port)
+    probe = start_http_probe("probe", port, log=tmp_path / "probe.log")
     config = tmp_path / "faults.toml"
     config.write_text(CONFIG.format(broker=f"{server.url}/0", port=port, repo=REPO))
     settings = load_settings(config)

@@ -29,8 +29,8 @@ from orchestrator.errors import DeadlineExceeded, InvalidCall
 from orchestrator.health import HEALTH_CHECK, HealthStatus, ServerHealth
 from orchestrator.processes import ChildProcess
 from tests.support.beat import start_beat, wait_for_lock
-from tests.support.ports import free_port, wait_for_port
-from tests.support.procs import REPO, start_child, start_worker
+from tests.support.ports import free_port
+from tests.support.procs import REPO, start_http_probe, start_worker
 from tests.support.redis_proc import RedisServer
 
 pytestmark = pytest.mark.slow
@@ -85,10 +85,7 @@ class HealthStack:
     beat: ChildProcess
 
     def start_fragile_server(self) -> None:
-        self.fragile_server = start_child("fragile-http", [sys.executable, "-m", "tests.servers.probe", "--transport",
-                                                           "http", "--port", str(self.port)],
-                                          log=self.root / "fragile-http.log")
-        wait_for_port(self.port)
+        self.fragile_server = start_http_probe("fragile-http", self.port, log=self.root / "fragile-http.log")
 
 
 def eventually(read: Callable[[], Any], holds: Callable[[Any], bool], timeout: float, what: str) -> Any:

@@ -8,6 +8,7 @@ from pathlib import Path
 from celery import Celery
 
 from orchestrator.processes import ChildProcess, wait_until
+from tests.support.ports import wait_for_port
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -15,6 +16,18 @@ REPO = Path(__file__).resolve().parents[2]
 def start_child(name: str, args: list[str], *, log: Path, env: dict[str, str] | None = None) -> ChildProcess:
     """A child process run from the repository root (so ``tests.*`` modules import)."""
     return ChildProcess(name, args, log=log, env=env, cwd=REPO)
+
+
+def start_http_probe(name: str, port: int, *, log: Path) -> ChildProcess:
+    """The probe MCP server (``tests.servers.probe``) over streamable HTTP on ``port``; returns once it listens."""
+    child = start_child(name, [sys.executable, "-m", "tests.servers.probe", "--transport", "http", "--port", str(port)],
+                        log=log)
+    try:
+        wait_for_port(port)
+    except BaseException:
+        child.stop()
+        raise
+    return child
 
 
 def start_worker(app: Celery, *, name: str, queues: list[str], pool: str, concurrency: int,
