@@ -28,11 +28,8 @@ def client(redis_url: str) -> Iterator[redis.Redis]:
 @pytest.fixture
 def redis_down(redis_server: RedisServer) -> Iterator[None]:
     """Stop the session's redis-server for one test and always start it again."""
-    redis_server.stop()
-    try:
+    with redis_server.stopped():
         yield
-    finally:
-        redis_server.start()
 
 
 def test_fail_open_admits_unguarded_and_warns_once_naming_server_and_policy(client, redis_down, caplog):
@@ -60,11 +57,8 @@ def test_an_outcome_recorded_while_redis_is_down_is_logged_and_dropped(client, r
     caplog.set_level(logging.WARNING, logger="orchestrator.breaker")
     breaker = CircuitBreaker(client, "sonarr", BreakerPolicy(failure_threshold=1))
     admission = breaker.admit()
-    redis_server.stop()
-    try:
+    with redis_server.stopped():
         assert breaker.record(admission, success=False, duration=0.1) == "closed"
-    finally:
-        redis_server.start()
     assert "outcome dropped" in caplog.text
     assert breaker.snapshot().failures == 0
 
@@ -73,10 +67,7 @@ def test_the_breaker_works_again_once_redis_is_back(client, redis_server, caplog
     """After a restart (scripts gone with it) decisions are made in Redis again."""
     caplog.set_level(logging.INFO, logger="orchestrator.breaker")
     breaker = CircuitBreaker(client, "sonarr", BreakerPolicy(failure_threshold=1))
-    redis_server.stop()
-    try:
+    with redis_server.stopped():
         assert breaker.admit().generation == -1
-    finally:
-        redis_server.start()
     assert breaker.record(breaker.admit(), success=False, duration=0.1) == "open"
     assert "Redis is reachable again" in caplog.text

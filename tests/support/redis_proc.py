@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import subprocess
 import tempfile
 import time
+from collections.abc import Iterator
 
 import redis
 
@@ -54,6 +56,15 @@ class RedisServer:
                 self.proc.kill()
                 self.proc.wait(timeout=10)
             self.proc = None
+
+    @contextlib.contextmanager
+    def stopped(self) -> Iterator[None]:
+        """The server down for the ``with`` block, and always started again after it."""
+        self.stop()
+        try:
+            yield
+        finally:
+            self.start()
 
     def restart(self, down_for: float = 0.0) -> None:
         self.stop()
