@@ -30,7 +30,7 @@ from jsonschema.validators import validator_for
 
 from orchestrator import keys
 from orchestrator.errors import InvalidCall
-from orchestrator.validation import PreparedCall, close_tool_matches, resolve_tool_name
+from orchestrator.validation import PreparedCall, close_tool_matches, resolve_tool_name, tool_name_candidates
 
 __all__ = ["Catalog", "catalog_digest", "schema_error_message"]
 
@@ -127,13 +127,13 @@ class Catalog:
 
     def resolve(self, call: PreparedCall) -> tuple[PreparedCall, bool]:
         """``call`` with the tool name its server knows, its params checked against the cached schema,
-        and whether the catalog lists that tool. One round trip when the name is listed as given."""
+        and whether the catalog lists that tool. One round trip."""
         resolved, listed = self.resolve_batch([call], prefixed=False)
         return resolved[0], listed[0]
 
     def resolve_batch(self, calls: Sequence[PreparedCall], *, prefixed: bool = True
                       ) -> tuple[list[PreparedCall], list[bool]]:
-        """Resolve and check every call (one round trip when every name is listed as given).
+        """Resolve and check every call, in one round trip.
 
         An unprefixed name resolves to the server's prefixed tool when the catalog lists it
         (``get_queue`` on ``sabnzbd`` -> ``sabnzbd_get_queue``). A name the catalog does not
@@ -142,28 +142,21 @@ class Catalog:
         """
         if not calls:
             return [], []
+        candidates = [tool_name_candidates(call.server.name, call.tool) for call in calls]
         pipe = self.redis.pipeline(transaction=False)
-        for call in calls:
-            pipe.hget(keys.tools_key(call.server.name), call.tool)
-        raws = pipe.execute()
-        resolved, listed, names = list(calls), [raw is not None for raw in raws], {}
-        for index, call in enumerate(calls):
-            raw = raws[index]
-            if raw is None:
-                server = call.server.name
-                if server not in names:
-                    names[server] = self.names(server)
-                name = resolve_tool_name(server, call.tool, names[server])
-                if name is None:
-                    continue
-                resolved[index], listed[index] = replace(call, tool=name), True
-                raw = self.redis.hget(keys.tools_key(server), name)
-            self._check_one(resolved[index], raw, prefix=f"calls[{index}]." if prefixed else "")
+        for call, names in zip(calls, candidates, strict=True):
+            pipe.hmget(keys.tools_key(call.server.name), names)
+        resolved, listed = list(calls), [False] * len(calls)
+        for index, (call, names, raws) in enumerate(zip(calls, candidates, pipe.execute(), strict=True)):
+            found = {name: raw for name, raw in zip(names, raws, strict=True) if raw is not None}
+            name = resolve_tool_name(call.server.name, call.tool, found)
+            if name is None:
+                continue
+            if name != call.tool:
+                resolved[index] = replace(call, tool=name)
+            listed[index] = True
+            self._check_one(resolved[index], found[name], prefix=f"calls[{index}]." if prefixed else "")
         return resolved, listed
-
-    def names(self, server: str) -> list[str]:
-        """The tool names in ``server``'s catalog ([] before a worker first lists its tools)."""
-        return [keys.text(name) for name in self.redis.hkeys(keys.tools_key(server))]
 
     def close_matches(self, server: str, tool: str, servers: Sequence[str]) -> str:
         """A hint naming the tools like ``tool`` on ``server`` and elsewhere ('' when none is close)."""

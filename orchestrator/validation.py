@@ -98,13 +98,15 @@ CLOSE_MATCHES = 5
 """How many similar tool names an unknown-tool error suggests."""
 
 
+def tool_name_candidates(server: str, tool: str) -> tuple[str, str]:
+    """The names ``server`` may know ``tool`` by, preferred first: itself, then AutoArr's prefixed form."""
+    return tool, f"{server}_{tool}"
+
+
 def resolve_tool_name(server: str, tool: str, names: Collection[str]) -> str | None:
     """The name ``server`` knows ``tool`` by: itself, or AutoArr's prefixed form (``get_queue`` on
     ``sabnzbd`` -> ``sabnzbd_get_queue``); None when its catalog ``names`` list neither."""
-    if tool in names:
-        return tool
-    prefixed = f"{server}_{tool}"
-    return prefixed if prefixed in names else None
+    return next((name for name in tool_name_candidates(server, tool) if name in names), None)
 
 
 def close_tool_matches(server: str, tool: str, catalogs: Mapping[str, Collection[str]]) -> str:
