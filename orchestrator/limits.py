@@ -42,11 +42,6 @@ class ConcurrencyLimit:
     def release(self, server: str, holder: str) -> None:
         self.redis.zrem(limit_key(server), holder)
 
-    def running(self, server: str) -> int:
-        """How many calls hold a slot of ``server`` right now."""
-        self.redis.zremrangebyscore(limit_key(server), "-inf", int(time.time() * 1000))
-        return int(self.redis.zcard(limit_key(server)))
-
     @contextmanager
     def slot(self, server: str, limit: int, holder: str, deadline: float) -> Iterator[None]:
         """Wait for a free slot until ``deadline`` (epoch seconds), hold it for the block."""
