@@ -35,6 +35,7 @@ from pydantic import (
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from orchestrator.breaker_policy import BreakerPolicy
+from orchestrator.keys import queue_name
 
 ENV_PREFIX = "MCP_ORCH_"
 CONFIG_PATH_ENV = "MCP_ORCH_CONFIG"
@@ -244,7 +245,7 @@ class ServerConfig(_Strict):
     @property
     def queue(self) -> str:
         """The Celery queue that carries this server's calls."""
-        return f"mcp.{self.name}"
+        return queue_name(self.name)
 
     def secret_values(self) -> list[str]:
         """Every secret this server's transport holds, as far as this process can know it."""
