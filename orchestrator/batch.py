@@ -19,7 +19,7 @@ from celery.exceptions import TimeoutError as CeleryTimeout
 from celery.result import GroupResult
 
 from orchestrator.breaker import BreakerBoard
-from orchestrator.celery_app import CALL_TOOL
+from orchestrator.celery_app import CALL_TOOL, RESULT_GRACE_SECONDS
 from orchestrator.config import Settings
 from orchestrator.errors import (
     CallCancelled,
@@ -37,8 +37,6 @@ Outcome = ToolResult | OrchestratorError
 ProgressCallback = Callable[[int, int], Any]
 """Called with (completed, total) each time a call of the batch ends."""
 
-RESULT_GRACE_SECONDS = 2.0
-"""Extra wait past the last call deadline for the workers' own timeout errors (seconds)."""
 _CALL_FIELDS = ("server", "tool", "params", "timeout")
 
 
@@ -134,7 +132,7 @@ def run_batch(app: Celery, settings: Settings, prepared: list[PreparedCall], *, 
                                         expires=datetime.fromtimestamp(expires, tz=UTC)))
     outcomes: list[Outcome | None] = [refused.get(call.server.name) for call in prepared]
     if not signatures:
-        _report_all(outcomes, progress)
+        _report_done(progress, len(outcomes), len(outcomes))
         return [outcome for outcome in outcomes if outcome is not None]
     handle: GroupResult = group(signatures, app=app).apply_async()
     return _collect(app, prepared, positions, outcomes, handle, batch_deadline, fail_fast, progress)
@@ -153,10 +151,11 @@ def _refused_servers(prepared: list[PreparedCall], breakers: BreakerBoard | None
     return refused
 
 
-def _report_all(outcomes: list[Outcome | None], progress: ProgressCallback | None) -> None:
+def _report_done(progress: ProgressCallback | None, done: int, total: int) -> None:
+    """Report the ``done`` calls that ended before any result arrived (refused by their breaker)."""
     if progress is not None:
-        for done in range(1, len(outcomes) + 1):
-            progress(done, len(outcomes))
+        for finished in range(1, done + 1):
+            progress(finished, total)
 
 
 def _collect(app: Celery, prepared: list[PreparedCall], positions: list[int], outcomes: list[Outcome | None],
@@ -170,9 +169,7 @@ def _collect(app: Celery, prepared: list[PreparedCall], positions: list[int], ou
         wait_until = min(wait_until, batch_deadline)
     done = sum(outcome is not None for outcome in outcomes)
     failed_fast = False
-    if progress is not None:
-        for finished in range(1, done + 1):
-            progress(finished, len(prepared))
+    _report_done(progress, done, len(prepared))
     try:
         for task_id, meta in handle.iter_native(timeout=max(wait_until - time.time(), 0.01), no_ack=True):
             index = position[task_id]

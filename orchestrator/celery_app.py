@@ -16,6 +16,8 @@ CALL_TOOL = "mcp.call_tool"
 """Task name of one tool call; the client sends it by name, only workers import its body."""
 LIST_TOOLS = "mcp.list_tools"
 """Task name of a ``tools/list`` on a server's held session."""
+RESULT_GRACE_SECONDS = 2.0
+"""Extra wait past a task's deadline for the worker's own answer (its timeout error) to arrive (seconds)."""
 
 
 def route_by_server(name: str, args: Any, kwargs: dict[str, Any], options: Any, task: Any = None,

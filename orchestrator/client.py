@@ -25,7 +25,7 @@ from orchestrator import health
 from orchestrator.batch import Outcome, ProgressCallback, prepare_batch, run_batch
 from orchestrator.breaker import BreakerBoard, BreakerSnapshot
 from orchestrator.catalog import Catalog
-from orchestrator.celery_app import CALL_TOOL, LIST_TOOLS, abandon, make_celery
+from orchestrator.celery_app import CALL_TOOL, LIST_TOOLS, RESULT_GRACE_SECONDS, abandon, make_celery
 from orchestrator.config import ServerConfig, Settings, load_settings
 from orchestrator.errors import CallFailed, DeadlineExceeded, InvalidCall, OrchestratorError, ToolReturnedError
 from orchestrator.results import ToolResult, tool_error
@@ -36,8 +36,6 @@ from orchestrator.validation import (
     resolve_server,
 )
 
-RESULT_GRACE_SECONDS = 2.0
-"""Extra wait past a call's deadline for the worker's own timeout error to arrive (seconds)."""
 ASYNC_THREADS = 64
 """Threads the async client may block in at once while waiting for results."""
 

@@ -27,6 +27,7 @@ import logging
 import time
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict
 from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
@@ -39,7 +40,8 @@ from celery.result import AsyncResult
 from pydantic import BaseModel
 
 from orchestrator import keys
-from orchestrator.celery_app import abandon
+from orchestrator.breaker import CircuitBreaker
+from orchestrator.celery_app import RESULT_GRACE_SECONDS, abandon
 from orchestrator.config import ServerConfig, Settings
 from orchestrator.validation import check_timeout, resolve_server
 
@@ -64,8 +66,6 @@ CONSUMER_TTL_SECONDS = 15.0
 """A worker that has not announced itself for this long no longer counts as a consumer (seconds)."""
 STALE_AFTER_INTERVALS = 3
 """A record older than this many health intervals (plus the probe timeout) reads as ``unknown``."""
-RESULT_GRACE_SECONDS = 2.0
-"""Extra wait past a health check's deadline for the worker's own answer (seconds)."""
 _BREAKER_OK = ("closed", "disabled")
 _LUA = (Path(__file__).with_name("lua") / "health_record.lua").read_text()
 
@@ -111,15 +111,10 @@ def probe_timeout(server: ServerConfig) -> float:
 
 
 def breaker_snapshot(client: redis.Redis, server: ServerConfig) -> dict[str, Any] | None:
-    """The server's breaker state, if ``orchestrator.breaker`` offers a snapshot; else None."""
+    """The server's breaker state; None when Redis cannot give it."""
     try:
-        from dataclasses import asdict
-
-        from orchestrator.breaker import CircuitBreaker
-
-        policy = getattr(server, "breaker", None)
-        return asdict(CircuitBreaker(client, server.name, policy).snapshot())
-    except Exception as exc:  # the breaker is optional here: absent, unconfigured or unreachable
+        return asdict(CircuitBreaker(client, server.name, server.breaker).snapshot())
+    except Exception as exc:  # a health record must not fail for want of the breaker's state
         log.debug("no breaker snapshot for %s: %s", server.name, exc)
         return None
 
@@ -225,9 +220,14 @@ def _build(server: ServerConfig, raw_bytes: Mapping[Any, Any], consumers: int, b
 
 # -- client side ---------------------------------------------------------------------------------
 
-def _send(app: Celery, server: ServerConfig, deadline: float) -> AsyncResult:
-    return app.send_task(HEALTH_CHECK, kwargs={"server": server.name, "deadline": deadline}, queue=server.queue,
-                         expires=datetime.fromtimestamp(deadline, tz=UTC))
+def _send(app: Celery, settings: Settings, server: ServerConfig,
+          timeout: float | None) -> tuple[AsyncResult, float, float]:
+    """Enqueue one check, its timeout checked (the probe timeout when None): its handle, deadline and seconds."""
+    seconds = probe_timeout(server) if timeout is None else check_timeout(timeout, server, settings, "health_check")
+    deadline = time.time() + seconds
+    handle = app.send_task(HEALTH_CHECK, kwargs={"server": server.name, "deadline": deadline}, queue=server.queue,
+                           expires=datetime.fromtimestamp(deadline, tz=UTC))
+    return handle, deadline, seconds
 
 
 def _await(app: Celery, store: HealthStore, server: ServerConfig, handle: AsyncResult, deadline: float,
@@ -248,20 +248,13 @@ def check_server(app: Celery, store: HealthStore, settings: Settings, server: st
                  timeout: float | None = None) -> ServerHealth:
     """A fresh health check through ``server``'s queue, waited for at most ``timeout`` seconds."""
     config = resolve_server(settings, server)
-    seconds = probe_timeout(config) if timeout is None else check_timeout(timeout, config, settings, "health_check")
-    deadline = time.time() + seconds
-    return _await(app, store, config, _send(app, config, deadline), deadline, seconds)
+    return _await(app, store, config, *_send(app, settings, config, timeout))
 
 
 def check_all_servers(app: Celery, store: HealthStore, settings: Settings,
                       timeout: float | None = None) -> dict[str, ServerHealth]:
     """Fresh health checks of every enabled server, sent at once and awaited in parallel."""
-    pending = []
-    for config in settings.enabled_servers().values():
-        seconds = probe_timeout(config) if timeout is None else check_timeout(timeout, config, settings,
-                                                                              "health_check")
-        deadline = time.time() + seconds
-        pending.append((config, _send(app, config, deadline), deadline, seconds))
+    pending = [(config, *_send(app, settings, config, timeout)) for config in settings.enabled_servers().values()]
     if not pending:
         return {}
     with ThreadPoolExecutor(max_workers=min(len(pending), 16), thread_name_prefix="mcp-health") as pool:

@@ -32,6 +32,7 @@ from prometheus_client.registry import Collector
 from orchestrator import keys
 from orchestrator.breaker import BreakerBoard, BreakerState
 from orchestrator.config import Settings
+from orchestrator.health import HealthStatus, HealthStore
 from orchestrator.keys import call_stats_key
 
 log = logging.getLogger("orchestrator.metrics")
@@ -195,19 +196,6 @@ def queue_lengths(client: redis.Redis, queues: Iterable[str]) -> dict[str, int]:
 # -- the Prometheus collector -----------------------------------------------------------------
 
 
-def _health_reports(client: redis.Redis, settings: Settings) -> dict[str, Any]:
-    """Health per enabled server from ``orchestrator.health`` if it is there; else nothing."""
-    try:
-        from orchestrator import health
-    except ImportError:
-        return {}
-    store = health.HealthStore(client)
-    servers = list(settings.enabled_servers().values())
-    if hasattr(store, "read_many"):
-        return dict(store.read_many(servers))
-    return {server.name: store.read(server) for server in servers}
-
-
 class OrchestratorCollector(Collector):
     """Reads everything from Redis at scrape time; a Redis outage gives ``mcp_orch_redis_up 0``."""
 
@@ -269,7 +257,7 @@ class OrchestratorCollector(Collector):
         yield from (state, transitions, trips, window, trials, retry)
 
     def _health_families(self) -> Iterator[Metric]:
-        reports = _health_reports(self.redis, self.settings)
+        reports = HealthStore(self.redis).read_many(list(self.settings.enabled_servers().values()))
         if not reports:
             return
         status = GaugeMetricFamily(f"{PREFIX}_health_status", "1 for the server's current health status",
@@ -282,18 +270,15 @@ class OrchestratorCollector(Collector):
                                     "When the last health check ended (epoch seconds)", labels=["server"])
         consumers = GaugeMetricFamily(f"{PREFIX}_queue_consumers", "Workers consuming a server's queue",
                                       labels=["server", "queue"])
-        statuses = ("healthy", "degraded", "down", "unknown")
         for name, report in reports.items():
-            current = str(getattr(report.status, "value", report.status))
-            for candidate in statuses:
-                status.add_metric([name, candidate], 1 if current == candidate else 0)
-            if getattr(report, "latency_ms", None) is not None:
+            for candidate in HealthStatus:
+                status.add_metric([name, candidate.value], 1 if report.status == candidate else 0)
+            if report.latency_ms is not None:
                 latency.add_metric([name], report.latency_ms / 1000)
-            failures.add_metric([name], getattr(report, "consecutive_failures", 0) or 0)
-            if getattr(report, "last_check_at", None):
+            failures.add_metric([name], report.consecutive_failures)
+            if report.last_check_at:
                 checked.add_metric([name], report.last_check_at)
-            if getattr(report, "queue", None) is not None:
-                consumers.add_metric([name, report.queue], getattr(report, "consumers", 0) or 0)
+            consumers.add_metric([name, report.queue], report.consumers)
         yield from (status, latency, failures, checked, consumers)
 
     def _call_families(self, stats: Mapping[str, Mapping[str, ToolStats]]) -> Iterator[Metric]:
