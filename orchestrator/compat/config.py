@@ -67,7 +67,16 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from orchestrator.config import DEFAULTS_FILE, ConfigError, Settings, load_settings
+from pydantic import ValidationError
+
+from orchestrator.config import (
+    DEFAULTS_FILE,
+    ENV_PREFIX,
+    ConfigError,
+    Settings,
+    describe_validation_error,
+    load_settings,
+)
 
 __all__ = [
     "SECRET_VARIABLES",
@@ -90,7 +99,6 @@ SECRET_VARIABLES = {
     "plex": ("PLEX_URL", "PLEX_TOKEN"),
 }
 """Where a bundled media server reads the seed's ``url`` and ``api_key`` (in the worker's environment)."""
-ENV_PREFIX = "MCP_ORCH_"
 
 
 class SeedConfigError(ConfigError):
@@ -332,13 +340,8 @@ def map_seed_config(config: Any, base: Settings | None = None) -> SeedMapping:
     try:
         settings = Settings.model_validate({**base.model_dump(), "servers": servers,
                                             "default_timeout": float(tunables.default_tool_timeout)})
-    except Exception as exc:  # pydantic names the field; the value is not echoed
-        from pydantic import ValidationError
-
-        from orchestrator.config import describe_validation_error
-        if isinstance(exc, ValidationError):
-            raise SeedConfigError(describe_validation_error(exc, "seed configuration")) from None
-        raise
+    except ValidationError as exc:  # pydantic names the field; the value is not echoed
+        raise SeedConfigError(describe_validation_error(exc, "seed configuration")) from None
     options = FacadeOptions(max_concurrent_requests=tunables.max_concurrent_requests,
                             max_parallel_calls=tunables.max_parallel_calls,
                             parallel_timeout=tunables.parallel_timeout,
