@@ -32,6 +32,13 @@ def cli_settings(config: str | None) -> Settings:
     return load_settings(config)
 
 
+def export_settings(config: str | None, settings: Settings) -> None:
+    """Hand the config file and the broker on to a process this one is replaced with (``os.execv``)."""
+    if config:
+        os.environ[CONFIG_PATH_ENV] = os.path.abspath(config)
+    os.environ[f"{ENV_PREFIX}BROKER_URL"] = settings.broker_url
+
+
 def parse_param(text: str) -> tuple[str, Any]:
     """``k=v``: the value is read as JSON when it parses (numbers, booleans, lists), else as text."""
     key, sep, raw = text.partition("=")
@@ -129,9 +136,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
     unknown = [name for name in names if name not in settings.enabled_servers()]
     if unknown:
         raise InvalidCall(f"servers: not configured or not enabled: {', '.join(unknown)}", field="servers")
-    if args.config:
-        os.environ[CONFIG_PATH_ENV] = os.path.abspath(args.config)
-    os.environ[f"{ENV_PREFIX}BROKER_URL"] = settings.broker_url
+    export_settings(args.config, settings)
     queues = ",".join(settings.servers[name].queue for name in names)
     argv = [sys.executable, "-m", "celery", "-A", "workers.app", "worker", "-Q", queues, "-P", args.pool,
             "-c", str(args.concurrency), "-l", args.loglevel]
@@ -150,7 +155,7 @@ def cmd_health(args: argparse.Namespace) -> int:
                        else client.health_check_all())
         else:
             reports = ({args.server: client.health_detail(args.server)} if args.server
-                       else {name: client.health_detail(name) for name in client.settings.enabled_servers()})
+                       else client.health_store.read_many(list(client.settings.enabled_servers().values())))
     finally:
         client.close()
     if args.json:
@@ -165,10 +170,7 @@ def cmd_health(args: argparse.Namespace) -> int:
 
 def cmd_beat(args: argparse.Namespace) -> int:
     """Replace this process with the one beat (RedBeat: a second one waits on the Redis lock)."""
-    settings = cli_settings(args.config)
-    if args.config:
-        os.environ[CONFIG_PATH_ENV] = os.path.abspath(args.config)
-    os.environ[f"{ENV_PREFIX}BROKER_URL"] = settings.broker_url
+    export_settings(args.config, cli_settings(args.config))
     os.execv(sys.executable, [sys.executable, "-m", "celery", "-A", "beat_schedule", "beat", "-l", args.loglevel])
     return 0  # not reached
 

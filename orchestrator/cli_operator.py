@@ -16,7 +16,6 @@ import time
 from pathlib import Path
 from typing import Any, TextIO
 
-from orchestrator.config import CONFIG_PATH_ENV, ENV_PREFIX
 from orchestrator.errors import InvalidCall, OrchestratorError
 from orchestrator.results import ToolResult
 
@@ -218,7 +217,7 @@ def cmd_metrics(args: argparse.Namespace) -> int:
 
 def cmd_flower(args: argparse.Namespace) -> int:
     """Replace this process with Flower on the orchestrator's broker, behind basic auth."""
-    from orchestrator.cli import cli_settings
+    from orchestrator.cli import cli_settings, export_settings
     from orchestrator.flower import BASIC_AUTH_ENV, flower_argv, flower_env, flower_login
 
     settings = cli_settings(args.config)
@@ -226,9 +225,7 @@ def cmd_flower(args: argparse.Namespace) -> int:
     if login is None and not args.no_auth:
         raise InvalidCall("flower.password: not set; set MCP_ORCH_FLOWER__PASSWORD (or pass --no-auth to run "
                           "Flower without a login)", field="flower.password")
-    if args.config:
-        os.environ[CONFIG_PATH_ENV] = os.path.abspath(args.config)
-    os.environ[f"{ENV_PREFIX}BROKER_URL"] = settings.broker_url
+    export_settings(args.config, settings)
     os.environ.pop(BASIC_AUTH_ENV, None)
     os.environ.update(flower_env(login))
     argv = flower_argv(sys.executable, address=args.address or settings.flower.address,
