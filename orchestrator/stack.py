@@ -63,7 +63,13 @@ def _write_state(broker_url: str) -> None:
 
 
 def _clear_state() -> None:
-    if running_stack_broker() is not None and json.loads(STATE_FILE.read_text())["pid"] == os.getpid():
+    """Remove the state file if this process wrote it (read once)."""
+    try:
+        state = json.loads(STATE_FILE.read_text())
+        ours = state["pid"] == os.getpid() and "broker_url" in state
+    except (OSError, ValueError, KeyError, TypeError):
+        return
+    if ours:
         STATE_FILE.unlink()
 
 
