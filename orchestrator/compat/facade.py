@@ -271,7 +271,7 @@ class MCPOrchestrator:
                 outcomes[index] = exc
         done = total - len(runnable)
         for finished in range(1, done + 1):
-            await _maybe_await(progress, finished, total) if progress else None
+            await _maybe_await(progress, finished, total)
         options = self.mapping.options
         started = time.monotonic()
         while runnable:
@@ -289,7 +289,7 @@ class MCPOrchestrator:
                 outcomes[bad] = type(exc)(exc.message.split(".", 1)[-1] if exc.field else exc.message, exc.details)
                 del runnable[bad]
                 done += 1
-                await _maybe_await(progress, done, total) if progress else None
+                await _maybe_await(progress, done, total)
                 continue
             for i, outcome in zip(order, results, strict=True):
                 outcomes[i] = outcome
