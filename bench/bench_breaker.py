@@ -17,11 +17,8 @@ import logging
 import multiprocessing
 import platform
 import shutil
-import socket
 import statistics
-import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
@@ -35,6 +32,7 @@ import redis
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench.common import start_redis, temp_dir
 from orchestrator.breaker import CircuitBreaker
 from orchestrator.breaker_policy import BreakerPolicy
 
@@ -61,30 +59,12 @@ def redis_server(url: str | None) -> Iterator[str]:
     if url:
         yield url
         return
-    binary = shutil.which("redis-server")
-    if binary is None:
-        sys.exit("no --redis-url given and redis-server is not installed")
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    workdir = tempfile.mkdtemp(prefix="bench-redis-")
-    proc = subprocess.Popen([binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
-                             "--appendonly", "no", "--dir", workdir],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    workdir = temp_dir()
+    child, started = start_redis(workdir)
     try:
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                redis.Redis(port=port).ping()
-                break
-            except redis.ConnectionError:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.05)
-        yield f"redis://127.0.0.1:{port}/0"
+        yield started
     finally:
-        proc.terminate()
-        proc.wait(timeout=10)
+        child.stop()
         shutil.rmtree(workdir, ignore_errors=True)
 
 
@@ -145,47 +125,50 @@ def open_theirs(client: redis.Redis) -> pybreaker.CircuitBreaker:
 
 
 # -- measurements ----------------------------------------------------------------------------------
+def guarded(kind: str, client: redis.Redis) -> tuple[Any, Callable[..., bool]]:
+    """A breaker of ``kind`` on ``client`` and the function that makes one guarded call through it."""
+    return (ours(client), call_ours) if kind == OURS else (theirs(client), call_theirs)
+
+
+def opened(kind: str, client: redis.Redis) -> Any:
+    """A breaker of ``kind`` whose open wait just ended (its next call is a half-open trial)."""
+    return open_ours(client) if kind == OURS else open_theirs(client)
+
+
+def _sent_by(call: Callable[[], object]) -> int:
+    before = CountingConnection.sent
+    call()
+    return CountingConnection.sent - before
+
+
+def _path_round_trips(client: redis.Redis, kind: str) -> dict[str, int]:
+    client.flushdb()
+    breaker, call = guarded(kind, client)
+    threshold = breaker.policy.failure_threshold if kind == OURS else breaker.fail_max
+    call(breaker)
+    trips = {"closed success": _sent_by(lambda: call(breaker)),
+             "closed failure": _sent_by(lambda: call(breaker, success=False))}
+    for _ in range(threshold - 2):
+        call(breaker, success=False)
+    trips["failure that trips"] = _sent_by(lambda: call(breaker, success=False))
+    trips["open refusal"] = _sent_by(lambda: call(breaker))
+    client.flushdb()
+    trial = opened(kind, client)
+    trips["half-open trial"] = _sent_by(lambda: call(trial))
+    return trips
+
+
 def round_trips(url: str) -> dict[str, dict[str, int]]:
     """Requests sent to Redis for one guarded call on each path (scripts already loaded)."""
     client = redis.Redis(connection_pool=redis.ConnectionPool.from_url(url, connection_class=CountingConnection))
-
-    def count(call: Callable[[], object]) -> int:
-        before = CountingConnection.sent
-        call()
-        return CountingConnection.sent - before
-
-    client.flushdb()
-    mine = ours(client)
-    call_ours(mine)
-    result = {OURS: {"closed success": count(lambda: call_ours(mine)),
-                     "closed failure": count(lambda: call_ours(mine, success=False))}}
-    for _ in range(mine.policy.failure_threshold - 2):
-        call_ours(mine, success=False)
-    result[OURS]["failure that trips"] = count(lambda: call_ours(mine, success=False))
-    result[OURS]["open refusal"] = count(lambda: call_ours(mine))
-    client.flushdb()
-    mine = open_ours(client)
-    result[OURS]["half-open trial"] = count(lambda: call_ours(mine))
-
-    client.flushdb()
-    other = theirs(client)
-    call_theirs(other)
-    result[THEIRS] = {"closed success": count(lambda: call_theirs(other)),
-                      "closed failure": count(lambda: call_theirs(other, success=False))}
-    for _ in range(other.fail_max - 2):
-        call_theirs(other, success=False)
-    result[THEIRS]["failure that trips"] = count(lambda: call_theirs(other, success=False))
-    result[THEIRS]["open refusal"] = count(lambda: call_theirs(other))
-    client.flushdb()
-    other = open_theirs(client)
-    result[THEIRS]["half-open trial"] = count(lambda: call_theirs(other))
+    result = {kind: _path_round_trips(client, kind) for kind in (OURS, THEIRS)}
     client.close()
     return result
 
 
 def _throughput_child(kind: str, url: str, calls: int, barrier: Any, out: Any) -> None:
     client = redis.Redis.from_url(url)
-    breaker, call = (ours(client), call_ours) if kind == OURS else (theirs(client), call_theirs)
+    breaker, call = guarded(kind, client)
     call(breaker)  # connect, load scripts
     barrier.wait(timeout=60)
     start = time.time()
@@ -196,7 +179,7 @@ def _throughput_child(kind: str, url: str, calls: int, barrier: Any, out: Any) -
 
 def _race_child(kind: str, url: str, barrier: Any, out: Any) -> None:
     client = redis.Redis.from_url(url)
-    breaker, call = (ours(client), call_ours) if kind == OURS else (theirs(client), call_theirs)
+    breaker, call = guarded(kind, client)
     barrier.wait(timeout=60)
     out.put(call(breaker, work=TRIAL_SECONDS))
 
@@ -224,7 +207,7 @@ def half_open_race(url: str, kind: str) -> int:
     """Trial calls that ran when 8 processes called a breaker whose open wait just ended."""
     client = redis.Redis.from_url(url)
     client.flushdb()
-    open_ours(client) if kind == OURS else open_theirs(client)
+    opened(kind, client)
     client.close()
     return sum(_run(_race_child, PROCESSES, kind, url))
 
