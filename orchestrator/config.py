@@ -41,6 +41,14 @@ ENV_PREFIX = "MCP_ORCH_"
 CONFIG_PATH_ENV = "MCP_ORCH_CONFIG"
 DEFAULTS_FILE = Path(__file__).with_name("defaults.toml")
 
+MEDIA_SERVER_VARIABLES = {
+    "sabnzbd": ("SABNZBD_URL", "SABNZBD_API_KEY"),
+    "sonarr": ("SONARR_URL", "SONARR_API_KEY"),
+    "radarr": ("RADARR_URL", "RADARR_API_KEY"),
+    "plex": ("PLEX_URL", "PLEX_TOKEN"),
+}
+"""The bundled media servers (``defaults.toml``) and the variables their MCP server reads: URL and secret."""
+
 DEFAULT_TIMEOUT_SECONDS = 30.0
 """Default of ``default_timeout``: a call's deadline when neither the call nor its server sets one (s)."""
 MAX_TIMEOUT_SECONDS = 600.0

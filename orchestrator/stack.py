@@ -23,7 +23,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from orchestrator.client import Orchestrator
-from orchestrator.config import CONFIG_PATH_ENV, DEFAULTS_FILE, ENV_PREFIX, Settings, config_path, load_settings
+from orchestrator.config import (
+    CONFIG_PATH_ENV,
+    DEFAULTS_FILE,
+    ENV_PREFIX,
+    MEDIA_SERVER_VARIABLES,
+    Settings,
+    config_path,
+    load_settings,
+)
 from orchestrator.errors import OrchestratorError
 from orchestrator.processes import ChildProcess, free_port, port_open, start_redis_server, wait_until
 from orchestrator.stack_monitoring import monitoring_notes, start_flower, start_metrics
@@ -34,13 +42,8 @@ READY_TIMEOUT_SECONDS = 60.0
 WORKER_THREADS = 8
 """Threads per worker: calls are I/O-bound waits on the held MCP session."""
 
-SIMULATED_SERVICES = {
-    "sabnzbd": ("SABNZBD_URL", "SABNZBD_API_KEY"),
-    "sonarr": ("SONARR_URL", "SONARR_API_KEY"),
-    "radarr": ("RADARR_URL", "RADARR_API_KEY"),
-    "plex": ("PLEX_URL", "PLEX_TOKEN"),
-}
-"""Bundled servers and the variables their MCP server reads: URL and secret."""
+SIMULATED_SERVICES = MEDIA_SERVER_VARIABLES
+"""The services the stack simulates when their URL is not set, with the variables that reach them."""
 
 
 STATE_FILE = Path(os.environ.get("XDG_RUNTIME_DIR") or Path.home() / ".cache") / "mcp-orch" / "stack.json"

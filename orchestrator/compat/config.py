@@ -72,6 +72,7 @@ from pydantic import ValidationError
 from orchestrator.config import (
     DEFAULTS_FILE,
     ENV_PREFIX,
+    MEDIA_SERVER_VARIABLES,
     ConfigError,
     Settings,
     describe_validation_error,
@@ -92,12 +93,7 @@ __all__ = [
 
 SEED_SERVERS = ("sabnzbd", "sonarr", "radarr", "plex")
 """The servers the seed knew; its ``MCPOrchestratorConfig`` has one field for each."""
-SECRET_VARIABLES = {
-    "sabnzbd": ("SABNZBD_URL", "SABNZBD_API_KEY"),
-    "sonarr": ("SONARR_URL", "SONARR_API_KEY"),
-    "radarr": ("RADARR_URL", "RADARR_API_KEY"),
-    "plex": ("PLEX_URL", "PLEX_TOKEN"),
-}
+SECRET_VARIABLES = MEDIA_SERVER_VARIABLES
 """Where a bundled media server reads the seed's ``url`` and ``api_key`` (in the worker's environment)."""
 
 
