@@ -7,7 +7,6 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.celery_app import make_celery
 from orchestrator.client import Orchestrator
 from orchestrator.config import load_settings
 from orchestrator.processes import wait_until
@@ -32,9 +31,9 @@ def test_a_tools_list_changed_announcement_refreshes_the_catalog(redis_url: str,
     config = tmp_path / "growing.toml"
     config.write_text(CONFIG.format(broker=redis_url, repo=REPO))
     settings = load_settings(config)
-    worker = start_worker(make_celery(settings), name="growing", queues=["mcp.growing"], pool="threads",
-                          concurrency=2, env={"MCP_ORCH_CONFIG": str(config)}, log=tmp_path / "worker.log")
     client = Orchestrator(settings)
+    worker = start_worker(client.app, name="growing", queues=["mcp.growing"], pool="threads",
+                          concurrency=2, env={"MCP_ORCH_CONFIG": str(config)}, log=tmp_path / "worker.log")
     try:
         client.call_tool("growing", "grow", {"name": "opener"})  # opens the session
         wait_until(lambda: "grow" in catalog_names(client), 15, "the catalog written when the session opened")

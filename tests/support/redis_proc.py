@@ -40,7 +40,8 @@ class RedisServer:
         deadline = time.monotonic() + 10
         while True:
             try:
-                redis.Redis(port=self.port).ping()
+                with redis.Redis(port=self.port) as probe:
+                    probe.ping()
                 return
             except redis.BusyLoadingError:
                 if time.monotonic() > deadline:
