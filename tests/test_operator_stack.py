@@ -28,6 +28,8 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.support.procs import REPO
+from tests.support.proctree import alive as _exists
+from tests.support.proctree import descendants
 
 pytestmark = pytest.mark.slow
 
@@ -68,22 +70,6 @@ def operator_env(root: Path) -> dict[str, str]:
            if not key.startswith(("MCP_ORCH_", "FLOWER_")) and not key.endswith(("_URL", "_API_KEY", "_TOKEN"))}
     env.update({"XDG_RUNTIME_DIR": str(root), "PYTHONUNBUFFERED": "1"})
     return env
-
-
-def descendants(pid: int) -> dict[int, str]:
-    """Every process below ``pid`` (pid -> command line), from one ``ps`` listing."""
-    listing = subprocess.run(["ps", "-eo", "pid=,ppid=,args="], capture_output=True, text=True, check=True).stdout
-    children: dict[int, list[tuple[int, str]]] = {}
-    for line in listing.splitlines():
-        parts = line.split(None, 2)
-        if len(parts) >= 2:
-            children.setdefault(int(parts[1]), []).append((int(parts[0]), parts[2] if len(parts) > 2 else ""))
-    found, todo = {}, [pid]
-    while todo:
-        for child, args in children.get(todo.pop(), []):
-            found[child] = args
-            todo.append(child)
-    return found
 
 
 def read_until_ready(proc: subprocess.Popen[str], timeout: float) -> list[str]:
@@ -307,12 +293,3 @@ def test_sigterm_stops_the_stack_and_leaves_no_process_behind(running: RunningSt
         text = log.read_text(errors="replace")
         assert running.login[1] not in text, f"the Flower password is in {log.name}"
         assert CANARY_SAB_KEY not in text, f"the SABnzbd key is in {log.name}"
-
-
-def _exists(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    state = subprocess.run(["ps", "-o", "stat=", "-p", str(pid)], capture_output=True, text=True).stdout.strip()
-    return bool(state) and not state.startswith("Z")
