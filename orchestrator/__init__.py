@@ -7,11 +7,13 @@ from orchestrator.batch import Outcome
 from orchestrator.client import AsyncOrchestrator, Orchestrator
 from orchestrator.config import ConfigError, ServerConfig, Settings, load_settings
 from orchestrator.errors import (
+    BrokerUnavailable,
     CallCancelled,
     CallFailed,
     CircuitBreakerOpenError,
     DeadlineExceeded,
     InvalidCall,
+    NotEnqueued,
     OrchestratorError,
     OutcomeUnknown,
     ServerUnavailable,
@@ -23,12 +25,14 @@ from orchestrator.results import ToolResult
 
 __all__ = [
     "AsyncOrchestrator",
+    "BrokerUnavailable",
     "CallCancelled",
     "CallFailed",
     "CircuitBreakerOpenError",
     "ConfigError",
     "DeadlineExceeded",
     "InvalidCall",
+    "NotEnqueued",
     "Orchestrator",
     "OrchestratorError",
     "Outcome",

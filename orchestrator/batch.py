@@ -1,25 +1,29 @@
-"""Batches of parallel tool calls as one Celery group, outcomes in input order.
+"""Batches of parallel tool calls, outcomes in input order, one per call whatever dies.
 
 Every call is validated before anything is enqueued (an error names ``calls[i].field``).
 Each call keeps its own deadline; the batch may add an overall deadline (what has not
-finished by then is revoked and reported as ``DeadlineExceeded``), fail fast (the first
+finished by then is revoked and reported as ``DeadlineExceeded``, or ``OutcomeUnknown`` when it
+started), fail fast (the first
 permanent failure revokes what has not started, reported as ``CallCancelled``), report
 progress as results arrive, and cap the calls running at once per server across the fleet.
 """
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from celery import Celery, group
+import redis
+from celery import Celery, Signature, states
 from celery.exceptions import TimeoutError as CeleryTimeout
-from celery.result import GroupResult
+from celery.result import AsyncResult, GroupResult
 
+from orchestrator.backoff import jittered_backoff
 from orchestrator.breaker import BreakerBoard
-from orchestrator.celery_app import CALL_TOOL, RESULT_GRACE_SECONDS
+from orchestrator.celery_app import CALL_TOOL, RESULT_GRACE_SECONDS, enqueue
 from orchestrator.config import Settings
 from orchestrator.errors import (
     CallCancelled,
@@ -27,9 +31,13 @@ from orchestrator.errors import (
     CircuitBreakerOpenError,
     DeadlineExceeded,
     InvalidCall,
+    NotEnqueued,
     OrchestratorError,
+    OutcomeUnknown,
 )
+from orchestrator.keys import execution_marker_key
 from orchestrator.results import ToolResult, tool_error
+from orchestrator.unreachable import LIBRARY_ERRORS
 from orchestrator.validation import PreparedCall, prepare_call, resolve_server
 
 Outcome = ToolResult | OrchestratorError
@@ -106,10 +114,12 @@ def outcome_of(app: Celery, call: PreparedCall, task_id: str, meta: Mapping[str,
 def run_batch(app: Celery, settings: Settings, prepared: list[PreparedCall], *, timeout: float | None = None,
               fail_fast: bool = False, progress: ProgressCallback | None = None,
               max_concurrency: Mapping[str, int] | None = None,
-              breakers: BreakerBoard | None = None) -> list[Outcome]:
-    """Enqueue validated calls (``prepare_batch``) as one group; one outcome per call, in input order.
+              breakers: BreakerBoard | None = None, markers: redis.Redis | None = None) -> list[Outcome]:
+    """Enqueue validated calls (``prepare_batch``); one outcome per call, in input order, whatever dies.
 
     A server whose breaker is open fails its own calls at once (not enqueued); the others run.
+    ``markers`` is the Redis holding the workers' execution markers: a call that ends without a
+    result is ``OutcomeUnknown`` when it started, ``DeadlineExceeded`` when it did not.
     """
     caps = _check_caps(settings, max_concurrency)
     if timeout is not None and (isinstance(timeout, bool) or not isinstance(timeout, int | float) or timeout <= 0):
@@ -134,8 +144,24 @@ def run_batch(app: Celery, settings: Settings, prepared: list[PreparedCall], *, 
     if not signatures:
         _report_done(progress, len(outcomes), len(outcomes))
         return [outcome for outcome in outcomes if outcome is not None]
-    handle: GroupResult = group(signatures, app=app).apply_async()
-    return _collect(app, prepared, positions, outcomes, handle, batch_deadline, fail_fast, progress)
+    enqueued = _enqueue_all(app, prepared, positions, signatures, outcomes, batch_deadline)
+    return _collect(app, prepared, enqueued, outcomes, batch_deadline, fail_fast, progress, markers)
+
+
+def _enqueue_all(app: Celery, prepared: list[PreparedCall], positions: list[int], signatures: list[Signature],
+                 outcomes: list[Outcome | None], batch_deadline: float | None) -> dict[int, AsyncResult]:
+    """Publish each call (retrying while the broker is unreachable and its deadline allows); a call that
+    could not be enqueued gets its ``NotEnqueued`` outcome, the others keep their handle."""
+    enqueued: dict[int, AsyncResult] = {}
+    with app.producer_or_acquire() as producer:
+        for position, signature in zip(positions, signatures, strict=True):
+            call = prepared[position]
+            give_up_at = min(call.deadline, batch_deadline) if batch_deadline else call.deadline
+            try:
+                enqueued[position] = enqueue(app, signature, give_up_at=give_up_at, producer=producer)
+            except NotEnqueued as exc:
+                outcomes[position] = exc
+    return enqueued
 
 
 def _refused_servers(prepared: list[PreparedCall], breakers: BreakerBoard | None) -> dict[str, OrchestratorError]:
@@ -158,46 +184,92 @@ def _report_done(progress: ProgressCallback | None, done: int, total: int) -> No
             progress(finished, total)
 
 
-def _collect(app: Celery, prepared: list[PreparedCall], positions: list[int], outcomes: list[Outcome | None],
-             handle: GroupResult, batch_deadline: float | None, fail_fast: bool,
-             progress: ProgressCallback | None) -> list[Outcome]:
-    """Fill ``outcomes`` as results arrive; what is still missing at the end is revoked."""
-    position = {result.id: positions[i] for i, result in enumerate(handle.results)}
-    task_ids = {positions[i]: result.id for i, result in enumerate(handle.results)}
-    wait_until = max(prepared[p].deadline for p in positions) + RESULT_GRACE_SECONDS
+def _collect(app: Celery, prepared: list[PreparedCall], enqueued: dict[int, AsyncResult],
+             outcomes: list[Outcome | None], batch_deadline: float | None, fail_fast: bool,
+             progress: ProgressCallback | None, markers: redis.Redis | None) -> list[Outcome]:
+    """Fill ``outcomes`` as results arrive, through Redis restarts; what is still missing at the end
+    is revoked and settled from the stored result and the execution marker (``settle``)."""
+    position = {handle.id: index for index, handle in enqueued.items()}
+    wait_until = max((prepared[p].deadline for p in enqueued), default=time.time()) + RESULT_GRACE_SECONDS
     if batch_deadline is not None:
         wait_until = min(wait_until, batch_deadline)
     done = sum(outcome is not None for outcome in outcomes)
     failed_fast = False
     _report_done(progress, done, len(prepared))
-    try:
-        for task_id, meta in handle.iter_native(timeout=max(wait_until - time.time(), 0.01), no_ack=True):
-            index = position[task_id]
-            outcome = outcome_of(app, prepared[index], task_id, meta)
-            outcomes[index] = outcome
-            done += 1
-            if progress is not None:
-                progress(done, len(prepared))
-            if fail_fast and isinstance(outcome, OrchestratorError) and not outcome.transient:
-                failed_fast = True
-                break
-    except CeleryTimeout:
-        pass
-    unfinished = [index for index, outcome in enumerate(outcomes) if outcome is None]
+    attempt = 0
+    while not failed_fast and time.time() < wait_until:
+        pending = [handle for index, handle in enqueued.items() if outcomes[index] is None]
+        if not pending:
+            break
+        try:
+            waiting = GroupResult(pending[0].id, pending, app=app)
+            for task_id, meta in waiting.iter_native(timeout=max(wait_until - time.time(), 0.01), no_ack=True):
+                index = position[task_id]
+                if outcomes[index] is not None:
+                    continue
+                outcome = outcome_of(app, prepared[index], task_id, meta)
+                outcomes[index] = outcome
+                done += 1
+                if progress is not None:
+                    progress(done, len(prepared))
+                if fail_fast and isinstance(outcome, OrchestratorError) and not outcome.transient:
+                    failed_fast = True
+                    break
+            break
+        except CeleryTimeout:
+            break
+        except LIBRARY_ERRORS:  # Redis restarting under the result listener: keep collecting
+            attempt += 1
+            time.sleep(min(jittered_backoff(attempt, 0.05, 1.0), max(wait_until - time.time(), 0)))
+    unfinished = [index for index in enqueued if outcomes[index] is None]
     if unfinished:
-        app.control.revoke([task_ids[index] for index in unfinished])
+        with contextlib.suppress(*LIBRARY_ERRORS):
+            app.control.revoke([enqueued[index].id for index in unfinished])
     for index in unfinished:
-        call, task_id = prepared[index], task_ids[index]
+        call, task_id = prepared[index], enqueued[index].id
         if failed_fast:
             outcomes[index] = CallCancelled("cancelled: another call of the batch failed (fail_fast)",
                                             server=call.server.name, tool=call.tool, task_id=task_id)
         else:
-            outcomes[index] = DeadlineExceeded(f"batch deadline passed before the call to {call.server.name} ended",
-                                               server=call.server.name, tool=call.tool, task_id=task_id,
-                                               deadline=batch_deadline or call.deadline)
+            by_batch = batch_deadline is not None and batch_deadline < call.deadline
+            meta = stored_meta(app, task_id)
+            outcomes[index] = (outcome_of(app, call, task_id, meta) if meta is not None
+                               else settle(markers, call, task_id, batch_deadline if by_batch else None))
         done += 1
         if progress is not None:
             progress(done, len(prepared))
-    for result in handle.results:
-        app.backend.remove_pending_result(result)
+    for handle in enqueued.values():
+        with contextlib.suppress(*LIBRARY_ERRORS):
+            app.backend.remove_pending_result(handle)
     return [outcome for outcome in outcomes if outcome is not None]
+
+
+def stored_meta(app: Celery, task_id: str) -> dict[str, Any] | None:
+    """A result the worker stored though it never reached the listener (Redis restarted meanwhile), or None."""
+    with contextlib.suppress(*LIBRARY_ERRORS):
+        meta = app.backend.get_task_meta(task_id)
+        if meta.get("status") in states.READY_STATES:
+            return meta
+    return None
+
+
+def settle(markers: redis.Redis | None, call: PreparedCall, task_id: str,
+           batch_deadline: float | None = None) -> OrchestratorError:
+    """The outcome of a call that ended with no result: ``OutcomeUnknown`` when its execution marker is
+    claimed (it may have run), else ``DeadlineExceeded`` naming the deadline that passed (the batch's
+    when given, else the call's). When Redis cannot be asked, ``OutcomeUnknown``: "may have run" is
+    never reported as "did not run"."""
+    fields = {"server": call.server.name, "tool": call.tool, "task_id": task_id,
+              "deadline": batch_deadline or call.deadline}
+    which = "the batch deadline" if batch_deadline is not None else f"the call's deadline ({call.timeout:g}s)"
+    try:
+        claimed = markers is not None and bool(markers.exists(execution_marker_key(task_id)))
+    except LIBRARY_ERRORS as exc:
+        return OutcomeUnknown(f"{which} passed with no result from {call.server.name}, and Redis could not be asked "
+                              f"whether the call started ({type(exc).__name__}): it may have run",
+                              cause=type(exc).__name__, **fields)
+    if claimed:
+        return OutcomeUnknown(f"{which} passed with no result from {call.server.name} after the call started "
+                              "(its worker was lost, or its result with Redis): it may have run", **fields)
+    return DeadlineExceeded(f"{which} passed before the call to {call.server.name} ended; it did not start",
+                            timeout=call.timeout, **fields)

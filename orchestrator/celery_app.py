@@ -2,15 +2,21 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
-from celery import Celery
+from celery import Celery, Signature
 from celery.result import AsyncResult
 from kombu import Queue
+from kombu.utils.uuid import uuid
 
+from orchestrator.backoff import jittered_backoff
 from orchestrator.config import Settings
+from orchestrator.errors import NotEnqueued
 from orchestrator.flower import LabelledAMQP
 from orchestrator.keys import queue_name
+from orchestrator.redis_transport import TRANSPORT
+from orchestrator.unreachable import LIBRARY_ERRORS, broker_unavailable
 
 CALL_TOOL = "mcp.call_tool"
 """Task name of one tool call; the client sends it by name, only workers import its body."""
@@ -18,6 +24,10 @@ LIST_TOOLS = "mcp.list_tools"
 """Task name of a ``tools/list`` on a server's held session."""
 RESULT_GRACE_SECONDS = 2.0
 """Extra wait past a task's deadline for the worker's own answer (its timeout error) to arrive (seconds)."""
+PUBLISH_RETRY_MIN_SECONDS = 0.05
+"""First wait before publishing again while the broker is unreachable (seconds); doubles per attempt."""
+PUBLISH_RETRY_MAX_SECONDS = 1.0
+"""Longest wait between two attempts to publish (seconds)."""
 
 
 def route_by_server(name: str, args: Any, kwargs: dict[str, Any], options: Any, task: Any = None,
@@ -35,11 +45,37 @@ def abandon(app: Celery, handle: AsyncResult) -> None:
     app.backend.remove_pending_result(handle)
 
 
+def enqueue(app: Celery, signature: Signature, *, give_up_at: float, producer: Any = None) -> AsyncResult:
+    """Publish ``signature``, retrying with backoff while the broker is unreachable and ``give_up_at``
+    (epoch seconds: the call's or the batch's deadline) allows; ``NotEnqueued`` when it could not.
+
+    Every attempt reuses one task id, so that a publish that did reach Redis before its reply was
+    lost is still one call to the worker (the execution marker is keyed by that id).
+    """
+    task_id = signature.options.get("task_id") or uuid()
+    attempt = 0
+    while True:
+        try:
+            return signature.apply_async(task_id=task_id, producer=producer, retry=False)
+        except LIBRARY_ERRORS as exc:
+            attempt += 1
+            wait = jittered_backoff(attempt, PUBLISH_RETRY_MIN_SECONDS, PUBLISH_RETRY_MAX_SECONDS)
+            if time.time() + wait >= give_up_at:
+                kwargs = signature.kwargs
+                raise broker_unavailable(exc, app.conf.broker_url, app.conf.result_backend, error=NotEnqueued,
+                                         doing=f"for {attempt} attempts until the deadline: the call was not enqueued",
+                                         server=kwargs.get("server"), tool=kwargs.get("tool"),
+                                         task_id=task_id) from None
+            time.sleep(wait)
+
+
 def make_celery(settings: Settings, *, main: str = "mcp_orchestrator") -> Celery:
     """A Celery app configured for this orchestrator (no global state: tests build several)."""
     app = Celery(main, broker=settings.broker_url, backend=settings.backend_url, set_as_current=False,
                  amqp=LabelledAMQP)  # names MCP tasks <server>.<tool> for Flower and the logs
     transport_options = {"visibility_timeout": settings.visibility_timeout}
+    if settings.broker_url.startswith("redis://"):
+        app.conf.broker_transport = TRANSPORT  # survives a Redis restart under a busy worker
     app.conf.update(
         # Invariant 2: JSON only; a pickled message is refused.
         task_serializer="json",

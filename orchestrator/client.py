@@ -6,6 +6,7 @@ thread pool through asgiref, so an async caller (FastAPI) never blocks its event
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -22,13 +23,15 @@ from celery.exceptions import TimeoutError as CeleryTimeout
 from celery.result import AsyncResult
 
 from orchestrator import health
-from orchestrator.batch import Outcome, ProgressCallback, prepare_batch, run_batch
+from orchestrator.backoff import jittered_backoff
+from orchestrator.batch import Outcome, ProgressCallback, outcome_of, prepare_batch, run_batch, settle, stored_meta
 from orchestrator.breaker import BreakerBoard, BreakerSnapshot
 from orchestrator.catalog import Catalog
-from orchestrator.celery_app import CALL_TOOL, LIST_TOOLS, RESULT_GRACE_SECONDS, abandon, make_celery
+from orchestrator.celery_app import CALL_TOOL, LIST_TOOLS, RESULT_GRACE_SECONDS, abandon, enqueue, make_celery
 from orchestrator.config import ServerConfig, Settings, load_settings
 from orchestrator.errors import CallFailed, DeadlineExceeded, InvalidCall, OrchestratorError, ToolReturnedError
 from orchestrator.results import ToolResult, tool_error
+from orchestrator.unreachable import LIBRARY_ERRORS, guard_public_methods
 from orchestrator.validation import (
     PreparedCall,
     check_timeout,
@@ -40,8 +43,15 @@ ASYNC_THREADS = 64
 """Threads the async client may block in at once while waiting for results."""
 
 
+def _urls(client: Orchestrator) -> tuple[str, str]:
+    return client.settings.broker_url, client.settings.backend_url
+
+
+@guard_public_methods(_urls)
 class Orchestrator:
-    """Synchronous client: one tool call in, one ``ToolResult`` (or typed error) out."""
+    """Synchronous client: one tool call in, one ``ToolResult`` (or typed error) out.
+
+    Every public method raises only this project's errors: an unreachable Redis is ``BrokerUnavailable``."""
 
     def __init__(self, settings: Settings | None = None, *, app: Celery | None = None) -> None:
         self.settings = settings or load_settings()
@@ -88,7 +98,8 @@ class Orchestrator:
         """
         resolved, listed = self.catalog.resolve_batch(prepare_batch(self.settings, calls))
         outcomes = run_batch(self.app, self.settings, resolved, timeout=timeout, fail_fast=fail_fast,
-                             progress=progress, max_concurrency=max_concurrency, breakers=self.breakers)
+                             progress=progress, max_concurrency=max_concurrency, breakers=self.breakers,
+                             markers=self.redis)
         return [self._with_close_matches(outcome, call)
                 if isinstance(outcome, ToolReturnedError) and not known else outcome
                 for outcome, call, known in zip(outcomes, resolved, listed, strict=True)]
@@ -166,21 +177,38 @@ class Orchestrator:
         return self._wait(call, self._send(call, task, kwargs))
 
     def _send(self, call: PreparedCall, task: str, kwargs: dict[str, Any]) -> AsyncResult:
-        return self.app.send_task(task, kwargs=kwargs, queue=call.server.queue,
-                                  expires=datetime.fromtimestamp(call.deadline, tz=UTC))
+        signature = self.app.signature(task, kwargs=kwargs, queue=call.server.queue,
+                                       expires=datetime.fromtimestamp(call.deadline, tz=UTC))
+        return enqueue(self.app, signature, give_up_at=call.deadline)
 
     def _wait(self, call: PreparedCall, handle: AsyncResult) -> Any:
-        """Wait for the task until its deadline (plus grace); translate Celery's outcomes."""
-        wait = max(call.deadline - time.time(), 0.0) + RESULT_GRACE_SECONDS
+        """Wait for the task until its deadline (plus grace), through Redis restarts; translate Celery's outcomes.
+
+        No result in time: ``settle`` decides from the execution marker between ``OutcomeUnknown`` and
+        ``DeadlineExceeded``."""
+        wait_until = call.deadline + RESULT_GRACE_SECONDS
+        attempt = 0
         try:
-            return handle.get(timeout=wait, propagate=True, disable_sync_subtasks=False)
+            while True:
+                try:
+                    return handle.get(timeout=max(wait_until - time.time(), 0.01), propagate=True,
+                                      disable_sync_subtasks=False)
+                except LIBRARY_ERRORS:  # Redis restarting under the result listener: keep waiting
+                    attempt += 1
+                    if time.time() >= wait_until:
+                        raise CeleryTimeout() from None
+                    time.sleep(min(jittered_backoff(attempt, 0.05, 1.0), max(wait_until - time.time(), 0)))
         except OrchestratorError:
             raise
         except CeleryTimeout:
-            abandon(self.app, handle)
-            raise DeadlineExceeded(f"no result from {call.server.name} within {call.timeout:g}s",
-                                   server=call.server.name, tool=call.tool, task_id=handle.id,
-                                   deadline=call.deadline, timeout=call.timeout) from None
+            with contextlib.suppress(*LIBRARY_ERRORS):
+                abandon(self.app, handle)
+            meta = stored_meta(self.app, handle.id)
+            if meta is None:
+                raise settle(self.redis, call, handle.id) from None
+            if meta["status"] == "SUCCESS":
+                return meta["result"]
+            raise outcome_of(self.app, call, handle.id, meta) from None
         except TaskRevokedError:
             raise DeadlineExceeded(f"call to {call.server.name} expired in the queue after {call.timeout:g}s",
                                    server=call.server.name, tool=call.tool, task_id=handle.id,

@@ -64,10 +64,10 @@ class FaultStack:
     def client(self) -> Orchestrator:
         return Orchestrator(self.settings)
 
-    def worker(self, name: str, pool: str, concurrency: int, queues: tuple[str, ...] = ("mcp.probe_http",)
-               ) -> ChildProcess:
+    def worker(self, name: str, pool: str, concurrency: int, queues: tuple[str, ...] = ("mcp.probe_http",),
+               gossip: bool = False) -> ChildProcess:
         return start_worker(make_celery(self.settings), name=name, queues=list(queues), pool=pool,
-                            concurrency=concurrency, env=self.env, log=self.root / f"{name}.log")
+                            concurrency=concurrency, env=self.env, log=self.root / f"{name}.log", gossip=gossip)
 
 
 @pytest.fixture
@@ -290,3 +290,41 @@ def test_a_message_whose_deadline_passed_in_the_queue_is_not_executed(fault_stac
             worker.stop()
     finally:
         client.close()
+
+
+RESTART_MARK = "--- Redis restarted by the test ---"
+
+
+@pytest.mark.parametrize("pool", ["threads", "prefork"])
+def test_a_busy_worker_survives_redis_restarting_under_it_and_serves_again(fault_stack: FaultStack,
+                                                                             pool: str) -> None:
+    """Redis restarted three times while the worker runs slow calls (acks_late): the worker stays up, logs no
+    unrecoverable error and serves the next call, with nobody restarting it."""
+    worker = fault_stack.worker(pool, pool, 3, gossip=True)
+    client = fault_stack.client()
+    try:
+        for _ in range(4):
+            for _ in range(3):
+                client.app.send_task(CALL_TOOL, kwargs={"server": "probe_http", "tool": "hold",
+                                                        "params": {"seconds": 1.5}, "deadline": time.time() + 20},
+                                     queue="mcp.probe_http")
+            wait_until(lambda: "] received" in worker.output().rsplit(RESTART_MARK, 1)[-1], 10,
+                       "the worker to take the calls")
+            time.sleep(0.5)  # the calls are in flight on the MCP server
+            fault_stack.redis.restart(down_for=0.5)
+            with worker.log.open("a") as log:
+                log.write(f"{RESTART_MARK}\n")
+            time.sleep(2.0)  # the calls end and ack on connections that Redis closed
+
+        def works() -> bool:
+            try:
+                return client.call_tool("probe_http", "add", {"a": 2, "b": 3}, timeout=5).data == {"result": 5}
+            except OrchestratorError:
+                return False
+
+        wait_until(works, 60, "the worker to serve again after the Redis restarts", interval=0.5)
+        assert worker.alive(), worker.output()[-3000:]
+        assert "Unrecoverable error" not in worker.output()
+    finally:
+        client.close()
+        worker.stop()
