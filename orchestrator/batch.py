@@ -37,7 +37,7 @@ from orchestrator.errors import (
 )
 from orchestrator.keys import execution_marker_key
 from orchestrator.results import ToolResult, tool_error
-from orchestrator.unreachable import LIBRARY_ERRORS
+from orchestrator.unreachable import LIBRARY_ERRORS, is_unreachable
 from orchestrator.validation import PreparedCall, prepare_call, resolve_server
 
 Outcome = ToolResult | OrchestratorError
@@ -153,7 +153,7 @@ def _enqueue_all(app: Celery, prepared: list[PreparedCall], positions: list[int]
     """Publish each call (retrying while the broker is unreachable and its deadline allows); a call that
     could not be enqueued gets its ``NotEnqueued`` outcome, the others keep their handle."""
     enqueued: dict[int, AsyncResult] = {}
-    with app.producer_or_acquire() as producer:
+    with app.producer_or_acquire() as producer:  # lazy: connects on the first publish
         for position, signature in zip(positions, signatures, strict=True):
             call = prepared[position]
             give_up_at = min(call.deadline, batch_deadline) if batch_deadline else call.deadline
@@ -218,7 +218,9 @@ def _collect(app: Celery, prepared: list[PreparedCall], enqueued: dict[int, Asyn
             break
         except CeleryTimeout:
             break
-        except LIBRARY_ERRORS:  # Redis restarting under the result listener: keep collecting
+        except Exception as exc:  # Redis restarting under the result listener: keep collecting
+            if not is_unreachable(exc):
+                raise
             attempt += 1
             time.sleep(min(jittered_backoff(attempt, 0.05, 1.0), max(wait_until - time.time(), 0)))
     unfinished = [index for index in enqueued if outcomes[index] is None]

@@ -31,7 +31,7 @@ from orchestrator.celery_app import CALL_TOOL, LIST_TOOLS, RESULT_GRACE_SECONDS,
 from orchestrator.config import ServerConfig, Settings, load_settings
 from orchestrator.errors import CallFailed, DeadlineExceeded, InvalidCall, OrchestratorError, ToolReturnedError
 from orchestrator.results import ToolResult, tool_error
-from orchestrator.unreachable import LIBRARY_ERRORS, guard_public_methods
+from orchestrator.unreachable import LIBRARY_ERRORS, guard_public_methods, is_unreachable
 from orchestrator.validation import (
     PreparedCall,
     check_timeout,
@@ -43,7 +43,7 @@ ASYNC_THREADS = 64
 """Threads the async client may block in at once while waiting for results."""
 
 
-def _urls(client: Orchestrator) -> tuple[str, str]:
+def _urls(client: Orchestrator | AsyncOrchestrator) -> tuple[str, str]:
     return client.settings.broker_url, client.settings.backend_url
 
 
@@ -72,8 +72,7 @@ class Orchestrator:
         is still sent (a stale catalog must not refuse a new tool): the server judges, and its
         error comes back naming the close matches from the catalogs.
         """
-        call = prepare_call(self.settings, server, tool, params, timeout)
-        call, listed = self.catalog.resolve(call)  # and params against the cached schema, nothing enqueued
+        (call,), (listed,) = self._resolve([prepare_call(self.settings, server, tool, params, timeout)], prefixed=False)
         self.breakers.breaker(call.server.name).check_or_raise()  # fail fast, nothing enqueued
         try:
             result = ToolResult.model_validate(self._run(call, CALL_TOOL, call.task_kwargs()))
@@ -96,13 +95,23 @@ class Orchestrator:
         is called as results arrive. ``max_concurrency={"sabnzbd": 2}`` caps the calls
         running at once on a server across every worker.
         """
-        resolved, listed = self.catalog.resolve_batch(prepare_batch(self.settings, calls))
+        resolved, listed = self._resolve(prepare_batch(self.settings, calls), prefixed=True)
         outcomes = run_batch(self.app, self.settings, resolved, timeout=timeout, fail_fast=fail_fast,
                              progress=progress, max_concurrency=max_concurrency, breakers=self.breakers,
                              markers=self.redis)
         return [self._with_close_matches(outcome, call)
                 if isinstance(outcome, ToolReturnedError) and not known else outcome
                 for outcome, call, known in zip(outcomes, resolved, listed, strict=True)]
+
+    def _resolve(self, calls: list[PreparedCall], *, prefixed: bool) -> tuple[list[PreparedCall], list[bool]]:
+        """Tool names resolved and params checked against the cached schemas, nothing enqueued; with Redis
+        down there is no catalog to ask: the calls go as given (publishing then waits for Redis)."""
+        try:
+            return self.catalog.resolve_batch(calls, prefixed=prefixed)
+        except Exception as exc:
+            if not is_unreachable(exc):
+                raise
+            return calls, [True] * len(calls)
 
     def _with_close_matches(self, error: ToolReturnedError, call: PreparedCall) -> ToolReturnedError:
         """The tool error of a name no catalog lists, its message naming the close matches."""
@@ -193,7 +202,11 @@ class Orchestrator:
                 try:
                     return handle.get(timeout=max(wait_until - time.time(), 0.01), propagate=True,
                                       disable_sync_subtasks=False)
-                except LIBRARY_ERRORS:  # Redis restarting under the result listener: keep waiting
+                except (OrchestratorError, CeleryTimeout, TaskRevokedError):
+                    raise
+                except Exception as exc:  # Redis restarting under the result listener: keep waiting
+                    if not is_unreachable(exc):
+                        raise
                     attempt += 1
                     if time.time() >= wait_until:
                         raise CeleryTimeout() from None
@@ -245,6 +258,7 @@ class Orchestrator:
         self.app.close()
 
 
+@guard_public_methods(_urls)
 class AsyncOrchestrator:
     """The same API as ``Orchestrator``, awaitable, never blocking the caller's event loop."""
 

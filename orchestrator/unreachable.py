@@ -26,6 +26,13 @@ LIBRARY_ERRORS: tuple[type[BaseException], ...] = (redis.RedisError, Operational
 T = TypeVar("T")
 
 
+def is_unreachable(exc: BaseException) -> bool:
+    """A library error, or Celery's "retry limit exceeded while trying to reconnect to the result store"
+    (a RuntimeError raised from one; the result listener starts afresh on the next wait)."""
+    return isinstance(exc, LIBRARY_ERRORS) or (isinstance(exc, RuntimeError)
+                                               and isinstance(exc.__cause__, LIBRARY_ERRORS))
+
+
 def address(url: str) -> str:
     """``host:port/db`` of a Redis URL, never its password."""
     parts = urlsplit(url)
@@ -61,7 +68,9 @@ def translated(broker_url: str, backend_url: str, **context: Any) -> Iterator[No
         yield
     except OrchestratorError:
         raise
-    except LIBRARY_ERRORS as exc:
+    except Exception as exc:
+        if not is_unreachable(exc):
+            raise
         raise broker_unavailable(exc, broker_url, backend_url, **context) from None
 
 

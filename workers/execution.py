@@ -111,6 +111,10 @@ def run_call(call: WorkerCall, manager: SessionManager, state: WorkerState) -> T
     if result is not None:
         return result
     assert error is not None
+    if not safe and isinstance(error, DeadlineExceeded):  # the deadline passed during the MCP call itself
+        raise OutcomeUnknown(f"{call.tool} on {call.server.name} is not safe to repeat and the call's deadline "
+                             f"passed while it was running: it may have run ({error.message})",
+                             server=call.server.name, tool=call.tool, deadline=call.deadline)
     raise error
 
 

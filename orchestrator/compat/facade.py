@@ -22,9 +22,7 @@ from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-import redis
 from celery import Celery
-from kombu.exceptions import OperationalError
 
 from orchestrator import keys
 from orchestrator.client import AsyncOrchestrator
@@ -42,6 +40,7 @@ from orchestrator.errors import (
     UnknownServer,
 )
 from orchestrator.health import HealthStatus, ServerHealth
+from orchestrator.unreachable import guard_public_methods
 from orchestrator.validation import resolve_server
 
 __all__ = ["MCPOrchestrator", "MCPToolCall"]
@@ -78,6 +77,11 @@ def _iso(epoch: float | None) -> str | None:
     return datetime.fromtimestamp(epoch, tz=UTC).isoformat() if epoch else None
 
 
+def _urls(facade: MCPOrchestrator) -> tuple[str, str]:
+    return facade.settings.broker_url, facade.settings.backend_url
+
+
+@guard_public_methods(_urls)
 class MCPOrchestrator:
     """The seed orchestrator's public surface on top of the distributed orchestrator.
 
@@ -218,14 +222,9 @@ class MCPOrchestrator:
                 result = await self._core.call_tool(config.name, tool, params, timeout)
             except InvalidCall:
                 raise
-            except OrchestratorError as exc:
+            except OrchestratorError as exc:  # an unreachable Redis is BrokerUnavailable (a MCPConnectionError)
                 await self._failed(exc, config, tool, timeout)
                 raise
-            except (redis.RedisError, OperationalError, OSError) as exc:
-                error = ServerUnavailable(f"cannot reach the broker for {config.name}: {exc}", server=config.name,
-                                          tool=tool, original_error=exc)
-                await self._failed(error, config, tool, timeout)
-                raise error from None
             duration = time.perf_counter() - started
         self._count_success(config.name)
         if not include_metadata:
