@@ -20,6 +20,7 @@ import redis
 from celery import Celery, Signature, states
 from celery.exceptions import TimeoutError as CeleryTimeout
 from celery.result import AsyncResult, GroupResult
+from kombu.utils.uuid import uuid
 
 from orchestrator.backoff import jittered_backoff
 from orchestrator.breaker import BreakerBoard
@@ -35,7 +36,7 @@ from orchestrator.errors import (
     OrchestratorError,
     OutcomeUnknown,
 )
-from orchestrator.keys import execution_marker_key
+from orchestrator.keys import EPOCH_KEY, execution_marker_key, text
 from orchestrator.results import ToolResult, tool_error
 from orchestrator.unreachable import LIBRARY_ERRORS, is_unreachable
 from orchestrator.validation import PreparedCall, prepare_call, resolve_server
@@ -144,8 +145,9 @@ def run_batch(app: Celery, settings: Settings, prepared: list[PreparedCall], *, 
     if not signatures:
         _report_done(progress, len(outcomes), len(outcomes))
         return [outcome for outcome in outcomes if outcome is not None]
+    epoch = redis_epoch(markers)
     enqueued = _enqueue_all(app, prepared, positions, signatures, outcomes, batch_deadline)
-    return _collect(app, prepared, enqueued, outcomes, batch_deadline, fail_fast, progress, markers)
+    return _collect(app, prepared, enqueued, outcomes, batch_deadline, fail_fast, progress, markers, epoch)
 
 
 def _enqueue_all(app: Celery, prepared: list[PreparedCall], positions: list[int], signatures: list[Signature],
@@ -186,7 +188,7 @@ def _report_done(progress: ProgressCallback | None, done: int, total: int) -> No
 
 def _collect(app: Celery, prepared: list[PreparedCall], enqueued: dict[int, AsyncResult],
              outcomes: list[Outcome | None], batch_deadline: float | None, fail_fast: bool,
-             progress: ProgressCallback | None, markers: redis.Redis | None) -> list[Outcome]:
+             progress: ProgressCallback | None, markers: redis.Redis | None, epoch: str | None) -> list[Outcome]:
     """Fill ``outcomes`` as results arrive, through Redis restarts; what is still missing at the end
     is revoked and settled from the stored result and the execution marker (``settle``)."""
     position = {handle.id: index for index, handle in enqueued.items()}
@@ -236,7 +238,7 @@ def _collect(app: Celery, prepared: list[PreparedCall], enqueued: dict[int, Asyn
             by_batch = batch_deadline is not None and batch_deadline < call.deadline
             meta = stored_meta(app, task_id)
             outcomes[index] = (outcome_of(app, call, task_id, meta) if meta is not None
-                               else settle(markers, call, task_id, batch_deadline if by_batch else None))
+                               else settle(markers, call, task_id, epoch, batch_deadline if by_batch else None))
         done += 1
         if progress is not None:
             progress(done, len(prepared))
@@ -255,12 +257,25 @@ def stored_meta(app: Celery, task_id: str) -> dict[str, Any] | None:
     return None
 
 
-def settle(markers: redis.Redis | None, call: PreparedCall, task_id: str,
+def redis_epoch(markers: redis.Redis | None) -> str | None:
+    """Redis's data epoch (``keys.EPOCH_KEY``, set here if missing); None when Redis cannot be asked."""
+    if markers is None:
+        return None
+    token = uuid()
+    try:
+        _, epoch = markers.pipeline(transaction=False).set(EPOCH_KEY, token, nx=True).get(EPOCH_KEY).execute()
+    except LIBRARY_ERRORS:
+        return None
+    return text(epoch) if epoch is not None else None
+
+
+def settle(markers: redis.Redis | None, call: PreparedCall, task_id: str, epoch: str | None,
            batch_deadline: float | None = None) -> OrchestratorError:
     """The outcome of a call that ended with no result: ``OutcomeUnknown`` when its execution marker is
     claimed (it may have run), else ``DeadlineExceeded`` naming the deadline that passed (the batch's
-    when given, else the call's). When Redis cannot be asked, ``OutcomeUnknown``: "may have run" is
-    never reported as "did not run"."""
+    when given, else the call's). ``epoch`` is ``redis_epoch`` when the call was enqueued: when Redis
+    lost its data since (or cannot be asked), a missing marker proves nothing, and the call is
+    ``OutcomeUnknown``: "may have run" is never reported as "did not run"."""
     fields = {"server": call.server.name, "tool": call.tool, "task_id": task_id,
               "deadline": batch_deadline or call.deadline}
     which = "the batch deadline" if batch_deadline is not None else f"the call's deadline ({call.timeout:g}s)"
@@ -270,6 +285,9 @@ def settle(markers: redis.Redis | None, call: PreparedCall, task_id: str,
         return OutcomeUnknown(f"{which} passed with no result from {call.server.name}, and Redis could not be asked "
                               f"whether the call started ({type(exc).__name__}): it may have run",
                               cause=type(exc).__name__, **fields)
+    if not claimed and (epoch is None or redis_epoch(markers) != epoch):
+        return OutcomeUnknown(f"{which} passed with no result from {call.server.name}, and Redis lost its data "
+                              "since the call was enqueued (restarted without persistence): it may have run", **fields)
     if claimed:
         return OutcomeUnknown(f"{which} passed with no result from {call.server.name} after the call started "
                               "(its worker was lost, or its result with Redis): it may have run", **fields)

@@ -16,7 +16,7 @@ from orchestrator.errors import NotEnqueued
 from orchestrator.flower import LabelledAMQP
 from orchestrator.keys import queue_name
 from orchestrator.redis_transport import TRANSPORT
-from orchestrator.unreachable import LIBRARY_ERRORS, broker_unavailable
+from orchestrator.unreachable import broker_unavailable, is_unreachable
 
 CALL_TOOL = "mcp.call_tool"
 """Task name of one tool call; the client sends it by name, only workers import its body."""
@@ -28,6 +28,10 @@ PUBLISH_RETRY_MIN_SECONDS = 0.05
 """First wait before publishing again while the broker is unreachable (seconds); doubles per attempt."""
 PUBLISH_RETRY_MAX_SECONDS = 1.0
 """Longest wait between two attempts to publish (seconds)."""
+CLIENT_RETRY_POLICY = {"max_retries": 2, "interval_start": 0.1, "interval_step": 0.2, "interval_max": 0.5}
+"""How long a client's broker connection and result listener try to reconnect before giving up (Celery's
+and kombu's defaults wait 6-20 s): the client's own loops, bounded by each call's deadline, retry
+instead (``enqueue``, the waits for results)."""
 
 
 def route_by_server(name: str, args: Any, kwargs: dict[str, Any], options: Any, task: Any = None,
@@ -57,20 +61,25 @@ def enqueue(app: Celery, signature: Signature, *, give_up_at: float, producer: A
     while True:
         try:
             return signature.apply_async(task_id=task_id, producer=producer, retry=False)
-        except LIBRARY_ERRORS as exc:
+        except Exception as exc:
+            if not is_unreachable(exc):
+                raise
             attempt += 1
             wait = jittered_backoff(attempt, PUBLISH_RETRY_MIN_SECONDS, PUBLISH_RETRY_MAX_SECONDS)
             if time.time() + wait >= give_up_at:
                 kwargs = signature.kwargs
                 raise broker_unavailable(exc, app.conf.broker_url, app.conf.result_backend, error=NotEnqueued,
-                                         doing=f"for {attempt} attempts until the deadline: the call was not enqueued",
+                                         doing=f"(tried {attempt} times): not enqueued before its deadline",
                                          server=kwargs.get("server"), tool=kwargs.get("tool"),
                                          task_id=task_id) from None
             time.sleep(wait)
 
 
-def make_celery(settings: Settings, *, main: str = "mcp_orchestrator") -> Celery:
-    """A Celery app configured for this orchestrator (no global state: tests build several)."""
+def make_celery(settings: Settings, *, main: str = "mcp_orchestrator", client: bool = False) -> Celery:
+    """A Celery app configured for this orchestrator (no global state: tests build several).
+
+    ``client``: the broker connection and the result listener give up reconnecting quickly
+    (``CLIENT_RETRY_POLICY``); workers keep the longer defaults (a result to store, a queue to consume)."""
     app = Celery(main, broker=settings.broker_url, backend=settings.backend_url, set_as_current=False,
                  amqp=LabelledAMQP)  # names MCP tasks <server>.<tool> for Flower and the logs
     transport_options = {"visibility_timeout": settings.visibility_timeout}
@@ -86,8 +95,9 @@ def make_celery(settings: Settings, *, main: str = "mcp_orchestrator") -> Celery
         task_acks_late=True,
         task_reject_on_worker_lost=True,
         worker_prefetch_multiplier=1,
-        broker_transport_options=transport_options,
-        result_backend_transport_options=transport_options,
+        broker_transport_options={**transport_options, **(CLIENT_RETRY_POLICY if client else {})},
+        result_backend_transport_options={**transport_options,
+                                          **({"retry_policy": CLIENT_RETRY_POLICY} if client else {})},
         broker_connection_retry_on_startup=True,
         result_expires=settings.result_expires,
         # One queue per server; nothing MCP goes to Celery's default queue.

@@ -24,7 +24,16 @@ from celery.result import AsyncResult
 
 from orchestrator import health
 from orchestrator.backoff import jittered_backoff
-from orchestrator.batch import Outcome, ProgressCallback, outcome_of, prepare_batch, run_batch, settle, stored_meta
+from orchestrator.batch import (
+    Outcome,
+    ProgressCallback,
+    outcome_of,
+    prepare_batch,
+    redis_epoch,
+    run_batch,
+    settle,
+    stored_meta,
+)
 from orchestrator.breaker import BreakerBoard, BreakerSnapshot
 from orchestrator.catalog import Catalog
 from orchestrator.celery_app import CALL_TOOL, LIST_TOOLS, RESULT_GRACE_SECONDS, abandon, enqueue, make_celery
@@ -55,7 +64,7 @@ class Orchestrator:
 
     def __init__(self, settings: Settings | None = None, *, app: Celery | None = None) -> None:
         self.settings = settings or load_settings()
-        self.app = app or make_celery(self.settings, main="mcp_orchestrator_client")
+        self.app = app or make_celery(self.settings, main="mcp_orchestrator_client", client=True)
         self.redis = redis.Redis.from_url(self.settings.broker_url, socket_timeout=5, socket_connect_timeout=5)
         self.breakers = BreakerBoard(self.redis, {name: s.breaker for name, s in self.settings.servers.items()})
 
@@ -183,18 +192,22 @@ class Orchestrator:
         return health.health_detail(self.health_store, self.settings, server)
 
     def _run(self, call: PreparedCall, task: str, kwargs: dict[str, Any]) -> Any:
-        return self._wait(call, self._send(call, task, kwargs))
+        if task != CALL_TOOL:
+            return self._wait(call, self._send(call, task, kwargs))
+        epoch = redis_epoch(self.redis)  # before enqueueing: did Redis lose the call's marker meanwhile?
+        return self._wait(call, self._send(call, task, kwargs), epoch, tool_call=True)
 
     def _send(self, call: PreparedCall, task: str, kwargs: dict[str, Any]) -> AsyncResult:
         signature = self.app.signature(task, kwargs=kwargs, queue=call.server.queue,
                                        expires=datetime.fromtimestamp(call.deadline, tz=UTC))
         return enqueue(self.app, signature, give_up_at=call.deadline)
 
-    def _wait(self, call: PreparedCall, handle: AsyncResult) -> Any:
+    def _wait(self, call: PreparedCall, handle: AsyncResult, epoch: str | None = None, *,
+              tool_call: bool = False) -> Any:
         """Wait for the task until its deadline (plus grace), through Redis restarts; translate Celery's outcomes.
 
-        No result in time: ``settle`` decides from the execution marker between ``OutcomeUnknown`` and
-        ``DeadlineExceeded``."""
+        A tool call with no result in time: ``settle`` decides from its execution marker (and Redis's
+        ``epoch`` when it was enqueued) between ``OutcomeUnknown`` and ``DeadlineExceeded``."""
         wait_until = call.deadline + RESULT_GRACE_SECONDS
         attempt = 0
         try:
@@ -217,8 +230,12 @@ class Orchestrator:
             with contextlib.suppress(*LIBRARY_ERRORS):
                 abandon(self.app, handle)
             meta = stored_meta(self.app, handle.id)
+            if meta is None and not tool_call:
+                raise DeadlineExceeded(f"no result from {call.server.name} within {call.timeout:g}s",
+                                       server=call.server.name, tool=call.tool, task_id=handle.id,
+                                       deadline=call.deadline, timeout=call.timeout) from None
             if meta is None:
-                raise settle(self.redis, call, handle.id) from None
+                raise settle(self.redis, call, handle.id, epoch) from None
             if meta["status"] == "SUCCESS":
                 return meta["result"]
             raise outcome_of(self.app, call, handle.id, meta) from None

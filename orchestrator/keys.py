@@ -54,6 +54,11 @@ def execution_marker_key(task_id: str) -> str:
     return f"{PREFIX}:exec:{task_id}"
 
 
+EPOCH_KEY = f"{PREFIX}:epoch"
+"""A random value clients set once (NX, no expiry): when it changes, Redis lost its data (restarted without
+persistence), and with it the execution markers of calls enqueued before."""
+
+
 def health_key(server: str) -> str:
     """Hash of one server's last health checks: status, consecutive failures, times, latency, versions."""
     return f"{PREFIX}:health:{server}"

@@ -13,81 +13,18 @@ import signal
 import subprocess
 import threading
 import time
-from collections.abc import Iterator
-from dataclasses import dataclass
-from pathlib import Path
 
 import pytest
 import redis
 
 from orchestrator import keys
-from orchestrator.celery_app import CALL_TOOL, make_celery
-from orchestrator.client import Orchestrator
-from orchestrator.config import Settings, load_settings
+from orchestrator.celery_app import CALL_TOOL
 from orchestrator.errors import DeadlineExceeded, OrchestratorError, OutcomeUnknown
 from orchestrator.processes import ChildProcess, wait_until
 from orchestrator.results import ToolResult
-from tests.support.ports import free_port
-from tests.support.procs import REPO, start_http_probe, start_worker
-from tests.support.redis_proc import RedisServer
+from tests.support.fault_stack import FaultStack
 
 pytestmark = pytest.mark.slow
-
-CONFIG = """
-broker_url = "{broker}"
-[servers.probe_http]
-retry = {{ max_attempts = 3, backoff_seconds = 0.05, max_backoff_seconds = 0.2 }}
-[servers.probe_http.transport]
-type = "http"
-url = "http://127.0.0.1:{port}/mcp"
-
-[servers.probe_legacy]
-protocol = "legacy"
-[servers.probe_legacy.transport]
-type = "http"
-url = "http://127.0.0.1:{port}/mcp"
-
-[servers.probe_stdio.transport]
-type = "stdio"
-command = "python"
-args = ["-m", "tests.servers.probe"]
-cwd = "{repo}"
-"""
-
-
-@dataclass
-class FaultStack:
-    redis: RedisServer
-    settings: Settings
-    env: dict[str, str]
-    root: Path
-    probe: ChildProcess
-
-    def client(self) -> Orchestrator:
-        return Orchestrator(self.settings)
-
-    def worker(self, name: str, pool: str, concurrency: int, queues: tuple[str, ...] = ("mcp.probe_http",),
-               gossip: bool = False) -> ChildProcess:
-        return start_worker(make_celery(self.settings), name=name, queues=list(queues), pool=pool,
-                            concurrency=concurrency, env=self.env, log=self.root / f"{name}.log", gossip=gossip)
-
-
-@pytest.fixture
-def fault_stack(tmp_path: Path) -> Iterator[FaultStack]:
-    """A private redis-server and HTTP probe MCP server; workers are started by each test."""
-    server = RedisServer()
-    server.start()
-    port = free_port()
-    probe = start_http_probe("probe", port, log=tmp_path / "probe.log")
-    config = tmp_path / "faults.toml"
-    config.write_text(CONFIG.format(broker=f"{server.url}/0", port=port, repo=REPO))
-    settings = load_settings(config)
-    try:
-        yield FaultStack(server, settings, {"MCP_ORCH_CONFIG": str(config)}, tmp_path, probe)
-    finally:
-        probe.stop()
-        server.cleanup()
-
 
 def pool_children(worker: ChildProcess) -> list[int]:
     out = subprocess.run(["pgrep", "-P", str(worker.pid)], capture_output=True, text=True, timeout=5)

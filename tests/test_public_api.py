@@ -6,9 +6,9 @@ import orchestrator
 
 EXPECTED = [
     "AsyncOrchestrator", "BrokerUnavailable", "CallCancelled", "CallFailed", "CircuitBreakerOpenError",
-    "ConfigError", "DeadlineExceeded", "InvalidCall", "NotEnqueued", "Orchestrator", "OrchestratorError", "Outcome", "OutcomeUnknown",
-    "ServerConfig", "ServerUnavailable", "Settings", "ToolResult", "ToolReturnedError", "UnknownServer",
-    "UpstreamUnavailable", "load_settings",
+    "ConfigError", "DeadlineExceeded", "InvalidCall", "NotEnqueued", "Orchestrator", "OrchestratorError", "Outcome",
+    "OutcomeUnknown", "ServerConfig", "ServerUnavailable", "Settings", "ToolResult", "ToolReturnedError",
+    "UnknownServer", "UpstreamUnavailable", "load_settings",
 ]
 
 
