@@ -31,6 +31,7 @@ from orchestrator.health import (
 from workers import sessions
 from workers.app import app, redactor, settings
 from workers.execution import errors_for_caller, remaining_seconds, server_config, wire_tools
+from workers.reclaim import reclaim_expired
 from workers.sessions import HeldSession, SessionManager, get_manager
 
 log = logging.getLogger("workers.health")
@@ -123,6 +124,7 @@ class ConsumerHeartbeat:
         while not self._stop.is_set():
             try:
                 stores()[0].beat(self.hostname, self.queues())
+                reclaim_expired(stores()[0].redis)  # what dead workers left behind
             except Exception as exc:  # Redis away for a moment: try again at the next beat
                 log.warning("consumer heartbeat failed: %s", exc)
             self._stop.wait(CONSUMER_HEARTBEAT_SECONDS)
