@@ -33,7 +33,14 @@ from orchestrator.config import (
     load_settings,
 )
 from orchestrator.errors import OrchestratorError
-from orchestrator.processes import ChildProcess, free_port, port_open, start_redis_server, wait_until
+from orchestrator.processes import (
+    ChildProcess,
+    Restarter,
+    free_port,
+    port_open,
+    start_redis_server,
+    wait_until,
+)
 from orchestrator.stack_monitoring import monitoring_notes, start_flower, start_metrics
 
 BROKER_ENV = f"{ENV_PREFIX}BROKER_URL"
@@ -233,8 +240,12 @@ def run_stack(options: StackOptions) -> int:
         status = wait_ready(stack)
         stack.notes += monitoring_notes(stack, login)
         print_table(stack, status)
+        restarter = Restarter(lambda line: print(line, file=sys.stderr, flush=True))
         while not stopping.wait(1.0):
-            dead = [child.name for child in stack.children if not child.alive()]
+            workers = [child for child in stack.children if child.name.startswith("worker-")]
+            for worker in workers:
+                restarter.tend(worker)  # a dead worker is started again, with backoff
+            dead = [child.name for child in stack.children if child not in workers and not child.alive()]
             if dead:
                 print(f"stopping: {', '.join(dead)} exited (see {log_dir})", file=sys.stderr)
                 return 1
