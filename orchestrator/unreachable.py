@@ -20,8 +20,9 @@ from kombu.exceptions import OperationalError
 
 from orchestrator.errors import BrokerUnavailable, OrchestratorError
 
-LIBRARY_ERRORS: tuple[type[BaseException], ...] = (redis.RedisError, OperationalError, BackendError, OSError)
-"""Errors raised by redis-py (the result backend, breakers, catalog), kombu (publishing) and sockets."""
+LIBRARY_ERRORS: tuple[type[BaseException], ...] = (redis.RedisError, OperationalError, BackendError, ConnectionError)
+"""Errors raised by redis-py (the result backend, breakers, catalog), kombu (publishing) and sockets
+(refused, reset, broken pipe). Not every OSError: the facade raises the builtin TimeoutError on purpose."""
 
 T = TypeVar("T")
 
