@@ -178,13 +178,13 @@ def run_scenario(stack: Stack, name: str, calls: int, timeout: float,
     runner.join(timeout=timeout * 4 + 60)
     outcomes = box[0] if box and isinstance(box[0], list) else []
     deleted = orchestrator.call_tool(SERVER, "deletions", timeout=10).data
-    misreported = 0
+    misreported: list[str] = []
     for index in range(1, calls, 2):
         ran = deleted.get(f"{name}-{index}", 0) >= 1
         outcome = outcomes[index] if index < len(outcomes) else None
         if (ran and isinstance(outcome, OrchestratorError) and not isinstance(outcome, OutcomeUnknown)) or (
                 not ran and isinstance(outcome, ToolResult)):
-            misreported += 1
+            misreported.append(f"{'ran' if ran else 'did not run'}, reported {type(outcome).__name__}: {outcome}")
     kinds = Counter(type(outcome).__name__ for outcome in outcomes)
     store = redis.Redis.from_url(stack.redis.url)
     settle_by = time.monotonic() + timeout + RECLAIM_GRACE_SECONDS + 10
@@ -195,7 +195,7 @@ def run_scenario(stack: Stack, name: str, calls: int, timeout: float,
            "lost": calls - sum(isinstance(o, ToolResult | OrchestratorError) for o in outcomes),
            "duplicate_destructive": sum(1 for key, count in deleted.items() if key.startswith(f"{name}-")
                                         and count > 1),
-           "misreported": misreported, "unknown": kinds.get("OutcomeUnknown", 0),
+           "misreported": len(misreported), "misreported_as": misreported, "unknown": kinds.get("OutcomeUnknown", 0),
            "not_enqueued": kinds.get("NotEnqueued", 0),
            "workers_dead": sum(not worker.alive() for worker in stack.workers.values()),
            "leftover_keys": leftover_keys(store), "recovery_seconds": recovery,

@@ -28,7 +28,6 @@ from orchestrator.celery_app import CALL_TOOL, RESULT_GRACE_SECONDS, enqueue
 from orchestrator.config import Settings
 from orchestrator.errors import (
     CallCancelled,
-    CallFailed,
     CircuitBreakerOpenError,
     DeadlineExceeded,
     InvalidCall,
@@ -97,7 +96,11 @@ def _check_caps(settings: Settings, caps: Mapping[str, int] | None) -> dict[str,
 
 
 def outcome_of(app: Celery, call: PreparedCall, task_id: str, meta: Mapping[str, Any]) -> Outcome:
-    """Turn a task's stored state into its outcome (a result or a typed error)."""
+    """Turn a task's stored state into its outcome (a result or a typed error).
+
+    A failure that is not one of ours happened outside the tool's body, after it may have run (the
+    worker could not store the result while Redis restarted, its pool process was lost): it is
+    ``OutcomeUnknown`` (its execution marker may have been lost with Redis's data, so not asked)."""
     status = meta.get("status")
     if status == "SUCCESS":
         result = ToolResult.model_validate(meta["result"])
@@ -108,8 +111,9 @@ def outcome_of(app: Celery, call: PreparedCall, task_id: str, meta: Mapping[str,
     error = app.backend.exception_to_python(meta.get("result"))
     if isinstance(error, OrchestratorError):
         return error
-    return CallFailed(f"call to {call.server.name} failed: {type(error).__name__}: {error}", server=call.server.name,
-                      tool=call.tool, task_id=task_id, cause=type(error).__name__)
+    return OutcomeUnknown(f"call to {call.server.name} failed outside the tool ({type(error).__name__}: {error}): "
+                          "it may have run", server=call.server.name, tool=call.tool, task_id=task_id,
+                          cause=type(error).__name__)
 
 
 def run_batch(app: Celery, settings: Settings, prepared: list[PreparedCall], *, timeout: float | None = None,

@@ -217,10 +217,13 @@ class Orchestrator:
                                       disable_sync_subtasks=False)
                 except (OrchestratorError, CeleryTimeout, TaskRevokedError):
                     raise
-                except Exception as exc:  # Redis restarting under the result listener: keep waiting
+                except Exception as exc:
+                    meta = stored_meta(self.app, handle.id)
+                    if meta is not None:  # the task's own failure (outside the tool), not the listener's
+                        return self._stored(call, handle, meta)
                     if not is_unreachable(exc):
                         raise
-                    attempt += 1
+                    attempt += 1  # Redis restarting under the result listener: keep waiting
                     if time.time() >= wait_until:
                         raise CeleryTimeout() from None
                     time.sleep(min(jittered_backoff(attempt, 0.05, 1.0), max(wait_until - time.time(), 0)))
@@ -236,9 +239,7 @@ class Orchestrator:
                                        deadline=call.deadline, timeout=call.timeout) from None
             if meta is None:
                 raise settle(self.redis, call, handle.id, epoch) from None
-            if meta["status"] == "SUCCESS":
-                return meta["result"]
-            raise outcome_of(self.app, call, handle.id, meta) from None
+            return self._stored(call, handle, meta)
         except TaskRevokedError:
             raise DeadlineExceeded(f"call to {call.server.name} expired in the queue after {call.timeout:g}s",
                                    server=call.server.name, tool=call.tool, task_id=handle.id,
@@ -247,6 +248,14 @@ class Orchestrator:
             raise CallFailed(f"call to {call.server.name} failed: {type(exc).__name__}: {exc}",
                              server=call.server.name, tool=call.tool, task_id=handle.id,
                              cause=type(exc).__name__) from None
+
+    def _stored(self, call: PreparedCall, handle: AsyncResult, meta: dict[str, Any]) -> Any:
+        """The stored result of a finished task, or its typed error raised (``outcome_of``)."""
+        if meta["status"] == "SUCCESS":
+            return meta["result"]
+        outcome = outcome_of(self.app, call, handle.id, meta)
+        assert isinstance(outcome, OrchestratorError)
+        raise outcome
 
     def breaker_states(self) -> dict[str, BreakerSnapshot]:
         """Every configured server's breaker: state, counters, time until the next trial."""
