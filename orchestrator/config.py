@@ -57,6 +57,9 @@ VISIBILITY_TIMEOUT_SECONDS = 3600
 """Redis re-delivers an unacked message after this long; longer than any call can run (s)."""
 RESULT_EXPIRES_SECONDS = 3600
 """How long a call's result stays in the result backend (seconds)."""
+MAX_PARAMS_BYTES = 256 * 1024
+"""Default of ``max_params_bytes``: the largest JSON-encoded params a call may carry (bytes); a
+bigger call is refused before enqueue instead of clogging the broker and failing at the upstream."""
 KEEPALIVE_SECONDS = 30.0
 """How often an idle held MCP session is probed with ``tools/list`` (seconds)."""
 CONNECT_TIMEOUT_SECONDS = 20.0
@@ -272,6 +275,7 @@ class Settings(BaseSettings):
     max_timeout: float = Field(default=MAX_TIMEOUT_SECONDS, gt=0)
     visibility_timeout: int = Field(default=VISIBILITY_TIMEOUT_SECONDS, gt=0)
     result_expires: int = Field(default=RESULT_EXPIRES_SECONDS, gt=0)
+    max_params_bytes: int = Field(default=MAX_PARAMS_BYTES, gt=0)
     beat_lock_timeout: int = Field(default=BEAT_LOCK_TIMEOUT_SECONDS, ge=2)
     beat_max_interval: float = Field(default=BEAT_MAX_INTERVAL_SECONDS, gt=0)
     servers: dict[str, ServerConfig] = Field(default_factory=dict)
