@@ -113,8 +113,8 @@ def cmd_breakers(args: argparse.Namespace) -> int:
         else:
             if not args.server:
                 raise InvalidCall(f"server: 'breakers {args.action}' needs a server name", field="server")
-            snapshot = (client.reset_breaker(args.server) if args.action == "reset"
-                        else client.force_breaker(args.server, args.action))
+            target = {"reset": "closed", "disable": "disabled"}.get(args.action, args.action)
+            snapshot = client.force_breaker(args.server, target)
             snapshots = {snapshot.server: snapshot}
     finally:
         client.close()
@@ -207,8 +207,9 @@ def build_parser() -> argparse.ArgumentParser:
     tools.set_defaults(func=cmd_tools)
 
     breakers = sub.add_parser("breakers", help="show, reset or force the circuit breakers")
-    breakers.add_argument("action", nargs="?", choices=["show", "reset", "open", "closed"], default="show",
-                          help="show (default), reset, or force open / closed")
+    breakers.add_argument("action", nargs="?", choices=["show", "reset", "open", "closed", "disable"],
+                          default="show", help="show (default); reset or closed: close with fresh counters; "
+                          "open: refuse every call; disable: admit every call and count nothing")
     breakers.add_argument("server", nargs="?", help="server name or alias")
     breakers.add_argument("--json", action="store_true", help="print JSON")
     breakers.set_defaults(func=cmd_breakers)
