@@ -259,6 +259,14 @@ def main(argv: list[str] | None = None) -> int:
     except (redis.RedisError, kombu.exceptions.OperationalError) as exc:
         print(f"error: cannot reach Redis (broker / state): {type(exc).__name__}: {exc}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:
+        print("error: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        # The reader went away (``mcp-orch tools | head``): say nothing more, and keep the interpreter's
+        # final flush of stdout from raising again at exit.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
 
 
 if __name__ == "__main__":

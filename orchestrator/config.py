@@ -281,6 +281,14 @@ class Settings(BaseSettings):
     servers: dict[str, ServerConfig] = Field(default_factory=dict)
     flower: FlowerSettings = Field(default_factory=FlowerSettings)
 
+    @field_validator("broker_url", "result_backend")
+    @classmethod
+    def _check_redis_url(cls, value: str | None) -> str | None:
+        """Broker and backend are Redis; a bad URL is named here, not as a traceback from redis-py."""
+        if value is not None and not re.match(r"^(rediss?://|unix://)", value):
+            raise ValueError("must be a redis://, rediss:// or unix:// URL")
+        return value
+
     @field_validator("servers", mode="before")
     @classmethod
     def _name_servers(cls, value: Any, info: ValidationInfo) -> Any:
@@ -372,9 +380,14 @@ def load_settings(path: str | os.PathLike[str] | None = None, **overrides: Any) 
 
 
 def describe_validation_error(exc: ValidationError, source: str) -> str:
-    """One line per problem, each naming the dotted field path (never the bad value)."""
-    lines = []
+    """One line: every problem with its dotted field path and, when an ``MCP_ORCH_*`` variable set
+    it, that variable's name (never the bad value: it may be a password or a URL with one)."""
+    problems = []
     for error in exc.errors(include_input=False, include_url=False):
-        where = ".".join(str(part) for part in error["loc"] if part not in ("stdio", "http")) or "(top level)"
-        lines.append(f"{where}: {error['msg']}")
-    return f"invalid configuration ({source}):\n  " + "\n  ".join(lines)
+        path = [str(part) for part in error["loc"] if part not in ("stdio", "http")]
+        where = ".".join(path) or "(top level)"
+        variable = ENV_PREFIX + "__".join(path).upper()
+        if path and variable in os.environ:
+            where += f" (from {variable})"
+        problems.append(f"{where}: {error['msg'].removeprefix('Value error, ')}")
+    return f"invalid configuration ({source}): " + "; ".join(problems)
