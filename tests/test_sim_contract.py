@@ -27,6 +27,9 @@ SETTINGS = [
     ("GET", "/api/v3/tag", {}, None),
     ("GET", "/api/v3/language", {}, None),
     ("GET", "/api/v3/command", {}, None),
+    ("GET", "/api/v3/health", {}, None),
+    ("GET", "/api/v3/diskspace", {}, None),
+    ("GET", "/ping", {}, None),
 ]
 # (method, path, query, body): every upstream call behind a tool, plus the health check and SETTINGS.
 CALLS = {
@@ -64,6 +67,11 @@ CALLS = {
 }
 
 
+LISTS = {"calendar", "missing", "queue", "lookup", "episode", "qualityprofile", "rootfolder", "tag", "language",
+         "diskspace"}
+"""The last path segments of the list endpoints, checked to be non-empty."""
+
+
 @pytest.fixture(scope="module", params=sorted(CALLS))
 def service(request: pytest.FixtureRequest) -> Iterator[tuple[str, upstream_sim.SimHandle, OpenAPI]]:
     handle = upstream_sim.run_in_thread(request.param, KEY)
@@ -95,8 +103,6 @@ def test_non_empty_lists_are_what_gets_validated(service: tuple[str, upstream_si
     name, handle, _ = service
     with httpx.Client(base_url=handle.url, headers={"X-Api-Key": KEY}, timeout=10) as client:
         for method, path, query, _body in CALLS[name]:
-            if method == "GET" and path.rsplit("/", 1)[-1] in (
-                "calendar", "missing", "queue", "lookup", "episode", "qualityprofile", "rootfolder", "tag", "language",
-            ):
+            if method == "GET" and path.rsplit("/", 1)[-1] in LISTS:
                 data = client.get(path, params=query).json()
                 assert data["records"] if isinstance(data, dict) else data, path

@@ -29,6 +29,8 @@ LANGUAGES = [(1, "English"), (2, "French"), (3, "Spanish"), (4, "German"), (5, "
 TAGS = [{"id": 1, "label": "4k"}, {"id": 2, "label": "kids"}]
 FREE_SPACE = 2_000_000_000_000
 """Bytes free in every root folder."""
+TOTAL_SPACE = 8_000_000_000_000
+"""Bytes of the disk each root folder is on."""
 
 
 def key_guard(api_key: str) -> Guard:
@@ -294,12 +296,23 @@ def shared_routes(app_name: str, version: str, commands: Commands, guard: Guard)
     async def list_commands(request: Request) -> Response:
         return JSONResponse(commands.all())
 
+    async def ping(request: Request) -> Response:
+        """``/ping`` answers without a key, as the real services' liveness probe does."""
+        return JSONResponse({"status": "OK"})
+
     return [
+        Route("/ping", ping),
         Route(f"{API}/system/status", guarded(status, guard)),
+        Route(f"{API}/health", guarded(healthy, guard)),
         Route(f"{API}/command", guarded(json_body(post_command), guard), methods=["POST"]),
         Route(f"{API}/command", guarded(list_commands, guard)),
         Route(f"{API}/command/{{id:int}}", guarded(get_command, guard)),
     ]
+
+
+async def healthy(request: Request) -> Response:
+    """``/health`` lists failing health checks; a simulator has none."""
+    return JSONResponse([])
 
 
 def quality_profiles(qualities: list[dict[str, Any]], hd_ids: set[int]) -> list[dict[str, Any]]:
@@ -325,7 +338,8 @@ def quality_profiles(qualities: list[dict[str, Any]], hd_ids: set[int]) -> list[
 
 
 def settings_routes(library: Library, guard: Guard) -> list[Route]:
-    """``/qualityprofile``, ``/rootfolder``, ``/tag`` and ``/language``, each a list plus one item by id."""
+    """``/qualityprofile``, ``/rootfolder``, ``/tag`` and ``/language``, each a list plus one item by id, and
+    ``/diskspace`` (the disk of each root folder)."""
 
     def root_folders() -> list[dict[str, Any]]:
         return [
@@ -342,7 +356,13 @@ def settings_routes(library: Library, guard: Guard) -> list[Route]:
         "tag": lambda: TAGS,
         "language": languages,
     }
-    return [route for resource, listing in listings.items() for route in listing_routes(resource, listing, guard)]
+
+    async def disk_space(request: Request) -> Response:
+        disk = {"label": "", "freeSpace": FREE_SPACE, "totalSpace": TOTAL_SPACE}
+        return JSONResponse([{"path": path, **disk} for path in library.roots])
+
+    routes = [route for resource, listing in listings.items() for route in listing_routes(resource, listing, guard)]
+    return [*routes, Route(f"{API}/diskspace", guarded(disk_space, guard))]
 
 
 def listing_routes(resource: str, listing: Callable[[], list[dict[str, Any]]], guard: Guard) -> list[Route]:
