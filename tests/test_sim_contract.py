@@ -30,6 +30,10 @@ SETTINGS = [
     ("GET", "/api/v3/health", {}, None),
     ("GET", "/api/v3/diskspace", {}, None),
     ("GET", "/ping", {}, None),
+    ("GET", "/api/v3/system/backup", {}, None),
+    ("GET", "/api/v3/history", {"page": "1", "pageSize": "20"}, None),
+    ("GET", "/api/v3/blocklist", {"page": "1", "pageSize": "20"}, None),
+    ("GET", "/api/v3/log", {"page": "1", "pageSize": "20"}, None),
 ]
 # (method, path, query, body): every upstream call behind a tool, plus the health check and SETTINGS.
 CALLS = {

@@ -253,7 +253,8 @@ def item_id(request: Request) -> int:
 
 
 def shared_routes(app_name: str, version: str, commands: Commands, guard: Guard) -> list[Route]:
-    """``/system/status``, ``POST /command`` and ``GET /command/{id}``."""
+    """``/ping``, ``/system/status``, ``/health``, ``/system/backup``, the event lists (history, blocklist, log)
+    and ``/command``."""
 
     async def status(request: Request) -> Response:
         return JSONResponse(
@@ -296,6 +297,13 @@ def shared_routes(app_name: str, version: str, commands: Commands, guard: Guard)
     async def list_commands(request: Request) -> Response:
         return JSONResponse(commands.all())
 
+    async def nothing_yet(request: Request) -> Response:
+        """History, blocklist and log: a paging envelope with no records (the simulator records no events)."""
+        return JSONResponse(page(request, [], "date" if request.url.path.endswith("history") else "time"))
+
+    async def no_backups(request: Request) -> Response:
+        return JSONResponse([])
+
     async def ping(request: Request) -> Response:
         """``/ping`` answers without a key, as the real services' liveness probe does."""
         return JSONResponse({"status": "OK"})
@@ -304,6 +312,8 @@ def shared_routes(app_name: str, version: str, commands: Commands, guard: Guard)
         Route("/ping", ping),
         Route(f"{API}/system/status", guarded(status, guard)),
         Route(f"{API}/health", guarded(healthy, guard)),
+        Route(f"{API}/system/backup", guarded(no_backups, guard)),
+        *(Route(f"{API}/{events}", guarded(nothing_yet, guard)) for events in ("history", "blocklist", "log")),
         Route(f"{API}/command", guarded(json_body(post_command), guard), methods=["POST"]),
         Route(f"{API}/command", guarded(list_commands, guard)),
         Route(f"{API}/command/{{id:int}}", guarded(get_command, guard)),
