@@ -2,11 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
+import httpx
 import pytest
+from mcp import Client
 
+from media_mcp.common import arr
+from media_mcp.common.settings import Settings
+from media_mcp.common.upstream import Upstream
+from media_mcp.radarr import server
 from tests.media_support import Served, arr_json
 
 TOOLS = {
@@ -193,3 +201,25 @@ def test_ids_must_be_positive_integers(radarr: Served, tool: str, field: str) ->
     """Zero, negatives, strings (a path included), booleans and fractions are refused naming the field."""
     for bad in BAD_IDS:
         assert field in radarr.fails(tool, {field: bad}, tag="invalid_arguments"), bad
+
+
+def test_missing_movies_follows_every_page_of_wanted(radarr: Served, monkeypatch: pytest.MonkeyPatch) -> None:
+    """With one record a page, get_missing_movies asks Radarr for each page in turn and still returns them all
+    (the server runs in-process here, so the page size can be made small)."""
+    monkeypatch.setattr(arr, "RECORDS_PAGE", 1)
+    expected = arr_json(radarr, "/wanted/missing", pageSize=1000)["records"]
+    assert len(expected) >= 2
+
+    def pages_asked() -> int:
+        return httpx.get(f"{radarr.sim.url}/__sim__/stats", timeout=10).json()["requests"]["/api/v3/wanted/missing"]
+
+    async def missing_movies() -> Any:
+        settings = Settings(service="radarr", url=radarr.sim.url, secret=radarr.secret, timeout=10)
+        async with Upstream(settings, arr.auth(radarr.secret)) as upstream, Client(server.build(upstream)) as client:
+            result = await client.call_tool("radarr_get_missing_movies", {})
+        assert not result.is_error and result.structured_content
+        return result.structured_content["data"]
+
+    before = pages_asked()
+    assert asyncio.run(missing_movies()) == expected
+    assert pages_asked() - before == len(expected)
