@@ -96,7 +96,10 @@ class SabState:
         history = _load("history.json", api_key)["history"]
         self.history_header = {key: value for key, value in history.items() if key != "slots"}
         shift = now - max(slot["completed"] for slot in history["slots"]) - 60
-        self.history = history["slots"]
+        queued = {job.nzo_id for job in self.jobs}
+        # The two captures are minutes apart: a job still queued in one is finished in the other.
+        # SABnzbd holds a job in one place only, so the queue keeps it and history drops it.
+        self.history = [slot for slot in history["slots"] if slot["nzo_id"] not in queued]
         for slot in self.history:
             slot["completed"] += shift
             slot["time_added"] += shift
@@ -146,7 +149,9 @@ class SabState:
         )
         return template
 
-    def queue(self, start: int, limit: int) -> dict[str, Any]:
+    def queue(self, start: int, limit: int, nzo_ids: list[str] | None = None) -> dict[str, Any]:
+        """``mode=queue``: ``noofslots`` counts every job (or the ``nzo_ids`` matches), ``noofslots_total``
+        the jobs not paused one by one, as SABnzbd counts them; a ``start`` past the end answers from 0."""
         active = [job for job in self.jobs if not job.paused]
         mb = sum(job.mb for job in active)
         mbleft = sum(job.mbleft for job in active)
@@ -157,6 +162,10 @@ class SabState:
             if not job.paused:
                 cumulative += job.mbleft
             slots.append(self._slot(index, job, cumulative, speed))
+        if nzo_ids:
+            slots = [slot for slot in slots if slot["nzo_id"] in nzo_ids]
+        if start >= len(slots):
+            start = 0
         shown = slots[start : start + limit] if limit else slots[start:]
         return {
             **self.queue_header,
@@ -168,7 +177,7 @@ class SabState:
             "sizeleft": _size(mbleft),
             "size": _size(mb),
             "noofslots_total": len(active),
-            "noofslots": len(self.jobs),
+            "noofslots": len(slots),
             "start": start,
             "limit": limit,
             "finish": start + limit if limit else 0,
@@ -292,7 +301,8 @@ def _answer(state: SabState, params: Any) -> dict[str, Any]:
     if mode == "queue" and name in ("pause", "resume", "delete"):
         return state.queue_action(name, params.get("value", ""))
     if mode == "queue":
-        return {"queue": state.queue(_number(params, "start"), _number(params, "limit"))}
+        nzo_ids = [nzo_id for nzo_id in params.get("nzo_ids", "").split(",") if nzo_id]
+        return {"queue": state.queue(_number(params, "start"), _number(params, "limit"), nzo_ids)}
     if mode == "history":
         failed_only = params.get("failed_only") == "1"
         page = state.history_page(
