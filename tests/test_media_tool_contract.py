@@ -80,8 +80,26 @@ ANNOTATIONS: dict[str, Triple] = {
     "plex_search": (True, False, True),  # GET /search
     "plex_refresh_library": (False, False, True),  # scans a section against disk; a second scan finds the same
     "plex_get_history": (True, False, True),  # GET /status/sessions/history/all
+    "plex_get_library": (True, False, True),  # GET /library/sections, the one section asked for
+    "plex_scan_library": (False, False, True),  # GET /library/sections/{id}/refresh, as plex_refresh_library
+    "plex_refresh_metadata": (False, False, True),  # PUT /library/metadata/{id}/refresh; locked fields are kept
+    "plex_search_media": (True, False, True),  # GET /hubs/search
+    "plex_get_server_status": (True, False, True),  # GET /
 }
 """Decided from each tool's upstream call and the doc, not copied from the servers' annotation constants."""
+
+
+ROUTER_TOOLS: dict[str, dict[str, tuple[set[str], set[str]]]] = {
+    "plex": {
+        "plex_get_library": ({"library_key"}, {"library_key"}),
+        "plex_scan_library": ({"library_key"}, {"library_key"}),
+        "plex_refresh_metadata": ({"rating_key"}, {"rating_key"}),
+        "plex_search_media": ({"query", "library_key", "limit"}, {"query"}),
+        "plex_get_server_status": (set(), set()),
+    },
+}
+"""Tools AutoArr's routers call that its MCP servers lack (``autoarr-call-sites.md``), with the parameter names
+the routers send: ``{service: {tool: (input names, required input names)}}``."""
 
 
 def doc_text() -> str:
@@ -128,23 +146,24 @@ def served_tools(service: str) -> dict[str, Tool]:
 
 @pytest.mark.parametrize("service", SERVERS)
 def test_every_tool_takes_exactly_the_inputs_autoarr_documents(service: str) -> None:
-    """Each server lists exactly the doc's tools; each tool's input properties are exactly the documented
-    parameters, and exactly the ones the doc marks **req** are required in the input schema."""
+    """Each server lists exactly the doc's tools plus those AutoArr's routers call; each tool's input properties
+    are exactly the documented parameters, and exactly the ones the doc marks **req** are required."""
     documented = documented_tools(doc_text())
     assert set(documented) == set(SERVERS)
+    expected = {**documented[service], **ROUTER_TOOLS.get(service, {})}
     tools = served_tools(service)
-    assert set(tools) == set(documented[service])
+    assert set(tools) == set(expected)
     served = {
         name: (set(tool.input_schema.get("properties", {})), set(tool.input_schema.get("required", [])))
         for name, tool in tools.items()
     }
-    assert served == documented[service]
+    assert served == expected
 
 
 def test_annotations_tell_the_truth_about_every_tool() -> None:
     """Every tool's (readOnly, destructive, idempotent) hints, in wire form, are the ones pinned above; reads are
     read-only and idempotent, deletes destructive and not repeated, and all of them reach an upstream (open world)."""
-    assert len(ANNOTATIONS) == 38
+    assert len(ANNOTATIONS) == 38 + 5
     served: dict[str, Triple] = {}
     open_world: dict[str, Any] = {}
     for service in SERVERS:

@@ -27,6 +27,18 @@ DATA = Path(__file__).parent / "data" / "sabnzbd"
 VERSION = "5.0.1"
 SPEED_MB_S = 0.25
 """Download speed of the simulated news server, in MB/s: a 20 MB job completes in 80 s."""
+NOTIFICATION_SECRETS = {
+    "misc": {"socks5_proxy_url": "socks5://proxyuser:proxy-pass-4471@proxy.example:1080", "email_pwd": "mail-pw-5512"},
+    "prowl": {"prowl_apikey": "prowl-key-1187"},
+    "pushover": {"pushover_token": "pushover-token-2298", "pushover_userkey": "pushover-user-3309"},
+    "pushbullet": {"pushbullet_apikey": "pushbullet-key-4410"},
+    "apprise": {
+        "apprise_urls": "discord://112233/discord-webhook-token-6621, mailto://bob:mail-pass-7732@example.com",
+        "apprise_target_failed": "tgram://telegram-bot-token-8843/12345",
+    },
+}
+"""Credentials a configured SABnzbd holds (the recorded config has them empty): the MCP server must never
+return them."""
 NOT_ON_SERVER = "Download failed - Not on your server(s) - https://sabnzbd.org/not-complete"
 
 
@@ -107,6 +119,9 @@ class SabState:
         self.config = _load("get_config.json", api_key)["config"]
         self.config["servers"][0]["username"] = "newsuser"
         self.config["servers"][0]["password"] = "news-server-password"
+        for section, settings in NOTIFICATION_SECRETS.items():
+            self.config[section].update(settings)
+        self.status["active_socks5_proxy"] = self.config["misc"]["socks5_proxy_url"]
         self._last_tick = self.clock.now()
 
     def tick(self) -> None:
@@ -264,7 +279,16 @@ class SabState:
         return {"status": True, "nzo_ids": ids}
 
     def full_status(self) -> dict[str, Any]:
-        return {**self.status, "paused": self.paused_all, "folders": [job.filename for job in self.jobs]}
+        """``mode=fullstatus``; while nothing downloads, the news servers hold no connections (SABnzbd then
+        reports their address as ``null`` and speed as ``"0"``)."""
+        status = {**self.status, "paused": self.paused_all, "folders": [job.filename for job in self.jobs]}
+        if self.paused_all or all(job.paused for job in self.jobs):
+            status["servers"] = [
+                {**server, "serveractiveconn": 0, "serverconnections": [], "serveripaddress": None,
+                 "servercanonname": None, "serverbps": "0"}
+                for server in status["servers"]
+            ]  # fmt: skip
+        return status
 
     def get_config(self, section: str | None, keyword: str | None) -> dict[str, Any]:
         if section is None:
