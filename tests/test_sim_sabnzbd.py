@@ -2,7 +2,8 @@
 
 The recordings (a copy of the project's shared ``upstream-api/sabnzbd`` captures, so CI on a clean
 clone has them) are replayed request by request against a fresh simulator: every reply must carry the
-same keys with the same value types, recursively (numbers as strings where SABnzbd sends strings).
+same keys in the same order with the same value types, recursively (numbers as strings where SABnzbd
+sends strings).
 """
 
 from __future__ import annotations
@@ -53,11 +54,14 @@ def shape(value: Any) -> Any:
 
 
 def differences(real: Any, simulated: Any, where: str = "") -> list[str]:
-    """Where the simulated reply's shape departs from the real one (an empty list on either side matches)."""
+    """Where the simulated reply's shape departs from the real one: keys (in order) and value types; an empty
+    list on either side matches."""
     if isinstance(real, dict) and isinstance(simulated, dict):
         found = [f"{where}: missing {sorted(real.keys() - simulated.keys())}"] if real.keys() - simulated.keys() else []
         if simulated.keys() - real.keys():
             found.append(f"{where}: extra {sorted(simulated.keys() - real.keys())}")
+        if not found and list(real) != list(simulated):
+            found.append(f"{where}: keys in another order than SABnzbd's")
         for key in real.keys() & simulated.keys():
             found += differences(real[key], simulated[key], f"{where}.{key}")
         return found
@@ -104,7 +108,8 @@ def test_every_recorded_mode_is_replayed_or_named_as_not_simulated() -> None:
 
 @pytest.mark.parametrize("sample", replayed(), ids=lambda sample: sample["name"])
 def test_the_simulator_answers_each_recorded_request_with_the_real_shape(sample: dict[str, Any]) -> None:
-    """Same HTTP status, and for JSON the same keys and value types at every level; for text the same body."""
+    """Same HTTP status, and for JSON the same keys (in order) and value types at every level; for text the
+    same body."""
     client = fresh()
     for setup in SETUP.get(sample["name"], []):
         assert client.get("/api", params={"apikey": KEY, "output": "json", **setup}).status_code == 200

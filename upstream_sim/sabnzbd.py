@@ -106,7 +106,8 @@ class SabState:
             for slot in queue["slots"]
         ]
         history = _load("history.json", api_key)["history"]
-        self.history_header = {key: value for key, value in history.items() if key != "slots"}
+        self.history_header = {**history, "slots": []}
+        """The recorded reply without its slots, keeping SABnzbd's key order (``slots`` sits mid-way)."""
         shift = now - max(slot["completed"] for slot in history["slots"]) - 60
         queued = {job.nzo_id for job in self.jobs}
         # The two captures are minutes apart: a job still queued in one is finished in the other.
@@ -121,7 +122,6 @@ class SabState:
         self.config["servers"][0]["password"] = "news-server-password"
         for section, settings in NOTIFICATION_SECRETS.items():
             self.config[section].update(settings)
-        self.status["active_socks5_proxy"] = self.config["misc"]["socks5_proxy_url"]
         self._last_tick = self.clock.now()
 
     def tick(self) -> None:

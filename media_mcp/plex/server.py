@@ -31,13 +31,20 @@ class Refresh(BaseModel):
     library_id: str
 
 
-class Started(BaseModel):
-    """A scan or metadata refresh Plex accepted; it runs in the background (Plex answers an empty 200)."""
+class ScanStarted(BaseModel):
+    """A section scan Plex accepted; it runs in the background (Plex answers an empty 200)."""
 
     success: bool = True
-    message: str
-    library_key: str | None = None
-    rating_key: str | None = None
+    message: str = "Library scan started"
+    library_key: str
+
+
+class RefreshStarted(BaseModel):
+    """An item's metadata refresh Plex accepted; it runs in the background (Plex answers an empty 200)."""
+
+    success: bool = True
+    message: str = "Metadata refresh started"
+    rating_key: str
 
 
 def auth(token: str) -> Auth:
@@ -123,17 +130,17 @@ def build(upstream: Upstream) -> MediaServer:
         return Refresh(library_id=library_id)
 
     @server.tool(name="plex_scan_library", annotations=SET_STATE)
-    async def scan_library(library_key: SectionKey) -> Started:
+    async def scan_library(library_key: SectionKey) -> ScanStarted:
         """Start a scan of one library section for new or changed files (the call AutoArr's media router makes)."""
         await scan(upstream, library_key)
-        return Started(message="Library scan started", library_key=library_key)
+        return ScanStarted(library_key=library_key)
 
     @server.tool(name="plex_refresh_metadata", annotations=SET_STATE)
-    async def refresh_metadata(rating_key: RatingKey) -> Started:
+    async def refresh_metadata(rating_key: RatingKey) -> RefreshStarted:
         """Refresh one item's metadata from its agent (``PUT /library/metadata/{key}/refresh``); fields locked
         in Plex keep their edits."""
         await upstream.request("PUT", f"/library/metadata/{rating_key}/refresh")
-        return Started(message="Metadata refresh started", rating_key=rating_key)
+        return RefreshStarted(rating_key=rating_key)
 
     @server.tool(name="plex_get_history", annotations=READ)
     async def get_history(limit: Limit = None, offset: Offset = None) -> Items:
