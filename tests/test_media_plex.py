@@ -154,7 +154,8 @@ def test_refreshing_metadata_updates_that_item(plex: Served) -> None:
 
 
 def test_search_media_flattens_the_hubs_of_plexs_hub_search(plex: Served) -> None:
-    """plex_search_media queries /hubs/search and returns the items of every hub, optionally in one section."""
+    """plex_search_media queries /hubs/search and returns the items of every hub (limit applies per hub, as
+    in Plex), optionally in one section."""
     plex.sim.reset_stats()
     found = plex.ok("plex_search_media", {"query": "e"})["data"]
     assert {item["type"] for item in found} == {"movie", "show"}
@@ -162,6 +163,8 @@ def test_search_media_flattens_the_hubs_of_plexs_hub_search(plex: Served) -> Non
     within = plex.ok("plex_search_media", {"query": "e", "library_key": "2"})["data"]
     assert within and {item["type"] for item in within} == {"show"}
     assert plex.ok("plex_search_media", {"query": "no such title"})["data"] == []
+    per_hub = plex.ok("plex_search_media", {"query": "e", "limit": 1})["data"]
+    assert sorted(item["type"] for item in per_hub) == ["movie", "show"]
 
 
 def test_server_status_is_the_root_media_container(plex: Served) -> None:

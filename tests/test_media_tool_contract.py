@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+from importlib import metadata
 from pathlib import Path
 from types import ModuleType
 from typing import Any, cast
@@ -173,3 +174,9 @@ def test_annotations_tell_the_truth_about_every_tool() -> None:
             open_world[name] = hints.get("openWorldHint")
     assert served == ANNOTATIONS
     assert open_world == dict.fromkeys(ANNOTATIONS, True)
+
+
+@pytest.mark.parametrize("service", SERVERS)
+def test_every_bundled_server_reports_the_package_version(service: str) -> None:
+    """serverInfo.version is the installed package's version (the SDK's default is an empty string)."""
+    assert SERVERS[service].build(NO_UPSTREAM).version == metadata.version("autoarr-mcp-orchestrator")

@@ -160,15 +160,19 @@ def _window(request: Request, items: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def _matches(state: PlexState, request: Request) -> list[dict[str, Any]]:
-    """Items whose title contains ``query``, within ``sectionId`` if given, at most ``limit`` (shared by
-    ``/search`` and ``/hubs/search``)."""
+    """Items whose title contains ``query``, within ``sectionId`` if given (shared by ``/search`` and
+    ``/hubs/search``)."""
     query = request.query_params.get("query", "").lower()
     section = request.query_params.get("sectionId")
-    limit = request.query_params.get("limit")
     with state.lock:
         pool = state.items.get(section, []) if section else state.all_items()
-        found = [copy.deepcopy(item) for item in pool if query and query in item["title"].lower()]
-    return found[: int(limit)] if limit and limit.isdigit() else found
+        return [copy.deepcopy(item) for item in pool if query and query in item["title"].lower()]
+
+
+def _limited(request: Request, items: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """At most ``limit`` items: for the whole reply of ``/search``, for each hub of ``/hubs/search``."""
+    limit = request.query_params.get("limit")
+    return items[: int(limit)] if limit and limit.isdigit() else items
 
 
 def create(token: str, clock: Clock | None = None) -> Simulator:
@@ -234,14 +238,15 @@ def create(token: str, clock: Clock | None = None) -> Simulator:
         return Response(status_code=200)
 
     async def hub_search(request: Request) -> Response:
-        """``/hubs/search``: one hub per item type that has matches, each listing its items."""
+        """``/hubs/search``: one hub per item type that has matches, each listing at most ``limit`` items."""
         found = _matches(state, request)
-        hubs = [
-            {"hubIdentifier": kind, "title": HUB_TITLES[kind], "type": kind, "size": len(matched), "more": False,
-             "Metadata": matched}
-            for kind in HUB_TITLES
-            if (matched := [item for item in found if item["type"] == kind])
-        ]  # fmt: skip
+        hubs = []
+        for kind, title in HUB_TITLES.items():
+            matched = [item for item in found if item["type"] == kind]
+            shown = _limited(request, matched)
+            if shown:
+                hubs.append({"hubIdentifier": kind, "title": title, "type": kind, "size": len(shown),
+                             "more": len(shown) < len(matched), "Metadata": shown})  # fmt: skip
         return JSONResponse({"MediaContainer": {"size": len(hubs), "Hub": hubs}})
 
     async def recently_added(request: Request) -> Response:
@@ -263,7 +268,7 @@ def create(token: str, clock: Clock | None = None) -> Simulator:
             return JSONResponse(_window(request, state.history()))
 
     async def search(request: Request) -> Response:
-        found = _matches(state, request)
+        found = _limited(request, _matches(state, request))
         container: dict[str, Any] = {"size": len(found)}
         if found:
             container["Metadata"] = found
