@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+from importlib import metadata
 from pathlib import Path
 from types import ModuleType
 from typing import Any, cast
@@ -40,6 +41,11 @@ Inputs = tuple[set[str], set[str]]
 """(input names, required input names)."""
 
 CALLER_TOOLS: dict[str, Inputs] = {
+    "plex_get_library": ({"library_key"}, {"library_key"}),  # media: one library
+    "plex_scan_library": ({"library_key"}, {"library_key"}),  # media: scan
+    "plex_refresh_metadata": ({"rating_key"}, {"rating_key"}),  # media: refresh metadata
+    "plex_search_media": ({"query", "library_key", "limit"}, {"query"}),  # media: search
+    "plex_get_server_status": (set(), set()),  # media: server status
     "sonarr_trigger_series_search": ({"series_id"}, {"series_id"}),  # shows: search all episodes
     "sonarr_trigger_episode_search": ({"episode_id"}, {"episode_id"}),  # shows: search one episode
     "sonarr_lookup_series": ({"term"}, {"term"}),  # content integration: {"term": "tvdb:<id>"}
@@ -127,8 +133,14 @@ ANNOTATIONS: dict[str, Triple] = {
     "plex_search": (True, False, True),  # GET /search
     "plex_refresh_library": (False, False, True),  # scans a section against disk; a second scan finds the same
     "plex_get_history": (True, False, True),  # GET /status/sessions/history/all
+    "plex_get_library": (True, False, True),  # GET /library/sections, the one section asked for
+    "plex_scan_library": (False, False, True),  # GET /library/sections/{id}/refresh, as plex_refresh_library
+    "plex_refresh_metadata": (False, False, True),  # PUT /library/metadata/{id}/refresh; locked fields are kept
+    "plex_search_media": (True, False, True),  # GET /hubs/search
+    "plex_get_server_status": (True, False, True),  # GET /
 }
 """Decided from each tool's upstream call and the doc, not copied from the servers' annotation constants."""
+
 
 
 def doc_text() -> str:
@@ -203,7 +215,7 @@ def test_every_tool_takes_exactly_the_inputs_autoarr_documents_or_sends(service:
 def test_annotations_tell_the_truth_about_every_tool() -> None:
     """Every tool's (readOnly, destructive, idempotent) hints, in wire form, are the ones pinned above; reads are
     read-only and idempotent, deletes destructive and not repeated, and all of them reach an upstream (open world)."""
-    assert len(ANNOTATIONS) == 50
+    assert len(ANNOTATIONS) == 55
     served: dict[str, Triple] = {}
     open_world: dict[str, Any] = {}
     for service in SERVERS:
@@ -213,3 +225,9 @@ def test_annotations_tell_the_truth_about_every_tool() -> None:
             open_world[name] = hints.get("openWorldHint")
     assert served == ANNOTATIONS
     assert open_world == dict.fromkeys(ANNOTATIONS, True)
+
+
+@pytest.mark.parametrize("service", SERVERS)
+def test_every_bundled_server_reports_the_package_version(service: str) -> None:
+    """serverInfo.version is the installed package's version (the SDK's default is an empty string)."""
+    assert SERVERS[service].build(NO_UPSTREAM).version == metadata.version("autoarr-mcp-orchestrator")

@@ -94,7 +94,7 @@ def fails(client: Orchestrator, server: str, tool: str, params: dict[str, Any] |
 # --- listing --------------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("server", "count"), [("sabnzbd", 11), ("sonarr", 15), ("radarr", 16), ("plex", 8)])
+@pytest.mark.parametrize(("server", "count"), [("sabnzbd", 11), ("sonarr", 15), ("radarr", 16), ("plex", 13)])
 def test_each_server_lists_autoarrs_tools_with_annotations_through_the_queue(
         client: Orchestrator, server: str, count: int) -> None:
     """list_tools through the worker gives each server's AutoArr tools, each with annotations and schemas."""
@@ -403,6 +403,21 @@ def test_plex_sessions_advance_with_time_and_search_finds_titles(media_stack: Me
     assert [item["title"] for item in call(client, "plex", "plex_search", {"query": "the"})["data"]] \
         == ["The Expanse"]
     assert call(client, "plex", "plex_search", {"query": "the", "section_id": "1"})["data"] == []
+
+
+@covers("plex_get_library", "plex_scan_library", "plex_refresh_metadata", "plex_search_media",
+        "plex_get_server_status")
+def test_plex_tools_autoarrs_media_router_calls(media_stack: MediaStack, client: Orchestrator) -> None:
+    """The tools AutoArr's media router calls answer through the queue with the parameter names it sends."""
+    sim = media_stack.sims["plex"].state
+    assert call(client, "plex", "plex_get_library", {"library_key": "2"})["data"]["title"] == "TV Shows"
+    assert call(client, "plex", "plex_scan_library", {"library_key": "2"})["library_key"] == "2"
+    assert sim.sections["2"]["refreshing"] is True
+    rating_key = sim.items["1"][0]["ratingKey"]
+    assert call(client, "plex", "plex_refresh_metadata", {"rating_key": rating_key})["rating_key"] == rating_key
+    found = call(client, "plex", "plex_search_media", {"query": "expanse"})["data"]
+    assert [item["title"] for item in found] == ["The Expanse"]
+    assert call(client, "plex", "plex_get_server_status")["data"]["platform"] == "Linux"
 
 
 # --- errors through the queue ---------------------------------------------------------------------------------
