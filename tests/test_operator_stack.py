@@ -128,7 +128,7 @@ def test_stack_reports_what_runs_where_and_that_everything_is_ready(running: Run
     text = "\n".join(running.output)
     for name in ("redis", "worker-sabnzbd", "worker-sonarr", "worker-radarr", "worker-plex", "flower", "metrics"):
         assert re.search(rf"^\s+{name}\s+\S", text, re.M), f"{name} missing from:\n{text}"
-    for server, tools in (("sabnzbd", 11), ("sonarr", 10), ("radarr", 9), ("plex", 13)):
+    for server, tools in (("sabnzbd", 11), ("sonarr", 15), ("radarr", 16), ("plex", 13)):
         assert f"server {server:<10} ready, {tools} tools" in text
     assert set(running.urls) == {"flower", "metrics"}
     assert running.urls["flower"].startswith("http://127.0.0.1:")
