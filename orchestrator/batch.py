@@ -19,7 +19,7 @@ from celery.exceptions import TimeoutError as CeleryTimeout
 from celery.result import GroupResult
 
 from orchestrator.breaker import BreakerBoard
-from orchestrator.celery_app import CALL_TOOL, RESULT_GRACE_SECONDS
+from orchestrator.celery_app import RESULT_GRACE_SECONDS
 from orchestrator.config import Settings
 from orchestrator.errors import (
     CallCancelled,
@@ -31,6 +31,7 @@ from orchestrator.errors import (
 )
 from orchestrator.results import ToolResult, tool_error
 from orchestrator.validation import PreparedCall, prepare_call, resolve_server
+from orchestrator.wire import CALL_TOOL
 
 Outcome = ToolResult | OrchestratorError
 """One call's outcome in a batch: its result, or the typed error it ended with."""

@@ -34,7 +34,7 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
-from orchestrator.breaker_policy import BreakerPolicy
+from orchestrator.breaker.policy import BreakerPolicy
 from orchestrator.keys import queue_name
 
 ENV_PREFIX = "MCP_ORCH_"

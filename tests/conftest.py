@@ -14,7 +14,7 @@ import redis
 from orchestrator.celery_app import make_celery
 from orchestrator.client import Orchestrator
 from orchestrator.config import Settings, load_settings
-from orchestrator.processes import ChildProcess
+from orchestrator.operator.processes import ChildProcess
 from tests.support.ports import free_port
 from tests.support.procs import REPO, start_http_probe, start_worker
 from tests.support.redis_proc import RedisServer

@@ -9,7 +9,7 @@ import pytest
 import redis
 
 from orchestrator.breaker import CircuitBreaker
-from orchestrator.breaker_policy import BreakerPolicy
+from orchestrator.breaker.policy import BreakerPolicy
 
 PROCESSES = 8
 T0 = 1_700_000_000.0

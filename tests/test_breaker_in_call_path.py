@@ -13,11 +13,11 @@ from datetime import UTC, datetime
 import pytest
 import redis
 
-from orchestrator.celery_app import CALL_TOOL
 from orchestrator.client import Orchestrator
 from orchestrator.errors import CircuitBreakerOpenError, InvalidCall, ToolReturnedError, UpstreamUnavailable
-from orchestrator.processes import wait_until
+from orchestrator.operator.processes import wait_until
 from orchestrator.results import ToolResult
+from orchestrator.wire import CALL_TOOL
 from tests.conftest import Stack
 from tests.support.procs import REPO
 
@@ -125,7 +125,7 @@ def test_a_denied_tool_is_refused_at_the_client_and_at_the_worker(client: Orches
 def test_operators_read_reset_and_force_breakers_from_the_cli(stack: Stack, client: Orchestrator) -> None:
     """mcp-orch breakers shows every breaker and forces / resets one, as JSON for scripts."""
     def cli(*args: str) -> dict:
-        out = subprocess.run([sys.executable, "-m", "orchestrator.cli", "--config", str(stack.config_path),
+        out = subprocess.run([sys.executable, "-m", "orchestrator.operator.cli", "--config", str(stack.config_path),
                               "breakers", *args, "--json"], cwd=REPO, capture_output=True, text=True, timeout=30)
         assert out.returncode == 0, out.stderr
         return json.loads(out.stdout)

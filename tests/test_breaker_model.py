@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule, run_state_machine_as_test
 
 from orchestrator.breaker import Admission, CircuitBreaker
-from orchestrator.breaker_policy import BreakerPolicy
+from orchestrator.breaker.policy import BreakerPolicy
 
 POLICIES = {
     "consecutive": BreakerPolicy(failure_threshold=3, open_seconds=2, success_threshold=2, half_open_max_calls=2,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pydantic
 import pytest
 
-from orchestrator.breaker_policy import BreakerPolicy
+from orchestrator.breaker.policy import BreakerPolicy
 
 
 def test_the_defaults_are_the_seed_model():

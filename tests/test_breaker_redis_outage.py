@@ -11,7 +11,7 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from orchestrator.breaker import CircuitBreaker
-from orchestrator.breaker_policy import BreakerPolicy
+from orchestrator.breaker.policy import BreakerPolicy
 from orchestrator.errors import CircuitBreakerOpenError
 from tests.support.redis_proc import RedisServer
 

@@ -9,7 +9,7 @@ import pytest
 import redis
 
 from orchestrator.breaker import CircuitBreaker
-from orchestrator.breaker_policy import BreakerPolicy
+from orchestrator.breaker.policy import BreakerPolicy
 from tests.support.breaker_fixtures import Clock
 
 POLICY = BreakerPolicy(failure_threshold=2, open_seconds=10, success_threshold=2, half_open_max_calls=1)

@@ -10,7 +10,7 @@ import redis
 
 from orchestrator import keys
 from orchestrator.breaker import BreakerBoard, CircuitBreaker
-from orchestrator.breaker_policy import BreakerPolicy
+from orchestrator.breaker.policy import BreakerPolicy
 from orchestrator.errors import CircuitBreakerOpenError, UnknownServer
 from tests.support.breaker_fixtures import Clock
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from orchestrator.breaker import CircuitBreaker
-from orchestrator.breaker_policy import BreakerPolicy
+from orchestrator.breaker.policy import BreakerPolicy
 from tests.support.breaker_fixtures import Clock
 
 COUNT = BreakerPolicy(mode="rate", window_type="count", window_size=10, minimum_calls=4,

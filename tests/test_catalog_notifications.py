@@ -9,7 +9,7 @@ import pytest
 
 from orchestrator.client import Orchestrator
 from orchestrator.config import load_settings
-from orchestrator.processes import wait_until
+from orchestrator.operator.processes import wait_until
 from tests.support.procs import REPO, start_worker
 
 pytestmark = pytest.mark.slow

@@ -38,7 +38,7 @@ from orchestrator.compat import (
     ServerConfig,
 )
 from orchestrator.config import DEFAULTS_FILE, Settings, load_settings
-from orchestrator.processes import ChildProcess, wait_until
+from orchestrator.operator.processes import ChildProcess, wait_until
 from tests.media_stack import MEDIA_CONFIG, MEDIA_SERVICES, worker_env
 from tests.media_support import CANARY
 from tests.support.procs import REPO, start_worker

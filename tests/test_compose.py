@@ -13,9 +13,9 @@ from typing import Any
 import pytest
 import yaml
 
-from orchestrator.cli import build_parser
 from orchestrator.config import CONFIG_PATH_ENV, ENV_PREFIX, FlowerSettings, Settings, load_settings
-from orchestrator.stack import SIMULATED_SERVICES
+from orchestrator.operator.cli import build_parser
+from orchestrator.operator.stack import SIMULATED_SERVICES
 
 REPO = Path(__file__).resolve().parents[1]
 COMPOSE = REPO / "docker-compose.yml"

@@ -26,8 +26,9 @@ from orchestrator.celery_app import make_celery
 from orchestrator.client import Orchestrator
 from orchestrator.config import Settings, load_settings
 from orchestrator.errors import DeadlineExceeded, InvalidCall
-from orchestrator.health import HEALTH_CHECK, HealthStatus, ServerHealth
-from orchestrator.processes import ChildProcess
+from orchestrator.health import HealthStatus, ServerHealth
+from orchestrator.operator.processes import ChildProcess
+from orchestrator.wire import HEALTH_CHECK
 from tests.support.beat import start_beat, wait_for_lock
 from tests.support.ports import free_port
 from tests.support.procs import REPO, start_http_probe, start_worker
@@ -259,7 +260,7 @@ def test_health_records_carry_no_secret_and_use_the_documented_keys(health_stack
 def test_the_cli_prints_health_from_redis(health_stack: HealthStack) -> None:
     """``mcp-orch health steady --json`` prints the detail record and exits 0 when healthy."""
     config = health_stack.root / "orchestrator.toml"
-    done = subprocess.run([sys.executable, "-m", "orchestrator.cli", "--config", str(config), "health", "steady",
-                           "--json"], cwd=REPO, capture_output=True, text=True, timeout=30)
+    done = subprocess.run([sys.executable, "-m", "orchestrator.operator.cli", "--config", str(config), "health",
+                           "steady", "--json"], cwd=REPO, capture_output=True, text=True, timeout=30)
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout)["steady"]["status"] == "healthy"

@@ -19,7 +19,7 @@ from beat_schedule import build_schedule, configure_beat, entry_name
 from orchestrator import keys
 from orchestrator.celery_app import make_celery
 from orchestrator.config import ConfigError, load_settings
-from orchestrator.health import HEALTH_CHECK
+from orchestrator.wire import HEALTH_CHECK
 from tests.support.beat import start_beat, wait_for_lock
 from tests.support.procs import REPO
 from tests.support.redis_proc import RedisServer

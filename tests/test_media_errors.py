@@ -9,7 +9,7 @@ from collections.abc import Iterator
 import pytest
 
 import upstream_sim
-from orchestrator.processes import port_open, wait_until
+from orchestrator.operator.processes import port_open, wait_until
 from tests.media_support import CANARY, REPO_ROOT, HeldClient, Served, everything_in, server_env, text_of
 from tests.support.ports import free_port
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from orchestrator.errors import CircuitBreakerOpenError, UpstreamUnavailable
-from orchestrator.processes import wait_until
+from orchestrator.operator.processes import wait_until
 from tests.media_stack import MediaStack, running_media_stack
 from tests.support.redis_proc import RedisServer
 

@@ -14,10 +14,10 @@ from typing import Any
 
 import pytest
 
-from orchestrator.celery_app import CALL_TOOL
 from orchestrator.client import Orchestrator
 from orchestrator.errors import InvalidCall, ToolReturnedError
 from orchestrator.results import ToolResult
+from orchestrator.wire import CALL_TOOL
 from tests.media_stack import MEDIA_SERVICES, MediaStack, leaked, running_media_stack
 from tests.media_support import CANARY
 from tests.support.redis_proc import RedisServer

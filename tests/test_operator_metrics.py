@@ -13,12 +13,14 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from orchestrator.breaker import BreakerBoard
-from orchestrator.celery_app import CALL_TOOL, LIST_TOOLS, make_celery
-from orchestrator.cli import main
+from orchestrator.celery_app import make_celery
 from orchestrator.config import Settings, load_settings
-from orchestrator.flower import flower_login, task_label
 from orchestrator.health import HealthStore
-from orchestrator.metrics import DURATION_BUCKETS, exposition, read_call_stats, record_call, server_totals
+from orchestrator.metrics import DURATION_BUCKETS, read_call_stats, record_call, server_totals
+from orchestrator.operator.cli import main
+from orchestrator.operator.flower import flower_login
+from orchestrator.operator.metrics_server import exposition
+from orchestrator.wire import CALL_TOOL, LIST_TOOLS, task_label
 
 CONFIG = """
 broker_url = "{url}"

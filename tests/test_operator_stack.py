@@ -36,7 +36,7 @@ pytestmark = pytest.mark.slow
 CANARY_SAB_KEY = "CANARY-sab-key-71c4e0"
 """The SABnzbd API key the stack's simulator and MCP server get; must never reach Flower or a result."""
 START_TIMEOUT = 90.0
-MCP_ORCH = [sys.executable, "-m", "orchestrator.cli"]
+MCP_ORCH = [sys.executable, "-m", "orchestrator.operator.cli"]
 
 
 @dataclass

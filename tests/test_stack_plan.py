@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from orchestrator.config import DEFAULTS_FILE, load_settings
-from orchestrator.processes import REDIS_MISSING, port_open, start_redis_server
-from orchestrator.stack import SIMULATED_SERVICES, RunningStack, services_to_simulate, start_simulators
+from orchestrator.operator.processes import REDIS_MISSING, port_open, start_redis_server
+from orchestrator.operator.stack import SIMULATED_SERVICES, RunningStack, services_to_simulate, start_simulators
 from tests.support.procs import start_child
 
 GIVEN_SONARR_URL = "http://sonarr.example.test:8989"

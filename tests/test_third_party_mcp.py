@@ -22,7 +22,7 @@ import upstream_sim
 from orchestrator.celery_app import make_celery
 from orchestrator.client import Orchestrator
 from orchestrator.config import Settings, load_settings
-from orchestrator.processes import ChildProcess
+from orchestrator.operator.processes import ChildProcess
 from tests.media_support import CANARY
 from tests.support.procs import REPO, start_worker
 from tests.support.redis_proc import RedisServer

@@ -20,10 +20,10 @@ from orchestrator.config import ServerConfig
 from orchestrator.errors import OrchestratorError
 from orchestrator.health import (
     CONSUMER_HEARTBEAT_SECONDS,
-    HEALTH_CHECK,
     breaker_snapshot,
     probe_timeout,
 )
+from orchestrator.wire import HEALTH_CHECK
 from workers.execution import errors_for_caller, remaining_seconds, server_config, wire_tools
 from workers.runtime import current
 from workers.sessions import HeldSession, SessionManager

@@ -14,9 +14,9 @@ from typing import Any
 
 from celery.signals import task_postrun, task_prerun
 
-from orchestrator.celery_app import CALL_TOOL
 from orchestrator.errors import OrchestratorError
 from orchestrator.metrics import record_call
+from orchestrator.wire import CALL_TOOL
 from workers.runtime import current
 
 log = logging.getLogger("workers.metrics")

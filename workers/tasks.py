@@ -11,8 +11,8 @@ from typing import Any
 
 from celery import Celery, Task
 
-from orchestrator.celery_app import CALL_TOOL, LIST_TOOLS
 from orchestrator.errors import OrchestratorError
+from orchestrator.wire import CALL_TOOL, LIST_TOOLS
 from workers.execution import (
     WorkerCall,
     concurrency_cap,

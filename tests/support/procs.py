@@ -7,7 +7,7 @@ from pathlib import Path
 
 from celery import Celery
 
-from orchestrator.processes import ChildProcess, wait_until
+from orchestrator.operator.processes import ChildProcess, wait_until
 from tests.support.ports import wait_for_port
 
 REPO = Path(__file__).resolve().parents[2]

@@ -1,4 +1,5 @@
-"""Child processes of the stack command (and the tests): own process group, log file, clean stop."""
+"""Child processes of the stack command (and the tests): own process group, log file, clean stop;
+and ``RunningStack``, the set of children one stack started."""
 
 from __future__ import annotations
 
@@ -10,7 +11,10 @@ import socket
 import subprocess
 import time
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
+
+from orchestrator.config import Settings
 
 STOP_TIMEOUT_SECONDS = 15.0
 """How long a child gets after SIGTERM before its process group is killed (seconds)."""
@@ -102,3 +106,30 @@ def port_open(port: int, host: str = "127.0.0.1") -> bool:
             return True
     except OSError:
         return False
+
+
+@dataclass
+class RunningStack:
+    """What the stack started, for the summary table and the shutdown."""
+
+    log_dir: Path
+    settings: Settings
+    env: dict[str, str]
+    children: list[ChildProcess] = field(default_factory=list)
+    rows: list[tuple[str, str, str]] = field(default_factory=list)
+    urls: dict[str, str] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+
+    def add(self, child: ChildProcess, what: str, where: str) -> ChildProcess:
+        self.children.append(child)
+        self.rows.append((child.name, what, where))
+        return child
+
+    def stop(self) -> None:
+        """Workers first (they close their MCP sessions), then simulators and Redis."""
+        workers = [child for child in self.children if child.name.startswith(("worker-", "beat", "flower", "metrics"))]
+        for group in (workers, [child for child in self.children if child not in workers]):
+            for child in group:
+                child.terminate()
+            for child in group:
+                child.stop()

@@ -1,6 +1,6 @@
 """The operator's subcommands of ``mcp-orch``: ``batch``, ``stats``, ``metrics`` and ``flower``.
 
-Kept apart from ``orchestrator.cli`` (which adds them to its parser) so each stays small; the
+Kept apart from ``orchestrator.operator.cli`` (which adds them to its parser) so each stays small; the
 same conventions hold: ``--help`` everywhere, ``--json`` for scripts, errors as one line on
 stderr with a non-zero exit.
 """
@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from orchestrator.errors import InvalidCall, OrchestratorError
+from orchestrator.operator.cli_support import cli_settings, emit, export_settings
 from orchestrator.results import ToolResult
 
 PROGRESS_INTERVAL_SECONDS = 0.1
@@ -112,7 +113,6 @@ def print_outcomes(outcomes: list[ToolResult | OrchestratorError], calls: list[A
 
 
 def cmd_batch(args: argparse.Namespace) -> int:
-    from orchestrator.cli import cli_settings, emit
     from orchestrator.client import Orchestrator
 
     calls, options = load_batch(args.file)
@@ -143,7 +143,6 @@ def _fmt_ms(value: float | None) -> str:
 def cmd_stats(args: argparse.Namespace) -> int:
     import redis
 
-    from orchestrator.cli import cli_settings, emit
     from orchestrator.metrics import read_call_stats, reset_call_stats, server_totals
     from orchestrator.validation import resolve_server
 
@@ -182,8 +181,7 @@ def cmd_stats(args: argparse.Namespace) -> int:
 def cmd_metrics(args: argparse.Namespace) -> int:
     import redis
 
-    from orchestrator.cli import cli_settings
-    from orchestrator.metrics import exposition, make_metrics_server
+    from orchestrator.operator.metrics_server import exposition, make_metrics_server
 
     settings = cli_settings(args.config)
     if args.once:
@@ -217,8 +215,7 @@ def cmd_metrics(args: argparse.Namespace) -> int:
 
 def cmd_flower(args: argparse.Namespace) -> int:
     """Replace this process with Flower on the orchestrator's broker, behind basic auth."""
-    from orchestrator.cli import cli_settings, export_settings
-    from orchestrator.flower import BASIC_AUTH_ENV, flower_argv, flower_env, flower_login
+    from orchestrator.operator.flower import BASIC_AUTH_ENV, flower_argv, flower_env, flower_login
 
     settings = cli_settings(args.config)
     login = None if args.no_auth else flower_login(settings, generate=False)
@@ -239,7 +236,7 @@ def cmd_flower(args: argparse.Namespace) -> int:
 
 def add_operator_commands(sub: Any) -> None:
     """Add ``batch``, ``stats``, ``metrics`` and ``flower`` to ``mcp-orch``'s subcommands."""
-    from orchestrator.metrics import METRICS_PORT
+    from orchestrator.operator.metrics_server import METRICS_PORT
 
     batch = sub.add_parser("batch", help="run a batch of calls from a JSON file (progress on stderr)",
                            description="Run the calls of FILE (a JSON list of {server, tool, params, timeout}, or "

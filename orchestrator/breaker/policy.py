@@ -103,7 +103,7 @@ class BreakerPolicy(BaseModel):
         return not success or slow
 
     def script_argument(self) -> str:
-        """The policy as the JSON argument ``breaker_record.lua`` reads (times in ms)."""
+        """The policy as the JSON argument ``breaker/lua/record.lua`` reads (times in ms)."""
         return json.dumps({
             "mode": self.mode,
             "failure_threshold": self.failure_threshold,

@@ -1,4 +1,4 @@
-"""Flower and the metrics endpoint inside ``mcp-orch stack`` (the rest of the stack is ``orchestrator.stack``).
+"""Flower and the metrics endpoint inside ``mcp-orch stack`` (the rest of the stack is ``orchestrator.operator.stack``).
 
 Flower runs behind basic auth: the login comes from the configuration
 (``MCP_ORCH_FLOWER__USER`` / ``MCP_ORCH_FLOWER__PASSWORD``); without a password the stack
@@ -9,14 +9,10 @@ Flower through its environment only, not its command line.
 from __future__ import annotations
 
 import sys
-from typing import TYPE_CHECKING
 
-from orchestrator.flower import FlowerLogin, flower_argv, flower_env, flower_login
-from orchestrator.metrics import METRICS_PORT
-from orchestrator.processes import ChildProcess, free_port, port_open, wait_until
-
-if TYPE_CHECKING:
-    from orchestrator.stack import RunningStack
+from orchestrator.operator.flower import FlowerLogin, flower_argv, flower_env, flower_login
+from orchestrator.operator.metrics_server import METRICS_PORT
+from orchestrator.operator.processes import ChildProcess, RunningStack, free_port, port_open, wait_until
 
 START_TIMEOUT_SECONDS = 30.0
 """How long Flower and the metrics endpoint may take to listen (seconds)."""
@@ -46,7 +42,7 @@ def start_flower(stack: RunningStack) -> FlowerLogin:
 def start_metrics(stack: RunningStack) -> None:
     """``mcp-orch metrics``: Prometheus text for breakers, health, calls and queues."""
     port = _port(METRICS_PORT, "127.0.0.1")
-    args = [sys.executable, "-m", "orchestrator.cli", "metrics", "--address", "127.0.0.1", "--port", str(port)]
+    args = [sys.executable, "-m", "orchestrator.operator.cli", "metrics", "--address", "127.0.0.1", "--port", str(port)]
     child = ChildProcess("metrics", args, log=stack.log_dir / "metrics.log", env=stack.env)
     url = f"http://127.0.0.1:{port}/metrics"
     stack.add(child, "Prometheus metrics (breakers, health, calls, queues)", url)

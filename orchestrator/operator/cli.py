@@ -16,27 +16,10 @@ import kombu.exceptions
 import redis
 
 from orchestrator.client import Orchestrator
-from orchestrator.config import CONFIG_PATH_ENV, ENV_PREFIX, ConfigError, Settings, load_settings
+from orchestrator.config import CONFIG_PATH_ENV, ConfigError
 from orchestrator.errors import InvalidCall, OrchestratorError
+from orchestrator.operator.cli_support import cli_settings, emit, export_settings
 from orchestrator.validation import resolve_server
-
-
-def cli_settings(config: str | None) -> Settings:
-    """The configuration; under the bundled defaults, a stack running here supplies the broker."""
-    if config is None and not os.environ.get(CONFIG_PATH_ENV) and not os.environ.get(f"{ENV_PREFIX}BROKER_URL"):
-        from orchestrator.stack import running_stack_broker
-
-        broker = running_stack_broker()
-        if broker:
-            return load_settings(broker_url=broker)
-    return load_settings(config)
-
-
-def export_settings(config: str | None, settings: Settings) -> None:
-    """Hand the config file and the broker on to a process this one is replaced with (``os.execv``)."""
-    if config:
-        os.environ[CONFIG_PATH_ENV] = os.path.abspath(config)
-    os.environ[f"{ENV_PREFIX}BROKER_URL"] = settings.broker_url
 
 
 def parse_param(text: str) -> tuple[str, Any]:
@@ -61,15 +44,6 @@ def collect_params(args: argparse.Namespace) -> dict[str, Any]:
             raise InvalidCall("params: --json-params must be a JSON object", field="params")
     params.update(dict(parse_param(item) for item in args.param))
     return params
-
-
-def emit(value: Any, as_json: bool) -> None:
-    if as_json:
-        print(json.dumps(value, indent=2, default=str))
-    elif isinstance(value, str):
-        print(value)
-    else:
-        print(json.dumps(value, indent=2, default=str))
 
 
 def cmd_call(args: argparse.Namespace) -> int:
@@ -176,7 +150,7 @@ def cmd_beat(args: argparse.Namespace) -> int:
 
 
 def cmd_stack(args: argparse.Namespace) -> int:
-    from orchestrator.stack import StackError, StackOptions, run_stack
+    from orchestrator.operator.stack import StackError, StackOptions, run_stack
 
     try:
         return run_stack(StackOptions(config=args.config, single_worker=args.single_worker, pool=args.pool))
@@ -231,7 +205,7 @@ def build_parser() -> argparse.ArgumentParser:
     beat.add_argument("--loglevel", "-l", default="INFO")
     beat.set_defaults(func=cmd_beat)
 
-    from orchestrator.cli_operator import add_operator_commands
+    from orchestrator.operator.cli_operator import add_operator_commands
 
     add_operator_commands(sub)  # batch, stats, metrics, flower
 

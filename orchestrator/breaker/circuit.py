@@ -1,6 +1,6 @@
 """One circuit breaker per MCP server, its state in Redis, shared by every worker and the client.
 
-Each decision is one atomic Lua script (``lua/breaker_*.lua``, read once at import, registered
+Each decision is one atomic Lua script (``breaker/lua/*.lua``, read once at import, registered
 once per Redis client): ``admit`` before a call and ``record`` after it, so a call costs at most
 two round trips on every path. States::
 
@@ -40,7 +40,7 @@ import redis
 from redis.commands.core import Script
 
 from orchestrator import keys
-from orchestrator.breaker_policy import BreakerPolicy
+from orchestrator.breaker.policy import BreakerPolicy
 from orchestrator.errors import CircuitBreakerOpenError, UnknownServer
 
 __all__ = ["Admission", "BreakerBoard", "BreakerSnapshot", "BreakerState", "CircuitBreaker"]
@@ -48,7 +48,7 @@ __all__ = ["Admission", "BreakerBoard", "BreakerSnapshot", "BreakerState", "Circ
 logger = logging.getLogger("orchestrator.breaker")
 
 _LUA_DIR = Path(__file__).with_name("lua")
-_LUA = {name: (_LUA_DIR / f"breaker_{name}.lua").read_text() for name in ("admit", "record", "command")}
+_LUA = {name: (_LUA_DIR / f"{name}.lua").read_text() for name in ("admit", "record", "command")}
 _REDIS_DOWN = (redis.ConnectionError, redis.TimeoutError)
 
 

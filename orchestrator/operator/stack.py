@@ -3,7 +3,7 @@
 Starts, in order: a private ``redis-server`` on a free port (unless a broker is configured),
 a simulated upstream for every bundled media server whose ``<SERVICE>_URL`` is not set, and
 Celery workers (one per server queue, or one for all), the beat that schedules health
-checks, Flower (basic auth) and the metrics endpoint (``orchestrator.stack_monitoring``).
+checks, Flower (basic auth) and the metrics endpoint (``orchestrator.operator.stack_monitoring``).
 It prints what runs where, waits until
 every server answers ``tools/list`` through the queue, and on Ctrl-C or SIGTERM stops every
 child process group, leaving nothing behind.
@@ -19,7 +19,7 @@ import sys
 import tempfile
 import threading
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from orchestrator.client import Orchestrator
@@ -33,8 +33,15 @@ from orchestrator.config import (
     load_settings,
 )
 from orchestrator.errors import OrchestratorError
-from orchestrator.processes import ChildProcess, free_port, port_open, start_redis_server, wait_until
-from orchestrator.stack_monitoring import monitoring_notes, start_flower, start_metrics
+from orchestrator.operator.processes import (
+    ChildProcess,
+    RunningStack,
+    free_port,
+    port_open,
+    start_redis_server,
+    wait_until,
+)
+from orchestrator.operator.stack_monitoring import monitoring_notes, start_flower, start_metrics
 
 BROKER_ENV = f"{ENV_PREFIX}BROKER_URL"
 READY_TIMEOUT_SECONDS = 60.0
@@ -86,33 +93,6 @@ class StackOptions:
     single_worker: bool = False
     pool: str = "threads"
     log_dir: Path | None = None
-
-
-@dataclass
-class RunningStack:
-    """What the stack started, for the summary table and the shutdown."""
-
-    log_dir: Path
-    settings: Settings
-    env: dict[str, str]
-    children: list[ChildProcess] = field(default_factory=list)
-    rows: list[tuple[str, str, str]] = field(default_factory=list)
-    urls: dict[str, str] = field(default_factory=dict)
-    notes: list[str] = field(default_factory=list)
-
-    def add(self, child: ChildProcess, what: str, where: str) -> ChildProcess:
-        self.children.append(child)
-        self.rows.append((child.name, what, where))
-        return child
-
-    def stop(self) -> None:
-        """Workers first (they close their MCP sessions), then simulators and Redis."""
-        workers = [child for child in self.children if child.name.startswith(("worker-", "beat", "flower", "metrics"))]
-        for group in (workers, [child for child in self.children if child not in workers]):
-            for child in group:
-                child.terminate()
-            for child in group:
-                child.stop()
 
 
 def start_redis(stack: RunningStack) -> str:

@@ -1,12 +1,12 @@
 """Flower, the Celery monitor, set up for the orchestrator: basic auth, readable task names.
 
-``mcp-orch flower`` (and the stack) run ``celery -A orchestrator.flower_app flower`` with the
+``mcp-orch flower`` (and the stack) run ``celery -A orchestrator.operator.flower_app flower`` with the
 login passed through the child's environment (``FLOWER_BASIC_AUTH``), never on the command line
 where ``ps`` would show it. Flower's API (``/api/tasks``, ``/api/workers``) needs the same login.
 
 Task names: every ``mcp.*`` task is published with Celery's ``shadow`` name
 ``<server>.<tool>`` (``sabnzbd.sabnzbd_get_queue``, ``sonarr.tools/list``, ``plex.health_check``;
-``LabelledAMQP``, the app's message builder, sets it), so Flower's task list and the worker logs
+``orchestrator.wire.LabelledAMQP``, the app's message builder, sets it), so Flower's task list and the worker logs
 say what each task does; the arguments Flower shows are the message's ``kwargsrepr``: server, tool, params, deadline,
 never a URL or a key (those stay in the workers' own configuration).
 """
@@ -15,15 +15,12 @@ from __future__ import annotations
 
 import secrets
 from dataclasses import dataclass
-from typing import Any
-
-from celery.app.amqp import AMQP, task_message
 
 from orchestrator.config import Settings
 
 BASIC_AUTH_ENV = "FLOWER_BASIC_AUTH"
 """The variable Flower reads its ``user:password`` login from."""
-FLOWER_APP = "orchestrator.flower_app"
+FLOWER_APP = "orchestrator.operator.flower_app"
 """The Celery app module Flower monitors (queues and settings of the orchestrator, no task bodies)."""
 MAX_TASKS = 10000
 """Tasks Flower keeps in memory for its task list."""
@@ -60,33 +57,3 @@ def flower_argv(python: str, *, address: str, port: int, url_prefix: str | None 
 def flower_env(login: FlowerLogin | None) -> dict[str, str]:
     """The environment that turns on basic auth (empty without a login)."""
     return {BASIC_AUTH_ENV: login.basic_auth()} if login else {}
-
-
-def task_label(name: str, kwargs: Any) -> str | None:
-    """``<server>.<tool>`` for an MCP task (``<server>.<task>`` when it has no tool), else None."""
-    if not name.startswith("mcp.") or not isinstance(kwargs, dict) or not isinstance(kwargs.get("server"), str):
-        return None
-    tool = kwargs.get("tool")
-    action = tool if isinstance(tool, str) and tool else name.removeprefix("mcp.")
-    if name == "mcp.list_tools":
-        action = "tools/list"
-    return f"{kwargs['server']}.{action}"
-
-
-class LabelledAMQP(AMQP):
-    """Celery's message builder, giving each MCP task its ``<server>.<tool>`` name in the message
-    (the ``shadow`` header the worker reports) and in the ``task-sent`` event alike.
-
-    Both must carry it: the client publishes ``task-sent`` after the message, so a fast worker's
-    ``task-received`` can reach Flower first, and Flower lets a late ``task-sent`` overwrite the name.
-    """
-
-    def as_task_v2(self, task_id: str, name: str, args: Any = None, kwargs: Any = None,
-                   *rest: Any, **options: Any) -> task_message:
-        message = super().as_task_v2(task_id, name, args, kwargs, *rest, **options)
-        label = message.headers.get("shadow") or task_label(name, kwargs)
-        if label:
-            message.headers["shadow"] = label
-            if message.sent_event is not None:
-                message.sent_event["name"] = label
-        return message

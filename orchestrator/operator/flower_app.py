@@ -1,4 +1,4 @@
-"""The Celery app Flower monitors: ``celery -A orchestrator.flower_app flower``.
+"""The Celery app Flower monitors: ``celery -A orchestrator.operator.flower_app flower``.
 
 It knows the broker and the per-server queues (Flower's broker view lists them with their
 lengths) but no task bodies; the configuration is read like a worker's (``MCP_ORCH_CONFIG``,
