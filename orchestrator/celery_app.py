@@ -26,12 +26,12 @@ def make_celery(settings: Settings, *, main: str = "mcp_orchestrator") -> Celery
                  amqp=LabelledAMQP)  # names MCP tasks <server>.<tool> for Flower and the logs
     transport_options = {"visibility_timeout": settings.visibility_timeout}
     app.conf.update(
-        # Invariant 2: JSON only; a pickled message is refused.
+        # Invariant 2 (docs/ARCHITECTURE.md): JSON only; a pickled message is refused.
         task_serializer="json",
         result_serializer="json",
         accept_content=["json"],
         result_accept_content=["json"],
-        # Invariant 3: nothing lost. Ack after the call, re-deliver when a worker dies mid-call.
+        # Invariant 3 (docs/ARCHITECTURE.md): nothing lost. Ack after the call, re-deliver when a worker dies mid-call.
         task_acks_late=True,
         task_reject_on_worker_lost=True,
         worker_prefetch_multiplier=1,

@@ -2,8 +2,8 @@
 to its server's queue, and the label each message carries for Flower and the logs.
 
 A client sends tasks by these names and never imports a task body; a worker registers its bodies
-under them (``workers.tasks``, ``workers.health``). Messages are JSON (DESIGN invariant 2) and carry
-server, tool, params, deadline and ids only, never a secret (invariant 1; docs/ARCHITECTURE.md).
+under them (``workers.tasks``, ``workers.health``). Messages are JSON (invariant 2, docs/ARCHITECTURE.md)
+and carry server, tool, params, deadline and ids only, never a secret (invariant 1, docs/ARCHITECTURE.md).
 """
 
 from __future__ import annotations

@@ -12,55 +12,29 @@ import redis
 import upstream_sim
 from orchestrator.celery_app import make_celery
 from orchestrator.client import Orchestrator
-from orchestrator.config import Settings, load_settings
+from orchestrator.config import DEFAULTS_FILE, Settings, load_settings
 from orchestrator.operator.processes import ChildProcess
+from orchestrator.services import MEDIA_SERVICE_NAMES
 from tests.media_support import CANARY
 from tests.support.procs import REPO, start_worker
 from upstream_sim.runner import SimHandle
 
-MEDIA_SERVICES = ("sabnzbd", "sonarr", "radarr", "plex")
+MEDIA_SERVICES = MEDIA_SERVICE_NAMES
 
-MEDIA_CONFIG = """
-broker_url = "{broker}"
-default_timeout = 20
 
-[servers.sabnzbd]
-aliases = ["sab", "nzb"]
-[servers.sabnzbd.transport]
-type = "stdio"
-command = "python"
-args = ["-m", "media_mcp.sabnzbd", "--transport", "stdio"]
-cwd = "{repo}"
-env = {{ SABNZBD_URL = "${{SABNZBD_URL}}", SABNZBD_API_KEY = "${{SABNZBD_API_KEY}}" }}
+def _media_config_template() -> str:
+    servers = "[servers." + DEFAULTS_FILE.read_text().split("\n[servers.", 1)[1]
+    lines = []
+    for line in servers.replace("{", "{{").replace("}", "}}").splitlines():
+        lines.append(line)
+        if line.startswith("args = "):
+            lines.append('cwd = "{repo}"')
+    return 'broker_url = "{broker}"\ndefault_timeout = 20\n\n' + "\n".join(lines) + "\n"
 
-[servers.sonarr]
-aliases = ["tv", "series"]
-[servers.sonarr.transport]
-type = "stdio"
-command = "python"
-args = ["-m", "media_mcp.sonarr", "--transport", "stdio"]
-cwd = "{repo}"
-env = {{ SONARR_URL = "${{SONARR_URL}}", SONARR_API_KEY = "${{SONARR_API_KEY}}" }}
 
-[servers.radarr]
-aliases = ["movies", "films"]
-[servers.radarr.transport]
-type = "stdio"
-command = "python"
-args = ["-m", "media_mcp.radarr", "--transport", "stdio"]
-cwd = "{repo}"
-env = {{ RADARR_URL = "${{RADARR_URL}}", RADARR_API_KEY = "${{RADARR_API_KEY}}" }}
-
-[servers.plex]
-aliases = ["library"]
-[servers.plex.transport]
-type = "stdio"
-command = "python"
-args = ["-m", "media_mcp.plex", "--transport", "stdio"]
-cwd = "{repo}"
-env = {{ PLEX_URL = "${{PLEX_URL}}", PLEX_TOKEN = "${{PLEX_TOKEN}}" }}
-"""
-"""The four servers exactly as ``orchestrator/defaults.toml`` declares them, run from the repository root."""
+MEDIA_CONFIG = _media_config_template()
+"""The servers exactly as ``orchestrator/defaults.toml`` declares them, run from the repository root
+(a template taking ``broker`` and ``repo``)."""
 
 
 @dataclass

@@ -5,9 +5,11 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
+import importlib
 import json
 import sys
 import threading
+from collections.abc import Collection
 from pathlib import Path
 from typing import Any
 
@@ -15,21 +17,27 @@ from mcp import Client, StdioServerParameters
 from mcp_types import CallToolResult
 
 import upstream_sim
+from orchestrator.services import MEDIA_SERVICE_NAMES, media_service
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-CANARY = {
-    "sabnzbd": "CANARY-sab-9f8e7d",
-    "sonarr": "CANARY-sonarr-6c5b4a",
-    "radarr": "CANARY-radarr-3f2e1d",
-    "plex": "CANARY-plex-0a9b8c",
-}
+CANARY = {name: f"CANARY-{name}-9f8e7d" for name in MEDIA_SERVICE_NAMES}
 """Keys that must never show up in anything a tool returns."""
 CALL_TIMEOUT = 20.0
 
 
+def autoarr_tools(service: str) -> Collection[str]:
+    """AutoArr's tools of ``service`` as its own test module lists them (``tests/test_media_<name>.py``)."""
+    return importlib.import_module(f"tests.test_media_{service}").TOOLS
+
+
+def read_tool(service: str) -> tuple[str, dict[str, Any]]:
+    """A cheap read-only call of ``service`` (``READ_TOOL`` of ``tests/test_media_<name>.py``)."""
+    return importlib.import_module(f"tests.test_media_{service}").READ_TOOL
+
+
 def server_env(service: str, url: str, secret: str, timeout: float | None = None) -> dict[str, str]:
     """The environment a media server reads its upstream from."""
-    env = {f"{service.upper()}_URL": url, upstream_sim.SECRET_VARS[service]: secret}
+    env = {media_service(service).url_variable: url, media_service(service).secret_variable: secret}
     if timeout is not None:
         env[f"{service.upper()}_TIMEOUT"] = str(timeout)
     return env

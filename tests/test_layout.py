@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -119,6 +120,24 @@ def test_nothing_outside_the_tests_imports_the_tests() -> None:
     bad = {name: sorted(t for t in targets if _within(t, "tests"))
            for name, targets in graph.items() if not _within(name, "tests")}
     assert {name: targets for name, targets in bad.items() if targets} == {}
+
+
+def test_every_invariant_a_comment_cites_is_numbered_in_the_architecture_page_it_points_at() -> None:
+    """A comment saying "invariant N" names docs/ARCHITECTURE.md on the same line, and N is listed there."""
+    invariants = (REPO / "docs" / "ARCHITECTURE.md").read_text().split("## Invariants")[1]
+    numbered = set(re.findall(r"^(\d+)\. \*\*", invariants, re.M))
+    assert numbered == {str(n) for n in range(1, 13)}
+    cited = re.compile(r"\binvariants? (\d+)", re.I)
+    wrong = []
+    for root in ("orchestrator", "workers", "media_mcp", "upstream_sim"):
+        for path in REPO.glob(f"{root}/**/*"):
+            if path.suffix not in (".py", ".lua"):
+                continue
+            for number, line in enumerate(path.read_text().splitlines(), 1):
+                for found in cited.finditer(line):
+                    if "docs/ARCHITECTURE.md" not in line or found.group(1) not in numbered:
+                        wrong.append(f"{path.relative_to(REPO)}:{number}: {line.strip()}")
+    assert wrong == []
 
 
 def test_a_cycle_is_found_when_two_modules_import_each_other() -> None:

@@ -10,15 +10,9 @@ import pytest
 
 import upstream_sim
 from orchestrator.operator.processes import port_open, wait_until
-from tests.media_support import CANARY, REPO_ROOT, HeldClient, Served, everything_in, server_env, text_of
+from tests.media_support import CANARY, REPO_ROOT, HeldClient, Served, everything_in, read_tool, server_env, text_of
 from tests.support.ports import free_port
 
-READ_TOOL = {
-    "sabnzbd": ("sabnzbd_get_queue", {}),
-    "sonarr": ("sonarr_get_series", {}),
-    "radarr": ("radarr_get_movies", {}),
-    "plex": ("plex_get_libraries", {}),
-}
 TIMEOUT_S = 0.5
 
 
@@ -44,7 +38,7 @@ def test_a_wrong_key_is_an_unauthorized_error_that_never_shows_either_key(servic
     wrong = f"WRONG-{service}-key-1234"
     served = Served(service, server_secret=wrong)
     try:
-        tool, arguments = READ_TOOL[service]
+        tool, arguments = read_tool(service)
         text = served.fails(tool, arguments, tag="upstream_unauthorized")
         assert wrong not in text and "unauthorized" in text
     finally:

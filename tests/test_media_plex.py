@@ -8,6 +8,8 @@ import pytest
 
 from tests.media_support import Served
 
+READ_TOOL = ("plex_get_libraries", {})
+"""A cheap read-only call (tests/test_media_errors.py calls it with a wrong key)."""
 TOOLS = {
     "plex_get_libraries",
     "plex_get_library_items",

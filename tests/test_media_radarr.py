@@ -9,6 +9,8 @@ import pytest
 
 from tests.media_support import Served
 
+READ_TOOL = ("radarr_get_movies", {})
+"""A cheap read-only call (tests/test_media_errors.py calls it with a wrong key)."""
 TOOLS = {
     "radarr_get_movies",
     "radarr_get_movie_by_id",

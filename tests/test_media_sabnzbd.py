@@ -8,6 +8,8 @@ import pytest
 
 from tests.media_support import Served
 
+READ_TOOL = ("sabnzbd_get_queue", {})
+"""A cheap read-only call (tests/test_media_errors.py calls it with a wrong key)."""
 TOOLS = {
     "sabnzbd_get_queue",
     "sabnzbd_get_history",

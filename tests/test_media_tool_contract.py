@@ -9,6 +9,7 @@ The reference is ``tests/contracts/autoarr-tools.md``, a copy of the project's s
 from __future__ import annotations
 
 import asyncio
+import importlib
 import re
 from pathlib import Path
 from types import ModuleType
@@ -18,15 +19,14 @@ import pytest
 from mcp_types import Tool
 
 from media_mcp.common.upstream import Upstream
-from media_mcp.plex import server as plex
-from media_mcp.radarr import server as radarr
-from media_mcp.sabnzbd import server as sabnzbd
-from media_mcp.sonarr import server as sonarr
+from orchestrator.services import MEDIA_SERVICES
 
 REPO = Path(__file__).resolve().parents[1]
 DOC = REPO / "tests" / "contracts" / "autoarr-tools.md"
 """AutoArr's documented tool set, copied beside the OpenAPI specs."""
-SERVERS: dict[str, ModuleType] = {"sabnzbd": sabnzbd, "sonarr": sonarr, "radarr": radarr, "plex": plex}
+SERVERS: dict[str, ModuleType] = {
+    service.name: importlib.import_module(f"{service.mcp_module}.server") for service in MEDIA_SERVICES
+}
 NO_UPSTREAM = cast(Upstream, object())
 """Listing tools never touches the upstream; the tools only close over it."""
 

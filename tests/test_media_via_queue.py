@@ -19,18 +19,14 @@ from orchestrator.errors import InvalidCall, ToolReturnedError
 from orchestrator.results import ToolResult
 from orchestrator.wire import CALL_TOOL
 from tests.media_stack import MEDIA_SERVICES, MediaStack, leaked, running_media_stack
-from tests.media_support import CANARY
+from tests.media_support import CANARY, autoarr_tools
 from tests.support.redis_proc import RedisServer
-from tests.test_media_plex import TOOLS as PLEX_TOOLS
-from tests.test_media_radarr import TOOLS as RADARR_TOOLS
-from tests.test_media_sabnzbd import TOOLS as SABNZBD_TOOLS
-from tests.test_media_sonarr import TOOLS as SONARR_TOOLS
 
 pytestmark = pytest.mark.slow
 
 BROKER_DB = 7
 """A Redis database of the session's server kept for this module (flushed when the stack starts)."""
-TOOLS = {"sabnzbd": SABNZBD_TOOLS, "sonarr": SONARR_TOOLS, "radarr": RADARR_TOOLS, "plex": PLEX_TOOLS}
+TOOLS = {service: set(autoarr_tools(service)) for service in MEDIA_SERVICES}
 COVERED: dict[str, set[str]] = {service: set() for service in MEDIA_SERVICES}
 """Which tools the tests below call through the queue, filled in by ``covers`` at import time."""
 
@@ -94,7 +90,7 @@ def fails(client: Orchestrator, server: str, tool: str, params: dict[str, Any] |
 # --- listing --------------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("server", "count"), [("sabnzbd", 11), ("sonarr", 10), ("radarr", 9), ("plex", 8)])
+@pytest.mark.parametrize(("server", "count"), [(server, len(TOOLS[server])) for server in MEDIA_SERVICES])
 def test_each_server_lists_autoarrs_tools_with_annotations_through_the_queue(
         client: Orchestrator, server: str, count: int) -> None:
     """list_tools through the worker gives each server's AutoArr tools, each with annotations and schemas."""

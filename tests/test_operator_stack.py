@@ -27,6 +27,8 @@ from pathlib import Path
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from orchestrator.services import MEDIA_SERVICE_NAMES
+from tests.media_support import autoarr_tools
 from tests.support.procs import REPO
 from tests.support.proctree import alive as _exists
 from tests.support.proctree import descendants
@@ -126,10 +128,10 @@ def running(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningStack]:
 def test_stack_reports_what_runs_where_and_that_everything_is_ready(running: RunningStack) -> None:
     """The stack prints each component with its address, every server ready, Flower and metrics ready."""
     text = "\n".join(running.output)
-    for name in ("redis", "worker-sabnzbd", "worker-sonarr", "worker-radarr", "worker-plex", "flower", "metrics"):
+    for name in ("redis", *(f"worker-{server}" for server in MEDIA_SERVICE_NAMES), "flower", "metrics"):
         assert re.search(rf"^\s+{name}\s+\S", text, re.M), f"{name} missing from:\n{text}"
-    for server, tools in (("sabnzbd", 11), ("sonarr", 10), ("radarr", 9), ("plex", 8)):
-        assert f"server {server:<10} ready, {tools} tools" in text
+    for server in MEDIA_SERVICE_NAMES:
+        assert f"server {server:<10} ready, {len(autoarr_tools(server))} tools" in text
     assert set(running.urls) == {"flower", "metrics"}
     assert running.urls["flower"].startswith("http://127.0.0.1:")
     assert "generated for this run" in text

@@ -10,12 +10,14 @@ from pathlib import Path
 import pytest
 
 from orchestrator.config import DEFAULTS_FILE, load_settings
-from orchestrator.operator.processes import REDIS_MISSING, port_open, start_redis_server
-from orchestrator.operator.stack import SIMULATED_SERVICES, RunningStack, services_to_simulate, start_simulators
+from orchestrator.operator.processes import REDIS_MISSING, RunningStack, port_open, start_redis_server
+from orchestrator.operator.stack import SIMULATED_SERVICES, services_to_simulate, start_simulators
+from orchestrator.services import MEDIA_SERVICE_NAMES
 from tests.support.procs import start_child
 
 GIVEN_SONARR_URL = "http://sonarr.example.test:8989"
 GIVEN_SONARR_KEY = "given-sonarr-key-3f9a"
+OTHERS_THAN_SONARR = [name for name in MEDIA_SERVICE_NAMES if name != "sonarr"]
 RESOLVE_ENVS = ("import json; from orchestrator.config import DEFAULTS_FILE, load_settings; "
                 "print(json.dumps({name: server.transport.resolved_env() "
                 "for name, server in load_settings(DEFAULTS_FILE).servers.items()}))")
@@ -41,12 +43,11 @@ def test_a_service_whose_url_is_set_gets_no_simulator() -> None:
     """Under the bundled config every media server is simulated, except one whose ``<SERVICE>_URL``
     is set (an empty value counts as not set)."""
     settings = load_settings(DEFAULTS_FILE)
-    assert services_to_simulate(settings, {}) == ["sabnzbd", "sonarr", "radarr", "plex"]
+    assert services_to_simulate(settings, {}) == list(MEDIA_SERVICE_NAMES)
     given = {"SONARR_URL": GIVEN_SONARR_URL, "SONARR_API_KEY": GIVEN_SONARR_KEY}
-    assert services_to_simulate(settings, given) == ["sabnzbd", "radarr", "plex"]
-    assert services_to_simulate(settings, {"SONARR_URL": ""}) == ["sabnzbd", "sonarr", "radarr", "plex"]
-    assert services_to_simulate(settings, {"SONARR_API_KEY": GIVEN_SONARR_KEY}) == ["sabnzbd", "sonarr", "radarr",
-                                                                                      "plex"]
+    assert services_to_simulate(settings, given) == OTHERS_THAN_SONARR
+    assert services_to_simulate(settings, {"SONARR_URL": ""}) == list(MEDIA_SERVICE_NAMES)
+    assert services_to_simulate(settings, {"SONARR_API_KEY": GIVEN_SONARR_KEY}) == list(MEDIA_SERVICE_NAMES)
 
 
 @pytest.mark.slow
@@ -63,10 +64,10 @@ def test_workers_reach_a_given_sonarr_url_and_simulators_for_the_rest(monkeypatc
     stack = RunningStack(log_dir=tmp_path, settings=load_settings(DEFAULTS_FILE), env={})
     try:
         start_simulators(stack)
-        assert [child.name for child in stack.children] == ["sim-sabnzbd", "sim-radarr", "sim-plex"]
+        assert [child.name for child in stack.children] == [f"sim-{name}" for name in OTHERS_THAN_SONARR]
         assert not {"SONARR_URL", "SONARR_API_KEY"} & set(stack.env)
         assert all(port_open(int(stack.env[SIMULATED_SERVICES[service][0]].rsplit(":", 1)[1]))
-                   for service in ("sabnzbd", "radarr", "plex"))
+                   for service in OTHERS_THAN_SONARR)
         worker = stack.add(start_child("worker-env", [sys.executable, "-c", RESOLVE_ENVS], log=tmp_path / "env.log",
                                        env=stack.env), "environment probe", "-")
         assert worker.proc.wait(timeout=60) == 0, worker.output()
@@ -74,7 +75,7 @@ def test_workers_reach_a_given_sonarr_url_and_simulators_for_the_rest(monkeypatc
     finally:
         stack.stop()
     assert envs["sonarr"] == {"SONARR_URL": GIVEN_SONARR_URL, "SONARR_API_KEY": GIVEN_SONARR_KEY}
-    for service in ("sabnzbd", "radarr", "plex"):
+    for service in OTHERS_THAN_SONARR:
         url_var, key_var = SIMULATED_SERVICES[service]
         assert envs[service][url_var] == stack.env[url_var] and envs[service][key_var] == stack.env[key_var]
         assert stack.env[url_var].startswith("http://127.0.0.1:") and stack.env[key_var]

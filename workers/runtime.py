@@ -13,7 +13,7 @@ import threading
 from collections.abc import Sequence
 from functools import cached_property
 
-import redis
+from redis import Redis
 
 from orchestrator.breaker import BreakerBoard
 from orchestrator.catalog import Catalog
@@ -28,7 +28,7 @@ from workers.sessions import SessionHook, SessionManager
 class ExecutionMarkers:
     """Marks a call not safe to repeat as started, once; a second claim means it may have run."""
 
-    def __init__(self, client: redis.Redis, ttl_seconds: int) -> None:
+    def __init__(self, client: Redis, ttl_seconds: int) -> None:
         self.redis = client
         self.ttl = ttl_seconds
 
@@ -50,9 +50,9 @@ class WorkerRuntime:
         self._sessions_lock = threading.Lock()
 
     @cached_property
-    def redis(self) -> redis.Redis:
+    def redis(self) -> Redis:
         """The call path's connection: breakers, slots, markers, call counters."""
-        return redis.Redis.from_url(self.settings.broker_url, health_check_interval=30, socket_timeout=5,
+        return Redis.from_url(self.settings.broker_url, health_check_interval=30, socket_timeout=5,
                                     socket_connect_timeout=5, retry_on_timeout=True)
 
     @cached_property
@@ -68,9 +68,9 @@ class WorkerRuntime:
         return ExecutionMarkers(self.redis, self.settings.visibility_timeout + int(self.settings.max_timeout))
 
     @cached_property
-    def _health_redis(self) -> redis.Redis:
+    def _health_redis(self) -> Redis:
         """Health and catalog writes get their own connection, with a longer socket timeout."""
-        return redis.Redis.from_url(self.settings.broker_url, health_check_interval=30, socket_timeout=10,
+        return Redis.from_url(self.settings.broker_url, health_check_interval=30, socket_timeout=10,
                                     socket_connect_timeout=5)
 
     @cached_property

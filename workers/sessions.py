@@ -1,4 +1,4 @@
-"""MCP sessions held by a worker process and reused by every call (DESIGN invariant 6).
+"""MCP sessions held by a worker process and reused by every call (invariant 6, docs/ARCHITECTURE.md).
 
 The MCP SDK wants a session entered and exited by the same task, and a dying HTTP transport
 cancels that task. So each process runs one asyncio loop in a daemon thread; each server's

@@ -10,7 +10,7 @@ dict ``{name: ServerConfig}``). ``map_seed_config(config, base)`` turns it into:
   ``MCP_ORCH_SERVERS__<NAME>__...`` overrides of their own config file, so both sides of the
   queue apply the same policy.
 
-Secrets never go into a task message (DESIGN invariant 1), so a facade in AutoArr's process
+Secrets never go into a task message (invariant 1, docs/ARCHITECTURE.md), so a facade in AutoArr's process
 cannot hand ``url`` / ``api_key`` to a worker. They are for the workers: give the workers the
 variables ``worker_environment()`` lists (env file, container env, secret store). The facade
 does not keep them and does not drop them silently either: it checks them against its own
