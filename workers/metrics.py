@@ -25,7 +25,7 @@ _started: dict[str, float] = {}
 """Start time (perf counter) of each running call_tool task, by task id."""
 
 
-def outcome_of(retval: Any, state: str | None) -> tuple[bool, int, str | None]:
+def task_outcome(retval: Any, state: str | None) -> tuple[bool, int, str | None]:
     """(ok, attempts, error type) of a finished call from what the task returned or raised."""
     if isinstance(retval, BaseException):
         attempts = retval.details.get("attempts", 1) if isinstance(retval, OrchestratorError) else 1
@@ -52,7 +52,7 @@ def _call_ended(task_id: str | None = None, task: Any = None, kwargs: dict[str, 
     if state == "RETRY" or not kwargs or kwargs.get("server") not in runtime.settings.servers:
         return
     duration = time.perf_counter() - started if started is not None else 0.0
-    ok, attempts, error = outcome_of(retval, state)
+    ok, attempts, error = task_outcome(retval, state)
     try:
         record_call(runtime.redis, str(kwargs["server"]), str(kwargs.get("tool", "?")), ok=ok,
                     duration=duration, attempts=attempts, error=error)

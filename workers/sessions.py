@@ -331,9 +331,6 @@ class SessionManager:
             future.cancel()
             raise DeadlineExceeded(f"call did not finish within {timeout:.2f}s") from None
 
-    def sessions(self) -> dict[str, HeldSession]:
-        return dict(self._sessions)
-
     def close(self) -> None:
         """Close every session cleanly, then stop the loop; safe to call more than once."""
         with self._lock:

@@ -49,7 +49,7 @@ def start_metrics(stack: RunningStack) -> None:
     stack.urls["metrics"] = url
 
 
-def wait_listening(stack: RunningStack) -> dict[str, str]:
+def wait_monitoring_ready(stack: RunningStack) -> dict[str, str]:
     """Wait until Flower and the metrics endpoint accept connections; a status line for each."""
     status: dict[str, str] = {}
     for name, url in stack.urls.items():
@@ -76,5 +76,5 @@ def login_lines(login: FlowerLogin | None) -> list[str]:
 
 def monitoring_notes(stack: RunningStack, login: FlowerLogin | None) -> list[str]:
     """Readiness of Flower and the metrics endpoint, then the Flower login, for the stack's console."""
-    lines = [f"  {name:<13} {state:<10} {stack.urls[name]}" for name, state in wait_listening(stack).items()]
+    lines = [f"  {name:<13} {state:<10} {stack.urls[name]}" for name, state in wait_monitoring_ready(stack).items()]
     return lines + login_lines(login)
