@@ -18,7 +18,7 @@ CONFIG = """
 broker_url = "{broker}"
 [servers.growing]
 health_interval_seconds = 3600
-transport = {{ type = "stdio", command = "python", args = ["-m", "tests.servers.growing"], cwd = "{repo}" }}
+transport = {{ type = "stdio", command = "python", args = ["-m", "tests.support.servers.growing"], cwd = "{repo}" }}
 """
 
 

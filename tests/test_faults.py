@@ -49,7 +49,7 @@ url = "http://127.0.0.1:{port}/mcp"
 [servers.probe_stdio.transport]
 type = "stdio"
 command = "python"
-args = ["-m", "tests.servers.probe"]
+args = ["-m", "tests.support.servers.probe"]
 cwd = "{repo}"
 """
 

@@ -28,7 +28,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from orchestrator.services import MEDIA_SERVICE_NAMES
-from tests.media_support import autoarr_tools
+from tests.support.media import autoarr_tools
 from tests.support.procs import REPO
 from tests.support.proctree import alive as _exists
 from tests.support.proctree import descendants
@@ -252,15 +252,12 @@ def test_stats_shows_calls_failures_and_latency_per_server(running: RunningStack
     assert table.returncode == 0 and re.search(r"^sabnzbd\s+\*\s+\d+", table.stdout, re.M)
 
 
-def test_cli_errors_are_one_line_with_a_non_zero_exit(running: RunningStack, tmp_path: Path) -> None:
-    """Bad input is refused in one line on stderr, exit 2; it names what was wrong."""
-    for args, needle in ((["call", "nosuch", "x"], "server"),
-                         (["batch", str(tmp_path / "missing.json")], "cannot read"),
-                         (["stats", "nosuch"], "server"),
-                         (["call", "sab", "get_queue", "--param", "limit"], "key=value")):
-        done = running.cli(*args)
-        assert done.returncode == 2, (args, done.stderr)
-        assert len(done.stderr.strip().splitlines()) == 1 and needle in done.stderr, done.stderr
+def test_cli_errors_are_one_line_with_a_non_zero_exit(running: RunningStack) -> None:
+    """Smoke test of the installed command's error path (every case runs in-process in test_cli.py):
+    bad input is refused in one line on stderr, exit 2; it names what was wrong."""
+    done = running.cli("call", "nosuch", "x")
+    assert done.returncode == 2, done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1 and "server" in done.stderr, done.stderr
 
 
 def test_stack_without_redis_server_on_path_is_a_one_line_error_saying_how_to_install_it(tmp_path: Path) -> None:

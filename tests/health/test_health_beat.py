@@ -38,11 +38,11 @@ beat_max_interval = 0.5
 
 [servers.lonely]
 health_interval_seconds = 1
-transport = {{ type = "stdio", command = "python", args = ["-m", "tests.servers.probe"], cwd = "{repo}" }}
+transport = {{ type = "stdio", command = "python", args = ["-m", "tests.support.servers.probe"], cwd = "{repo}" }}
 
 [servers.off]
 enabled = false
-transport = {{ type = "stdio", command = "python", args = ["-m", "tests.servers.probe"] }}
+transport = {{ type = "stdio", command = "python", args = ["-m", "tests.support.servers.probe"] }}
 """
 
 

@@ -7,10 +7,10 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from tests.media_support import Served
+from tests.support.media import Served
 
 READ_TOOL = ("radarr_get_movies", {})
-"""A cheap read-only call (tests/test_media_errors.py calls it with a wrong key)."""
+"""A cheap read-only call (tests/media/test_media_errors.py calls it with a wrong key)."""
 TOOLS = {
     "radarr_get_movies",
     "radarr_get_movie_by_id",

@@ -1,5 +1,5 @@
 """What ``mcp-orch stack`` decides before the rest runs: its private Redis, and which upstreams it
-simulates (the whole running stack is tests/test_operator_stack.py)."""
+simulates (the whole running stack is tests/operator/test_operator_stack.py)."""
 
 from __future__ import annotations
 

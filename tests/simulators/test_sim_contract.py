@@ -13,7 +13,7 @@ from openapi_core.testing import MockRequest, MockResponse
 
 import upstream_sim
 
-SPECS = Path(__file__).resolve().parent / "contracts"
+SPECS = Path(__file__).resolve().parents[1] / "contracts"
 KEY = "contract-key"
 SPEC_HOST = {"sonarr": "http://localhost:8989", "radarr": "http://localhost:7878"}
 NEXT_MONTH = {"start": str(datetime.now(UTC).date()), "end": str(datetime.now(UTC).date() + timedelta(days=30))}

@@ -1,7 +1,7 @@
 """A small MCP server whose tool set changes at run time: ``grow(name)`` adds a tool ``name``
 that takes ``count: int``. For the tests of the tool catalog (a stale catalog is refreshed).
 
-Run: ``python -m tests.servers.growing`` (stdio).
+Run: ``python -m tests.support.servers.growing`` (stdio).
 """
 
 from __future__ import annotations

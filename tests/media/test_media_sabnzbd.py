@@ -6,10 +6,10 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.media_support import Served
+from tests.support.media import Served
 
 READ_TOOL = ("sabnzbd_get_queue", {})
-"""A cheap read-only call (tests/test_media_errors.py calls it with a wrong key)."""
+"""A cheap read-only call (tests/media/test_media_errors.py calls it with a wrong key)."""
 TOOLS = {
     "sabnzbd_get_queue",
     "sabnzbd_get_history",

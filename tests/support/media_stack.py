@@ -15,7 +15,7 @@ from orchestrator.client import Orchestrator
 from orchestrator.config import DEFAULTS_FILE, Settings, load_settings
 from orchestrator.operator.processes import ChildProcess
 from orchestrator.services import MEDIA_SERVICE_NAMES
-from tests.media_support import CANARY
+from tests.support.media import CANARY
 from tests.support.procs import REPO, start_worker
 from upstream_sim.runner import SimHandle
 

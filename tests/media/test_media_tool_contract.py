@@ -21,7 +21,7 @@ from mcp_types import Tool
 from media_mcp.common.upstream import Upstream
 from orchestrator.services import MEDIA_SERVICES
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 DOC = REPO / "tests" / "contracts" / "autoarr-tools.md"
 """AutoArr's documented tool set, copied beside the OpenAPI specs."""
 SERVERS: dict[str, ModuleType] = {

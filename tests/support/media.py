@@ -19,20 +19,20 @@ from mcp_types import CallToolResult
 import upstream_sim
 from orchestrator.services import MEDIA_SERVICE_NAMES, media_service
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+REPO_ROOT = Path(__file__).resolve().parents[2]
 CANARY = {name: f"CANARY-{name}-9f8e7d" for name in MEDIA_SERVICE_NAMES}
 """Keys that must never show up in anything a tool returns."""
 CALL_TIMEOUT = 20.0
 
 
 def autoarr_tools(service: str) -> Collection[str]:
-    """AutoArr's tools of ``service`` as its own test module lists them (``tests/test_media_<name>.py``)."""
-    return importlib.import_module(f"tests.test_media_{service}").TOOLS
+    """AutoArr's tools of ``service`` as its own test module lists them (``tests/media/test_media_<name>.py``)."""
+    return importlib.import_module(f"tests.media.test_media_{service}").TOOLS
 
 
 def read_tool(service: str) -> tuple[str, dict[str, Any]]:
-    """A cheap read-only call of ``service`` (``READ_TOOL`` of ``tests/test_media_<name>.py``)."""
-    return importlib.import_module(f"tests.test_media_{service}").READ_TOOL
+    """A cheap read-only call of ``service`` (``READ_TOOL`` of ``tests/media/test_media_<name>.py``)."""
+    return importlib.import_module(f"tests.media.test_media_{service}").READ_TOOL
 
 
 def server_env(service: str, url: str, secret: str, timeout: float | None = None) -> dict[str, str]:

@@ -18,8 +18,8 @@ from orchestrator.client import Orchestrator
 from orchestrator.errors import InvalidCall, ToolReturnedError
 from orchestrator.results import ToolResult
 from orchestrator.wire import CALL_TOOL
-from tests.media_stack import MEDIA_SERVICES, MediaStack, leaked, running_media_stack
-from tests.media_support import CANARY, autoarr_tools
+from tests.support.media import CANARY, autoarr_tools
+from tests.support.media_stack import MEDIA_SERVICES, MediaStack, leaked, running_media_stack
 from tests.support.redis_proc import RedisServer
 
 pytestmark = pytest.mark.slow

@@ -39,8 +39,8 @@ from orchestrator.compat import (
 )
 from orchestrator.config import DEFAULTS_FILE, Settings, load_settings
 from orchestrator.operator.processes import ChildProcess, wait_until
-from tests.media_stack import MEDIA_CONFIG, MEDIA_SERVICES, worker_env
-from tests.media_support import CANARY
+from tests.support.media import CANARY
+from tests.support.media_stack import MEDIA_CONFIG, MEDIA_SERVICES, worker_env
 from tests.support.procs import REPO, start_worker
 from tests.support.redis_proc import RedisServer
 from upstream_sim.runner import SimHandle

@@ -1,7 +1,7 @@
 """A small MCP server for the test suite: echo, arithmetic, a failing tool, a slow tool and
 ``whoami``, which tells which process answered and how many sessions it has opened.
 
-Run: ``python -m tests.servers.probe --transport stdio`` or ``--transport http --port N``.
+Run: ``python -m tests.support.servers.probe --transport stdio`` or ``--transport http --port N``.
 The server reads ``PROBE_API_KEY`` from its environment (the canary secret of the tests).
 """
 

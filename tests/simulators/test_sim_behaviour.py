@@ -13,7 +13,7 @@ import pytest
 from starlette.testclient import TestClient
 
 import upstream_sim
-from tests.media_support import REPO_ROOT
+from tests.support.media import REPO_ROOT
 from tests.support.ports import free_port
 
 KEY = "sim-test-key"

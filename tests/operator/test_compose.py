@@ -17,7 +17,7 @@ from orchestrator.config import CONFIG_PATH_ENV, ENV_PREFIX, FlowerSettings, Set
 from orchestrator.operator.cli import build_parser
 from orchestrator.operator.stack import SIMULATED_SERVICES
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 COMPOSE = REPO / "docker-compose.yml"
 ENV_EXAMPLE = REPO / ".env.example"
 _REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::?([-?])([^}]*))?\}")

@@ -49,7 +49,7 @@ beat_max_interval = 0.5
 
 [servers.steady]
 health_interval_seconds = 1
-transport = {{ type = "stdio", command = "python", args = ["-m", "tests.servers.probe"], cwd = "{repo}" }}
+transport = {{ type = "stdio", command = "python", args = ["-m", "tests.support.servers.probe"], cwd = "{repo}" }}
 
 [servers.fragile]
 health_interval_seconds = 1
@@ -60,15 +60,15 @@ transport = {{ type = "http", url = "http://127.0.0.1:{port}/mcp" }}
 
 [servers.growing]
 health_interval_seconds = 1
-transport = {{ type = "stdio", command = "python", args = ["-m", "tests.servers.growing"], cwd = "{repo}" }}
+transport = {{ type = "stdio", command = "python", args = ["-m", "tests.support.servers.growing"], cwd = "{repo}" }}
 
 [servers.orphan]
 health_interval_seconds = 1
-transport = {{ type = "stdio", command = "python", args = ["-m", "tests.servers.probe"], cwd = "{repo}" }}
+transport = {{ type = "stdio", command = "python", args = ["-m", "tests.support.servers.probe"], cwd = "{repo}" }}
 
 [servers.quiet]
 health_interval_seconds = 3600
-transport = {{ type = "stdio", command = "python", args = ["-m", "tests.servers.probe"], cwd = "{repo}" }}
+transport = {{ type = "stdio", command = "python", args = ["-m", "tests.support.servers.probe"], cwd = "{repo}" }}
 """
 
 

@@ -10,7 +10,7 @@ import pytest
 
 import upstream_sim
 from orchestrator.operator.processes import port_open, wait_until
-from tests.media_support import CANARY, REPO_ROOT, HeldClient, Served, everything_in, read_tool, server_env, text_of
+from tests.support.media import CANARY, REPO_ROOT, HeldClient, Served, everything_in, read_tool, server_env, text_of
 from tests.support.ports import free_port
 
 TIMEOUT_S = 0.5

@@ -10,7 +10,7 @@ import pytest
 
 from orchestrator.errors import CircuitBreakerOpenError, UpstreamUnavailable
 from orchestrator.operator.processes import wait_until
-from tests.media_stack import MediaStack, running_media_stack
+from tests.support.media_stack import MediaStack, running_media_stack
 from tests.support.redis_proc import RedisServer
 
 pytestmark = pytest.mark.slow

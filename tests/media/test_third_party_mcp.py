@@ -23,7 +23,7 @@ from orchestrator.celery_app import make_celery
 from orchestrator.client import Orchestrator
 from orchestrator.config import Settings, load_settings
 from orchestrator.operator.processes import ChildProcess
-from tests.media_support import CANARY
+from tests.support.media import CANARY
 from tests.support.procs import REPO, start_worker
 from tests.support.redis_proc import RedisServer
 from upstream_sim.runner import SimHandle
