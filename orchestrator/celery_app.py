@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from celery import Celery
 from celery.result import AsyncResult
-from kombu import Queue
+from kombu.entity import Queue
 
 from orchestrator.config import Settings
 from orchestrator.wire import LabelledAMQP, route_by_server

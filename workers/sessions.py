@@ -18,7 +18,7 @@ import math
 import os
 import threading
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from concurrent.futures import TimeoutError as FutureTimeout
 from typing import Any, TypeVar
 
@@ -46,7 +46,7 @@ CLOSE_TIMEOUT_SECONDS = 5.0
 
 _SESSION_GONE = ("session terminated", "session not found")
 
-SessionHook = Callable[["HeldSession", Client], Awaitable[None]]
+SessionHook = Callable[["HeldSession", Client], Coroutine[Any, Any, None]]
 """A coroutine function run, as its own task on the session loop, every time a session opens or
 re-opens, and when the server announces that its tool list changed, with ``tool_listing`` already
 read (``workers.health`` stores it in the catalog); a failing hook is only logged. Hooks are given

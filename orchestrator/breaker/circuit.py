@@ -129,7 +129,7 @@ def _ms(seconds: float) -> int:
 
 
 # Why an admission was refused, by state (half_open: all trial slots are taken).
-_REFUSALS = {
+_REFUSALS: dict[str, str] = {
     BreakerState.OPEN: "circuit open",
     BreakerState.FORCED_OPEN: "forced open by an operator",
 }

@@ -78,6 +78,7 @@ from orchestrator.config import (
     describe_validation_error,
     load_settings,
 )
+from orchestrator.config import ServerConfig as ServerSettings
 
 __all__ = [
     "SECRET_VARIABLES",
@@ -305,7 +306,7 @@ def map_seed_config(config: Any, base: Settings | None = None) -> SeedMapping:
     return SeedMapping(settings, tuple(served), options, overrides, secrets, sources)
 
 
-def _definitions(entries: Mapping[str, Any], base: Settings) -> dict[str, ServerConfig]:
+def _definitions(entries: Mapping[str, Any], base: Settings) -> dict[str, ServerSettings]:
     """How to reach each server of the seed config: from ``base``, else the bundled ``defaults.toml``."""
     definitions = dict(base.servers)
     missing = [name for name in entries if name not in definitions]

@@ -8,6 +8,7 @@ Flower through its environment only, not its command line.
 
 from __future__ import annotations
 
+import functools
 import sys
 
 from orchestrator.operator.flower import FlowerLogin, flower_argv, flower_env, flower_login
@@ -49,6 +50,10 @@ def start_metrics(stack: RunningStack) -> None:
     stack.urls["metrics"] = url
 
 
+def _listening_or_gone(port: int, child: ChildProcess) -> bool:
+    return port_open(port) or not child.alive()
+
+
 def wait_monitoring_ready(stack: RunningStack) -> dict[str, str]:
     """Wait until Flower and the metrics endpoint accept connections; a status line for each."""
     status: dict[str, str] = {}
@@ -56,7 +61,7 @@ def wait_monitoring_ready(stack: RunningStack) -> dict[str, str]:
         port = int(url.split(":")[2].split("/")[0])
         child = next(child for child in stack.children if child.name == name)
         try:
-            wait_until(lambda p=port, c=child: port_open(p) or not c.alive(), START_TIMEOUT_SECONDS,
+            wait_until(functools.partial(_listening_or_gone, port, child), START_TIMEOUT_SECONDS,
                        f"{name} to listen")
             status[name] = "ready" if child.alive() else f"NOT READY: exited (see {child.log})"
         except TimeoutError as exc:
