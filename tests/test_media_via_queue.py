@@ -90,7 +90,7 @@ def fails(client: Orchestrator, server: str, tool: str, params: dict[str, Any] |
 # --- listing --------------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("server", "count"), [(server, len(TOOLS[server])) for server in MEDIA_SERVICES])
+@pytest.mark.parametrize(("server", "count"), [("sabnzbd", 11), ("sonarr", 15), ("radarr", 16), ("plex", 8)])
 def test_each_server_lists_autoarrs_tools_with_annotations_through_the_queue(
         client: Orchestrator, server: str, count: int) -> None:
     """list_tools through the worker gives each server's AutoArr tools, each with annotations and schemas."""
@@ -284,6 +284,23 @@ def test_sonarr_wanted_calendar_and_queue_describe_missing_episodes(client: Orch
     assert all(record["episodeId"] and record["sizeleft"] <= record["size"] for record in queue["records"])
 
 
+@covers("sonarr_lookup_series", "sonarr_trigger_series_search", "sonarr_trigger_episode_search",
+        "sonarr_get_quality_profiles", "sonarr_get_root_folders")
+def test_sonarr_tools_autoarrs_callers_use_take_their_names(client: Orchestrator) -> None:
+    """The tools and parameter names AutoArr's shows router, content integration and monitoring send work through
+    the queue: query for term, pageSize for page_size, tvdb:<id> lookups, series and episode searches, settings."""
+    assert [s["tvdbId"] for s in call(client, "sonarr", "sonarr_search_series", {"query": "shogun"})["data"]] \
+        == [392573]
+    assert [s["title"] for s in call(client, "sonarr", "sonarr_lookup_series", {"term": "tvdb:81189"})["data"]] \
+        == ["Breaking Bad"]
+    assert len(call(client, "sonarr", "sonarr_get_wanted", {"page": 1, "pageSize": 50})["data"]["records"]) > 2
+    series_search = call(client, "sonarr", "sonarr_trigger_series_search", {"series_id": 1})["data"]
+    episode_search = call(client, "sonarr", "sonarr_trigger_episode_search", {"episode_id": 1})["data"]
+    assert (series_search["name"], episode_search["name"]) == ("SeriesSearch", "EpisodeSearch")
+    assert 1 in {profile["id"] for profile in call(client, "sonarr", "sonarr_get_quality_profiles")["data"]}
+    assert [folder["path"] for folder in call(client, "sonarr", "sonarr_get_root_folders")["data"]] == ["/tv"]
+
+
 # --- Radarr ---------------------------------------------------------------------------------------------------
 
 
@@ -326,6 +343,23 @@ def test_radarr_search_wanted_calendar_and_queue(client: Orchestrator) -> None:
         == ["Project Hail Mary"]
     queue = call(client, "radarr", "radarr_get_queue")["data"]
     assert queue["totalRecords"] >= 1 and all(record["movieId"] for record in queue["records"])
+
+
+@covers("radarr_search_movies", "radarr_lookup_movie", "radarr_trigger_movie_search", "radarr_refresh_movie",
+        "radarr_get_missing_movies", "radarr_get_quality_profiles", "radarr_get_root_folders")
+def test_radarr_tools_autoarrs_callers_use_take_their_names(client: Orchestrator) -> None:
+    """The tools and parameter names AutoArr's movies router, content integration and monitoring send work through
+    the queue: search by query, lookup by TMDb id, search and refresh commands, the missing list, settings."""
+    assert [m["tmdbId"] for m in call(client, "radarr", "radarr_search_movies", {"query": "blade"})["data"]] == [335984]
+    assert call(client, "radarr", "radarr_lookup_movie", {"tmdb_id": 157336})["data"]["title"] == "Interstellar"
+    search = call(client, "radarr", "radarr_trigger_movie_search", {"movie_id": 3})["data"]
+    refresh = call(client, "radarr", "radarr_refresh_movie", {"movie_id": 1})["data"]
+    assert (search["name"], refresh["name"]) == ("MoviesSearch", "RefreshMovie")
+    missing = call(client, "radarr", "radarr_get_missing_movies")["data"]
+    assert "The Batman" in {movie["title"] for movie in missing}
+    assert call(client, "radarr", "radarr_get_wanted", {"page": 1, "pageSize": 50})["data"]["records"] == missing
+    assert 1 in {profile["id"] for profile in call(client, "radarr", "radarr_get_quality_profiles")["data"]}
+    assert [folder["path"] for folder in call(client, "radarr", "radarr_get_root_folders")["data"]] == ["/movies"]
 
 
 # --- Plex -----------------------------------------------------------------------------------------------------
