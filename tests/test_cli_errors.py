@@ -12,7 +12,7 @@ import time
 import pytest
 import redis
 
-from orchestrator import cli
+from orchestrator.operator import cli
 from tests.support.procs import REPO
 
 
@@ -20,7 +20,7 @@ def test_a_broker_url_that_is_not_a_redis_url_is_one_line_naming_the_variable_an
     """MCP_ORCH_BROKER_URL=notaurl: exit 2, one stderr line naming broker_url and its variable, no traceback."""
     env = {**os.environ, "MCP_ORCH_BROKER_URL": "notaurl-with-s3cret"}
     env.pop("MCP_ORCH_CONFIG", None)
-    out = subprocess.run([sys.executable, "-m", "orchestrator.cli", "health"], cwd=REPO, env=env,
+    out = subprocess.run([sys.executable, "-m", "orchestrator.operator.cli", "health"], cwd=REPO, env=env,
                          capture_output=True, text=True, timeout=60)
     assert out.returncode == 2
     lines = out.stderr.strip().splitlines()
@@ -50,7 +50,7 @@ def test_ctrl_c_during_a_call_is_one_line_and_exit_130(redis_url: str) -> None:
     """SIGINT while ``mcp-orch call`` waits (no worker on the queue): ``error: interrupted``, exit 130."""
     env = {**os.environ, "MCP_ORCH_BROKER_URL": redis_url}
     env.pop("MCP_ORCH_CONFIG", None)
-    proc = subprocess.Popen([sys.executable, "-m", "orchestrator.cli", "call", "sabnzbd", "sabnzbd_get_queue"],
+    proc = subprocess.Popen([sys.executable, "-m", "orchestrator.operator.cli", "call", "sabnzbd", "sabnzbd_get_queue"],
                             cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         queue = redis.Redis.from_url(redis_url)
