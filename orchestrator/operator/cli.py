@@ -124,12 +124,13 @@ def cmd_worker(args: argparse.Namespace) -> int:
 def cmd_health(args: argparse.Namespace) -> int:
     """Health from Redis (instant), or ``--check``: fresh checks through the queues."""
     client = Orchestrator(cli_settings(args, header=True))
+    name = resolve_server(client.settings, args.server).name if args.server else None  # keyed by name, not alias
     try:
         if args.check:
-            reports = ({args.server: client.health_check(args.server)} if args.server
+            reports = ({name: client.health_check(name)} if name
                        else client.health_check_all())
         else:
-            reports = ({args.server: client.health_detail(args.server)} if args.server
+            reports = ({name: client.health_detail(name)} if name
                        else client.health_store.read_many(list(client.settings.enabled_servers().values())))
     finally:
         client.close()
