@@ -26,6 +26,10 @@ DURATION_BUCKETS: tuple[float, ...] = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
 # -- the worker's side: one pipelined round trip per finished call ------------------------------
 
 
+UNLISTED_TOOL = "(unlisted)"
+"""The ``tool`` label of calls to a tool the server does not list (typos stay one label value)."""
+
+
 def bucket_index(seconds: float) -> int:
     """Index of the histogram bucket a duration falls in (``len(DURATION_BUCKETS)`` is +Inf)."""
     for index, bound in enumerate(DURATION_BUCKETS):

@@ -15,9 +15,11 @@ from typing import Any
 from celery.signals import task_postrun, task_prerun
 
 from orchestrator.errors import OrchestratorError
-from orchestrator.metrics import record_call
+from orchestrator.metrics import UNLISTED_TOOL, record_call
+from orchestrator.results import ToolResult, tool_error
 from orchestrator.wire import CALL_TOOL
 from workers.runtime import current
+from workers.sessions import HeldSession
 
 log = logging.getLogger("workers.metrics")
 
@@ -32,10 +34,22 @@ def task_outcome(retval: Any, state: str | None) -> tuple[bool, int, str | None]
         return False, int(attempts or 1), type(retval).__name__
     if isinstance(retval, dict):
         attempts = int(retval.get("attempts") or 1)
-        if retval.get("is_error"):
-            return False, attempts, "ToolReturnedError"
+        if retval.get("is_error"):  # labelled like the error the client raises (UpstreamUnavailable, ...)
+            return False, attempts, tool_error(ToolResult.model_validate(retval)).__class__.__name__
         return state != "FAILURE", attempts, None if state != "FAILURE" else "unknown"
     return state != "FAILURE", 1, None if state != "FAILURE" else "unknown"
+
+
+def tool_label(held: HeldSession | None, tool: Any) -> str:
+    """The ``tool`` label of a call's counters: its name when the server lists it, else ``UNLISTED_TOOL``.
+
+    Callers choose tool names; counting each misspelling under its own label would grow the metrics
+    without bound. Before the session has listed its tools, the name is kept as sent.
+    """
+    name = str(tool)
+    if held is None or held.tool_listing is None or name in held.tool_annotations:
+        return name
+    return UNLISTED_TOOL
 
 
 def _call_started(task_id: str | None = None, task: Any = None, **_: Any) -> None:
@@ -53,9 +67,10 @@ def _call_ended(task_id: str | None = None, task: Any = None, kwargs: dict[str, 
         return
     duration = time.perf_counter() - started if started is not None else 0.0
     ok, attempts, error = task_outcome(retval, state)
+    server = str(kwargs["server"])
     try:
-        record_call(runtime.redis, str(kwargs["server"]), str(kwargs.get("tool", "?")), ok=ok,
-                    duration=duration, attempts=attempts, error=error)
+        record_call(runtime.redis, server, tool_label(runtime.sessions().held(server), kwargs.get("tool")),
+                    ok=ok, duration=duration, attempts=attempts, error=error)
     except Exception as exc:  # counting must never fail a call
         log.warning("could not record call metrics: %s", type(exc).__name__)
 

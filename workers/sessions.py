@@ -314,6 +314,11 @@ class SessionManager:
                 self._sessions[server.name] = held
             return held
 
+    def held(self, name: str) -> HeldSession | None:
+        """The held session of server ``name`` if this process opened one (never creates it)."""
+        with self._lock:
+            return self._sessions.get(name)
+
     async def _create(self, server: ServerConfig) -> HeldSession:
         held = HeldSession(server, self._http_clients, self._on_open)
         held.start()

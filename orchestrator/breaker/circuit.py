@@ -234,8 +234,11 @@ class CircuitBreaker:
 
     def _raise_if_refused(self, admission: Admission) -> Admission:
         if not admission.allowed:
+            when = (f"; retry in {admission.retry_after:.1f}s" if admission.retry_after is not None
+                    else "; retry when an operator resets it" if admission.state == BreakerState.FORCED_OPEN
+                    else "")
             raise CircuitBreakerOpenError(
-                f"circuit breaker for {self.server!r} refuses calls: {admission.reason}",
+                f"circuit breaker for {self.server!r} refuses calls: {admission.reason}{when}",
                 server=self.server, retry_after=admission.retry_after)
         return admission
 

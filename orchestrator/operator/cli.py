@@ -10,6 +10,7 @@ import dataclasses
 import json
 import os
 import sys
+from pathlib import Path
 from typing import Any
 
 import kombu.exceptions
@@ -47,7 +48,7 @@ def collect_params(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def cmd_call(args: argparse.Namespace) -> int:
-    client = Orchestrator(cli_settings(args.config))
+    client = Orchestrator(cli_settings(args))
     try:
         result = client.call_tool(args.server, args.tool, collect_params(args), args.timeout)
     finally:
@@ -57,7 +58,7 @@ def cmd_call(args: argparse.Namespace) -> int:
 
 
 def cmd_tools(args: argparse.Namespace) -> int:
-    client = Orchestrator(cli_settings(args.config))
+    client = Orchestrator(cli_settings(args))
     try:
         listing = ({args.server: client.list_tools(args.server, refresh=args.refresh)} if args.server
                    else client.list_all_tools(refresh=args.refresh))
@@ -77,7 +78,7 @@ def cmd_tools(args: argparse.Namespace) -> int:
 
 
 def cmd_breakers(args: argparse.Namespace) -> int:
-    client = Orchestrator(cli_settings(args.config))
+    client = Orchestrator(cli_settings(args))
     try:
         if args.action == "show":
             snapshots = client.breaker_states()
@@ -105,7 +106,7 @@ def cmd_breakers(args: argparse.Namespace) -> int:
 
 def cmd_worker(args: argparse.Namespace) -> int:
     """Replace this process with a Celery worker for the given servers' queues."""
-    settings = cli_settings(args.config)
+    settings = cli_settings(args)
     names = [name.strip() for name in args.servers.split(",")] if args.servers else list(settings.enabled_servers())
     unknown = [name for name in names if name not in settings.enabled_servers()]
     if unknown:
@@ -122,13 +123,14 @@ def cmd_worker(args: argparse.Namespace) -> int:
 
 def cmd_health(args: argparse.Namespace) -> int:
     """Health from Redis (instant), or ``--check``: fresh checks through the queues."""
-    client = Orchestrator(cli_settings(args.config))
+    client = Orchestrator(cli_settings(args, header=True))
+    name = resolve_server(client.settings, args.server).name if args.server else None  # keyed by name, not alias
     try:
         if args.check:
-            reports = ({args.server: client.health_check(args.server)} if args.server
+            reports = ({name: client.health_check(name)} if name
                        else client.health_check_all())
         else:
-            reports = ({args.server: client.health_detail(args.server)} if args.server
+            reports = ({name: client.health_detail(name)} if name
                        else client.health_store.read_many(list(client.settings.enabled_servers().values())))
     finally:
         client.close()
@@ -144,7 +146,7 @@ def cmd_health(args: argparse.Namespace) -> int:
 
 def cmd_beat(args: argparse.Namespace) -> int:
     """Replace this process with the one beat (RedBeat: a second one waits on the Redis lock)."""
-    export_settings(args.config, cli_settings(args.config))
+    export_settings(args.config, cli_settings(args))
     os.execv(sys.executable, [sys.executable, "-m", "celery", "-A", "beat_schedule", "beat", "-l", args.loglevel])
     return 0  # not reached
 
@@ -153,7 +155,8 @@ def cmd_stack(args: argparse.Namespace) -> int:
     from orchestrator.operator.stack import StackError, StackOptions, run_stack
 
     try:
-        return run_stack(StackOptions(config=args.config, single_worker=args.single_worker, pool=args.pool))
+        return run_stack(StackOptions(config=args.config, single_worker=args.single_worker, pool=args.pool,
+                                      log_dir=Path(args.log_dir) if args.log_dir else None))
     except StackError as exc:  # e.g. redis-server missing: one line saying how to install it
         print(f"error: {exc}", file=sys.stderr)
         return 1
@@ -162,6 +165,7 @@ def cmd_stack(args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="mcp-orch", description="AutoArr's MCP tool-call orchestrator.")
     parser.add_argument("--config", help=f"TOML config file (default: ${CONFIG_PATH_ENV} or the bundled defaults)")
+    parser.add_argument("--verbose", "-v", action="store_true", help="say which Redis the command uses (on stderr)")
     sub = parser.add_subparsers(dest="command", required=True)
 
     call = sub.add_parser("call", help="call one tool through the queue and print its result")
@@ -213,6 +217,7 @@ def build_parser() -> argparse.ArgumentParser:
     stack = sub.add_parser("stack", help="run the whole stack on this machine (Ctrl-C stops it)")
     stack.add_argument("--single-worker", action="store_true", help="one worker for every queue")
     stack.add_argument("--pool", choices=["threads", "prefork"], default="threads")
+    stack.add_argument("--log-dir", help="keep the logs here (default: a temporary folder, removed after a clean stop)")
     stack.set_defaults(func=cmd_stack)
     return parser
 

@@ -120,7 +120,7 @@ def cmd_batch(args: argparse.Namespace) -> int:
     fail_fast = args.fail_fast or bool(options.get("fail_fast", False))
     caps = {**(options.get("max_concurrency") or {}), **parse_caps(args.max_concurrency)}
     progress = None if args.no_progress else ProgressBar(sys.stderr)
-    client = Orchestrator(cli_settings(args.config))
+    client = Orchestrator(cli_settings(args))
     try:
         outcomes = client.call_tools_parallel(calls, timeout=timeout, fail_fast=fail_fast, progress=progress,
                                               max_concurrency=caps or None)
@@ -146,7 +146,7 @@ def cmd_stats(args: argparse.Namespace) -> int:
     from orchestrator.metrics import read_call_stats, reset_call_stats, server_totals
     from orchestrator.validation import resolve_server
 
-    settings = cli_settings(args.config)
+    settings = cli_settings(args, header=True)
     names = [resolve_server(settings, args.server).name] if args.server else list(settings.servers)
     client = redis.Redis.from_url(settings.broker_url, socket_timeout=5, socket_connect_timeout=5)
     try:
@@ -172,6 +172,7 @@ def cmd_stats(args: argparse.Namespace) -> int:
         print(f"{row['server']:<12} {row['tool']:<32} {row['calls']:>7} {row['failures']:>7} {rate:>6} "
               f"{row['retries']:>7} {_fmt_ms(row['mean_ms']):>8} {_fmt_ms(row['p50_ms']):>8} "
               f"{_fmt_ms(row['p95_ms']):>8}")
+    print("(p50/p95 are estimates, interpolated inside the duration histogram's buckets; the mean is exact)")
     return 0
 
 
@@ -183,7 +184,7 @@ def cmd_metrics(args: argparse.Namespace) -> int:
 
     from orchestrator.operator.metrics_server import exposition, make_metrics_server
 
-    settings = cli_settings(args.config)
+    settings = cli_settings(args)
     if args.once:
         client = redis.Redis.from_url(settings.broker_url, socket_timeout=5, socket_connect_timeout=5)
         try:
@@ -217,7 +218,7 @@ def cmd_flower(args: argparse.Namespace) -> int:
     """Replace this process with Flower on the orchestrator's broker, behind basic auth."""
     from orchestrator.operator.flower import BASIC_AUTH_ENV, flower_argv, flower_env, flower_login
 
-    settings = cli_settings(args.config)
+    settings = cli_settings(args)
     login = None if args.no_auth else flower_login(settings, generate=False)
     if login is None and not args.no_auth:
         raise InvalidCall("flower.password: not set; set MCP_ORCH_FLOWER__PASSWORD (or pass --no-auth to run "

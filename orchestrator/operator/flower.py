@@ -13,10 +13,10 @@ never a URL or a key (those stay in the workers' own configuration).
 
 from __future__ import annotations
 
-import secrets
 from dataclasses import dataclass
 
 from orchestrator.config import Settings
+from orchestrator.operator.stack_state import remembered_flower_password
 
 BASIC_AUTH_ENV = "FLOWER_BASIC_AUTH"
 """The variable Flower reads its ``user:password`` login from."""
@@ -37,11 +37,11 @@ class FlowerLogin:
 
 
 def flower_login(settings: Settings, *, generate: bool) -> FlowerLogin | None:
-    """The configured login; without a password, a generated one (``generate``) or None."""
+    """The configured login; without a password, the generated one kept for this user (``generate``) or None."""
     if settings.flower.password is not None:
         return FlowerLogin(settings.flower.user, settings.flower.password.get_secret_value(), generated=False)
     if generate:
-        return FlowerLogin(settings.flower.user, secrets.token_urlsafe(12), generated=True)
+        return FlowerLogin(settings.flower.user, remembered_flower_password(), generated=True)
     return None
 
 

@@ -4,11 +4,13 @@ and ``RunningStack``, the set of children one stack started."""
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import os
 import shutil
 import signal
 import socket
 import subprocess
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -19,9 +21,25 @@ from orchestrator.config import Settings
 STOP_TIMEOUT_SECONDS = 15.0
 """How long a child gets after SIGTERM before its process group is killed (seconds)."""
 
+_PR_SET_PDEATHSIG = 1
+_prctl = getattr(ctypes.CDLL(None, use_errno=True), "prctl", None)
+"""Linux's prctl(2), resolved once before any fork (the child must not look anything up)."""
+
+
+def _die_with_parent() -> None:
+    """In the forked child, before exec: ask the kernel for SIGTERM when the parent dies, however it
+    dies (kill -9 included), so a stack's children never outlive it. Kept across exec."""
+    if _prctl is not None:
+        _prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+
 
 class ChildProcess:
-    """A child in its own session, so stopping it stops everything it started."""
+    """A child in its own session, so stopping it stops everything it started.
+
+    A child started from the main thread gets SIGTERM when this process dies, however it dies
+    (``PR_SET_PDEATHSIG``). The kernel ties that signal to the thread that forked, so a child started
+    from another thread (which may end first) does not get it.
+    """
 
     def __init__(self, name: str, args: list[str], *, log: Path, env: dict[str, str] | None = None,
                  cwd: Path | None = None) -> None:
@@ -30,8 +48,10 @@ class ChildProcess:
         self.log = log
         log.parent.mkdir(parents=True, exist_ok=True)
         self._log_file = log.open("ab")
+        tied = threading.current_thread() is threading.main_thread()
         self.proc = subprocess.Popen(args, cwd=cwd, env={**os.environ, **(env or {})}, stdout=self._log_file,
-                                     stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
+                                     stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
+                                     preexec_fn=_die_with_parent if tied else None)
 
     @property
     def pid(self) -> int:

@@ -4,20 +4,21 @@ Starts, in order: a private ``redis-server`` on a free port (unless a broker is 
 a simulated upstream for every bundled media server whose ``<SERVICE>_URL`` is not set, and
 Celery workers (one per server queue, or one for all), the beat that schedules health
 checks, Flower (basic auth) and the metrics endpoint (``orchestrator.operator.stack_monitoring``).
-It prints what runs where, waits until
-every server answers ``tools/list`` through the queue, and on Ctrl-C or SIGTERM stops every
-child process group, leaving nothing behind.
+It prints what runs where, waits until every server answers ``tools/list`` through the queue, and
+on Ctrl-C, SIGTERM or SIGHUP (the terminal closing) stops every child process group, leaving
+nothing behind; children also get SIGTERM if this process is killed outright (``PR_SET_PDEATHSIG``).
 """
 
 from __future__ import annotations
 
-import json
 import os
 import secrets
+import shutil
 import signal
 import sys
 import tempfile
 import threading
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,6 +34,7 @@ from orchestrator.config import (
     load_settings,
 )
 from orchestrator.errors import OrchestratorError
+from orchestrator.operator import stack_state
 from orchestrator.operator.processes import (
     ChildProcess,
     RunningStack,
@@ -51,36 +53,6 @@ WORKER_THREADS = 8
 
 SIMULATED_SERVICES = MEDIA_SERVER_VARIABLES
 """The services the stack simulates when their URL is not set, with the variables that reach them."""
-
-
-STATE_FILE = Path(os.environ.get("XDG_RUNTIME_DIR") or Path.home() / ".cache") / "mcp-orch" / "stack.json"
-"""Where a running stack leaves its broker URL, so ``mcp-orch call`` in another shell finds it."""
-
-
-def running_stack_broker() -> str | None:
-    """The broker of a stack running on this machine under the bundled defaults, if any."""
-    try:
-        state = json.loads(STATE_FILE.read_text())
-        os.kill(int(state["pid"]), 0)
-        return str(state["broker_url"])
-    except (OSError, ValueError, KeyError, TypeError):
-        return None
-
-
-def _write_state(broker_url: str) -> None:
-    STATE_FILE.parent.mkdir(parents=True, exist_ok=True)
-    STATE_FILE.write_text(json.dumps({"pid": os.getpid(), "broker_url": broker_url}))
-
-
-def _clear_state() -> None:
-    """Remove the state file if this process wrote it (read once)."""
-    try:
-        state = json.loads(STATE_FILE.read_text())
-        ours = state["pid"] == os.getpid() and "broker_url" in state
-    except (OSError, ValueError, KeyError, TypeError):
-        return
-    if ours:
-        STATE_FILE.unlink()
 
 
 class StackError(RuntimeError):
@@ -186,25 +158,33 @@ def print_table(stack: RunningStack, status: dict[str, str]) -> None:
         print(f"  server {name:<10} {state}")
     for line in stack.notes:
         print(line)
-    print("\nTry:  mcp-orch call sabnzbd sabnzbd_get_queue      (Ctrl-C stops everything)\n", flush=True)
+    cli = Path(sys.executable).with_name("mcp-orch")
+    print(f"\nTry:  {cli if cli.exists() else 'mcp-orch'} call sabnzbd sabnzbd_get_queue      "
+          "(Ctrl-C stops everything)\n", flush=True)
 
 
 def run_stack(options: StackOptions) -> int:
-    """Start everything, report readiness, block until SIGINT/SIGTERM, stop everything."""
+    """Start everything, report readiness, block until SIGINT/SIGTERM/SIGHUP, stop everything."""
     log_dir = options.log_dir or Path(tempfile.mkdtemp(prefix="mcp-orch-stack-"))
     log_dir.mkdir(parents=True, exist_ok=True)
     path = config_path(options.config)
     env = {CONFIG_PATH_ENV: str(path.resolve())}
     stack = RunningStack(log_dir=log_dir, settings=load_settings(path), env=env)
     stopping = threading.Event()
-    for sig in (signal.SIGINT, signal.SIGTERM):
+    stopped_cleanly = False
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):  # SIGHUP: the terminal closed
         signal.signal(sig, lambda *_: stopping.set())
     try:
         if os.environ.get(BROKER_ENV) is None and path == DEFAULTS_FILE:
+            other = stack_state.find(path).running
+            if other is not None:
+                raise StackError(f"a stack from this checkout is already running (pid {other.pid}); stop it first "
+                                 f"(Ctrl-C in its terminal, or kill {other.pid})")
             env[BROKER_ENV] = start_redis(stack)
             os.environ[BROKER_ENV] = env[BROKER_ENV]
             stack.settings = load_settings(path)
-            _write_state(env[BROKER_ENV])
+            stack_state.publish(stack_state.StackState(pid=os.getpid(), broker_url=env[BROKER_ENV],
+                                                       config=str(path.resolve()), started=time.time()))
         start_simulators(stack)
         start_workers(stack, options)
         start_beat(stack)
@@ -218,9 +198,12 @@ def run_stack(options: StackOptions) -> int:
             if dead:
                 print(f"stopping: {', '.join(dead)} exited (see {log_dir})", file=sys.stderr)
                 return 1
+        stopped_cleanly = True
         return 0
     finally:
         if stack.children:
             print("stopping the stack...", file=sys.stderr, flush=True)
         stack.stop()
-        _clear_state()
+        stack_state.withdraw(path, os.getpid())
+        if stopped_cleanly and options.log_dir is None:  # a failed run keeps its logs
+            shutil.rmtree(log_dir, ignore_errors=True)

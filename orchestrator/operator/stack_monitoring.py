@@ -11,18 +11,39 @@ from __future__ import annotations
 import functools
 import sys
 
+import psutil
+
 from orchestrator.operator.flower import FlowerLogin, flower_argv, flower_env, flower_login
 from orchestrator.operator.metrics_server import METRICS_PORT
 from orchestrator.operator.processes import ChildProcess, RunningStack, free_port, port_open, wait_until
+from orchestrator.operator.stack_state import flower_password_path
 
 START_TIMEOUT_SECONDS = 30.0
 """How long Flower and the metrics endpoint may take to listen (seconds)."""
 
 
-def _port(preferred: int, address: str) -> int:
-    """``preferred`` when it is free, else any free port (a second stack on the machine still starts)."""
+def _port(stack: RunningStack, what: str, preferred: int, address: str) -> int:
+    """``preferred`` when it is free, else any free port (a second stack on the machine still starts); a
+    taken port is said in the stack's notes, naming the process that holds it (an older stack, often)."""
     host = "127.0.0.1" if address in ("0.0.0.0", "") else address
-    return free_port() if port_open(preferred, host) else preferred
+    if not port_open(preferred, host):
+        return preferred
+    port = free_port()
+    stack.notes.append(f"  note: port {preferred} is held by {port_holder(preferred)}; {what} is on {port} instead")
+    return port
+
+
+def port_holder(port: int) -> str:
+    """``pid N (command line)`` of the process listening on ``port``, or why it cannot be told."""
+    try:
+        listening = [conn.pid for conn in psutil.net_connections(kind="tcp")
+                     if conn.laddr and conn.laddr.port == port and conn.status == psutil.CONN_LISTEN and conn.pid]
+        if not listening:
+            return "another process"
+        command = " ".join(psutil.Process(listening[0]).cmdline())
+    except psutil.Error:
+        return "another process"
+    return f"pid {listening[0]} ({command[:120]})"
 
 
 def start_flower(stack: RunningStack) -> FlowerLogin:
@@ -31,7 +52,7 @@ def start_flower(stack: RunningStack) -> FlowerLogin:
     login = flower_login(settings, generate=True)
     assert login is not None
     address = settings.flower.address
-    port = _port(settings.flower.port, address)
+    port = _port(stack, "Flower", settings.flower.port, address)
     child = ChildProcess("flower", flower_argv(sys.executable, address=address, port=port),
                          log=stack.log_dir / "flower.log", env={**stack.env, **flower_env(login)})
     url = f"http://{'127.0.0.1' if address == '0.0.0.0' else address}:{port}"
@@ -42,7 +63,7 @@ def start_flower(stack: RunningStack) -> FlowerLogin:
 
 def start_metrics(stack: RunningStack) -> None:
     """``mcp-orch metrics``: Prometheus text for breakers, health, calls and queues."""
-    port = _port(METRICS_PORT, "127.0.0.1")
+    port = _port(stack, "metrics", METRICS_PORT, "127.0.0.1")
     args = [sys.executable, "-m", "orchestrator.operator.cli", "metrics", "--address", "127.0.0.1", "--port", str(port)]
     child = ChildProcess("metrics", args, log=stack.log_dir / "metrics.log", env=stack.env)
     url = f"http://127.0.0.1:{port}/metrics"
@@ -74,8 +95,8 @@ def login_lines(login: FlowerLogin | None) -> list[str]:
     if login is None:
         return []
     if login.generated:
-        return [f"  Flower login: {login.user} / {login.password}   (generated for this run; set "
-                "MCP_ORCH_FLOWER__PASSWORD to choose it)"]
+        return [f"  Flower login: {login.user} / {login.password}   (generated once and kept in "
+                f"{flower_password_path()}; set MCP_ORCH_FLOWER__PASSWORD to choose it)"]
     return [f"  Flower login: {login.user} / (the configured password, MCP_ORCH_FLOWER__PASSWORD)"]
 
 

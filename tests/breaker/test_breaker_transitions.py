@@ -243,8 +243,12 @@ def test_check_or_raise_raises_with_server_and_retry_after(store, clock):
     with pytest.raises(CircuitBreakerOpenError) as raised:
         breaker.check_or_raise()
     assert (raised.value.server, raised.value.retry_after) == ("sonarr", 10)
+    assert str(raised.value).endswith("; retry in 10.0s"), "the error says when to retry"
     with pytest.raises(CircuitBreakerOpenError, match="circuit open"):
         breaker.admit_or_raise()
+    breaker.force_open()
+    with pytest.raises(CircuitBreakerOpenError, match=r"retry when an operator resets it$"):
+        breaker.check_or_raise()
 
 
 def test_every_transition_is_published_on_the_events_channel(store, clock):

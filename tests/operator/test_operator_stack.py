@@ -104,8 +104,9 @@ def running(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningStack]:
     """``mcp-orch stack`` in its own session, with a private state dir and a canary SABnzbd key."""
     root = tmp_path_factory.mktemp("operator-stack")
     env = {**operator_env(root), "SABNZBD_API_KEY": CANARY_SAB_KEY}
-    proc = subprocess.Popen([*MCP_ORCH, "stack"], env=env, cwd=REPO, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, text=True, start_new_session=True)
+    proc = subprocess.Popen([*MCP_ORCH, "stack", "--log-dir", str(root / "logs")], env=env, cwd=REPO,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, text=True,
+                            start_new_session=True)
     stack = RunningStack(proc, env)
     try:
         stack.output = read_until_ready(proc, START_TIMEOUT)
@@ -133,7 +134,7 @@ def test_stack_reports_what_runs_where_and_that_everything_is_ready(running: Run
         assert f"server {server:<10} ready, {tools} tools" in text
     assert set(running.urls) == {"flower", "metrics"}
     assert running.urls["flower"].startswith("http://127.0.0.1:")
-    assert "generated for this run" in text
+    assert "generated once and kept in" in text
 
 
 def test_a_call_through_the_cli_reaches_the_stack(running: RunningStack) -> None:
