@@ -44,7 +44,7 @@ from orchestrator import keys
 from orchestrator.client import Orchestrator
 from orchestrator.config import load_settings
 from orchestrator.errors import OrchestratorError, OutcomeUnknown
-from orchestrator.processes import ChildProcess, free_port, port_open, wait_until
+from orchestrator.operator.processes import ChildProcess, free_port, port_open, wait_until
 from orchestrator.results import ToolResult
 from workers.reclaim import RECLAIM_GRACE_SECONDS
 
@@ -125,7 +125,7 @@ def start_stack(root: Path, *, aof: bool) -> Stack:
     config.write_text(f'broker_url = "{chaos_redis.url}"\n[servers.{SERVER}.transport]\n'
                       f'type = "http"\nurl = "http://127.0.0.1:{port}/mcp"\n')
     stack = Stack(root, chaos_redis, {"MCP_ORCH_CONFIG": str(config)})
-    stack.probe = ChildProcess("probe", [sys.executable, "-m", "tests.servers.probe", "--transport", "http",
+    stack.probe = ChildProcess("probe", [sys.executable, "-m", "tests.support.servers.probe", "--transport", "http",
                                          "--port", str(port)], log=root / "probe.log", cwd=REPO)
     wait_until(lambda: port_open(port), 20, "the probe MCP server to listen")
     stack.start_worker("prefork", "prefork", 2)

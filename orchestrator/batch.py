@@ -24,7 +24,7 @@ from kombu.utils.uuid import uuid
 
 from orchestrator.backoff import jittered_backoff
 from orchestrator.breaker import BreakerBoard
-from orchestrator.celery_app import CALL_TOOL, RESULT_GRACE_SECONDS, enqueue
+from orchestrator.celery_app import RESULT_GRACE_SECONDS, enqueue
 from orchestrator.config import Settings
 from orchestrator.errors import (
     CallCancelled,
@@ -39,27 +39,33 @@ from orchestrator.keys import EPOCH_KEY, execution_marker_key, text
 from orchestrator.results import ToolResult, tool_error
 from orchestrator.unreachable import LIBRARY_ERRORS, is_unreachable
 from orchestrator.validation import PreparedCall, prepare_call, resolve_server
+from orchestrator.wire import CALL_TOOL
 
 Outcome = ToolResult | OrchestratorError
 """One call's outcome in a batch: its result, or the typed error it ended with."""
 ProgressCallback = Callable[[int, int], Any]
 """Called with (completed, total) each time a call of the batch ends."""
 
-_CALL_FIELDS = ("server", "tool", "params", "timeout")
+CALL_FIELDS = ("server", "tool", "params", "timeout")
 
 
-def _fields_of(call: Any, index: int) -> dict[str, Any]:
-    """A call given as a mapping, a ``(server, tool[, params[, timeout]])`` tuple, or an object."""
+def call_fields(call: Any, index: int, *, ignore_unknown: bool = False) -> dict[str, Any]:
+    """A call given as a mapping, a ``(server, tool[, params[, timeout]])`` tuple, or an object.
+
+    A mapping with a key outside ``CALL_FIELDS`` is refused, unless ``ignore_unknown`` (the AutoArr
+    facade's callers pass extra keys)."""
     if isinstance(call, Mapping):
-        unknown = sorted(set(call) - set(_CALL_FIELDS))
+        unknown = sorted(set(call) - set(CALL_FIELDS))
+        if ignore_unknown:
+            return {name: call[name] for name in CALL_FIELDS if name in call}
         if unknown:
-            raise InvalidCall(f"calls[{index}].{unknown[0]}: unknown field (allowed: {', '.join(_CALL_FIELDS)})",
+            raise InvalidCall(f"calls[{index}].{unknown[0]}: unknown field (allowed: {', '.join(CALL_FIELDS)})",
                               field=f"calls[{index}].{unknown[0]}")
         return dict(call)
     if isinstance(call, Sequence) and not isinstance(call, str) and 2 <= len(call) <= 4:
-        return dict(zip(_CALL_FIELDS, call, strict=False))
+        return dict(zip(CALL_FIELDS, call, strict=False))
     if hasattr(call, "server") and hasattr(call, "tool"):
-        return {name: getattr(call, name, None) for name in _CALL_FIELDS}
+        return {name: getattr(call, name, None) for name in CALL_FIELDS}
     raise InvalidCall(f"calls[{index}]: must be a mapping with server, tool, params, timeout "
                       f"or a (server, tool, params) tuple, got {type(call).__name__}", field=f"calls[{index}]")
 
@@ -70,7 +76,7 @@ def prepare_batch(settings: Settings, calls: Any) -> list[PreparedCall]:
         raise InvalidCall("calls: must be a list of calls", field="calls")
     prepared = []
     for index, call in enumerate(calls):
-        fields = _fields_of(call, index)
+        fields = call_fields(call, index)
         try:
             prepared.append(prepare_call(settings, fields.get("server"), fields.get("tool"), fields.get("params"),
                                          fields.get("timeout")))
@@ -195,15 +201,27 @@ def _collect(app: Celery, prepared: list[PreparedCall], enqueued: dict[int, Asyn
              progress: ProgressCallback | None, markers: redis.Redis | None, epoch: str | None) -> list[Outcome]:
     """Fill ``outcomes`` as results arrive, through Redis restarts; what is still missing at the end
     is revoked and settled from the stored result and the execution marker (``settle``)."""
-    position = {handle.id: index for index, handle in enqueued.items()}
     wait_until = max((prepared[p].deadline for p in enqueued), default=time.time()) + RESULT_GRACE_SECONDS
     if batch_deadline is not None:
         wait_until = min(wait_until, batch_deadline)
     done = sum(outcome is not None for outcome in outcomes)
-    failed_fast = False
     _report_done(progress, done, len(prepared))
+    done, failed_fast = _gather_arrivals(app, prepared, enqueued, outcomes, wait_until, fail_fast, progress, done)
+    _end_unfinished(app, prepared, enqueued, outcomes, batch_deadline, failed_fast, progress, done, markers, epoch)
+    for handle in enqueued.values():
+        with contextlib.suppress(*LIBRARY_ERRORS):
+            app.backend.remove_pending_result(handle)
+    return [outcome for outcome in outcomes if outcome is not None]
+
+
+def _gather_arrivals(app: Celery, prepared: list[PreparedCall], enqueued: Mapping[int, AsyncResult],
+                     outcomes: list[Outcome | None], wait_until: float, fail_fast: bool,
+                     progress: ProgressCallback | None, done: int) -> tuple[int, bool]:
+    """Store each outcome as it arrives until all are in, the wait ends or fail-fast stops it, listening
+    again after Redis restarts; returns how many are done and whether fail-fast stopped it."""
+    position = {handle.id: index for index, handle in enqueued.items()}
     attempt = 0
-    while not failed_fast and time.time() < wait_until:
+    while time.time() < wait_until:
         pending = [handle for index, handle in enqueued.items() if outcomes[index] is None]
         if not pending:
             break
@@ -219,8 +237,7 @@ def _collect(app: Celery, prepared: list[PreparedCall], enqueued: dict[int, Asyn
                 if progress is not None:
                     progress(done, len(prepared))
                 if fail_fast and isinstance(outcome, OrchestratorError) and not outcome.transient:
-                    failed_fast = True
-                    break
+                    return done, True
             break
         except CeleryTimeout:
             break
@@ -229,6 +246,15 @@ def _collect(app: Celery, prepared: list[PreparedCall], enqueued: dict[int, Asyn
                 raise
             attempt += 1
             time.sleep(min(jittered_backoff(attempt, 0.05, 1.0), max(wait_until - time.time(), 0)))
+    return done, False
+
+
+def _end_unfinished(app: Celery, prepared: list[PreparedCall], enqueued: Mapping[int, AsyncResult],
+                    outcomes: list[Outcome | None], batch_deadline: float | None, failed_fast: bool,
+                    progress: ProgressCallback | None, done: int, markers: redis.Redis | None,
+                    epoch: str | None) -> None:
+    """Revoke the calls still without an outcome and give each its own: cancelled, its result stored after
+    all, ``OutcomeUnknown`` when it may have run, else past the deadline (``settle``)."""
     unfinished = [index for index in enqueued if outcomes[index] is None]
     if unfinished:
         with contextlib.suppress(*LIBRARY_ERRORS):
@@ -246,10 +272,6 @@ def _collect(app: Celery, prepared: list[PreparedCall], enqueued: dict[int, Asyn
         done += 1
         if progress is not None:
             progress(done, len(prepared))
-    for handle in enqueued.values():
-        with contextlib.suppress(*LIBRARY_ERRORS):
-            app.backend.remove_pending_result(handle)
-    return [outcome for outcome in outcomes if outcome is not None]
 
 
 def stored_meta(app: Celery, task_id: str) -> dict[str, Any] | None:

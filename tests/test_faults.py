@@ -18,13 +18,14 @@ import pytest
 import redis
 
 from orchestrator import keys
-from orchestrator.celery_app import CALL_TOOL
 from orchestrator.errors import DeadlineExceeded, OrchestratorError, OutcomeUnknown
-from orchestrator.processes import ChildProcess, wait_until
+from orchestrator.operator.processes import ChildProcess, wait_until
 from orchestrator.results import ToolResult
+from orchestrator.wire import CALL_TOOL
 from tests.support.fault_stack import FaultStack
 
 pytestmark = pytest.mark.slow
+
 
 def pool_children(worker: ChildProcess) -> list[int]:
     out = subprocess.run(["pgrep", "-P", str(worker.pid)], capture_output=True, text=True, timeout=5)

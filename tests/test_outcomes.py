@@ -20,7 +20,7 @@ from orchestrator.errors import (
     OutcomeUnknown,
     ServerUnavailable,
 )
-from orchestrator.processes import wait_until
+from orchestrator.operator.processes import wait_until
 from orchestrator.results import ToolResult
 from tests.support.fault_stack import FaultStack
 

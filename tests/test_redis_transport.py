@@ -38,7 +38,7 @@ def test_our_transport_keeps_them_so_a_late_use_reaches_redis_or_fails_as_a_conn
     assert params["host"] == "127.0.0.1" and params["port"] == int(redis_url.rsplit(":", 1)[1].split("/")[0])
 
 
-def test_the_orchestrator_app_uses_it_for_a_redis_broker_only() -> None:
-    """Workers and clients get the transport for ``redis://``; other brokers (tests' memory://) keep theirs."""
+def test_the_orchestrator_app_uses_it_for_a_plain_redis_broker() -> None:
+    """Workers and clients get the transport for ``redis://``; ``rediss://`` keeps kombu's own (TLS untested)."""
     assert make_celery(Settings(broker_url="redis://127.0.0.1:6379/0")).conf.broker_transport == TRANSPORT
-    assert make_celery(Settings(broker_url="memory://")).conf.broker_transport is None
+    assert make_celery(Settings(broker_url="rediss://127.0.0.1:6379/0")).conf.broker_transport is None

@@ -12,7 +12,7 @@ import pytest
 from orchestrator.celery_app import make_celery
 from orchestrator.client import Orchestrator
 from orchestrator.config import Settings, load_settings
-from orchestrator.processes import ChildProcess
+from orchestrator.operator.processes import ChildProcess
 from tests.support.ports import free_port
 from tests.support.procs import REPO, start_http_probe, start_worker
 from tests.support.redis_proc import RedisServer
@@ -34,7 +34,7 @@ url = "http://127.0.0.1:{port}/mcp"
 [servers.probe_stdio.transport]
 type = "stdio"
 command = "python"
-args = ["-m", "tests.servers.probe"]
+args = ["-m", "tests.support.servers.probe"]
 cwd = "{repo}"
 """
 
