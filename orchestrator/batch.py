@@ -289,7 +289,10 @@ def redis_epoch(markers: redis.Redis | None) -> str | None:
         return None
     token = uuid()
     try:
-        _, epoch = markers.pipeline(transaction=False).set(EPOCH_KEY, token, nx=True).get(EPOCH_KEY).execute()
+        pipe = markers.pipeline(transaction=False)
+        pipe.set(EPOCH_KEY, token, nx=True)
+        pipe.get(EPOCH_KEY)
+        _, epoch = pipe.execute()
     except LIBRARY_ERRORS:
         return None
     return text(epoch) if epoch is not None else None

@@ -30,7 +30,7 @@ class Transport(kombu_redis.Transport):
 
     _kept_client: Any = None
 
-    @property  # type: ignore[override]
+    @property
     def client(self) -> Any:
         return self._kept_client
 

@@ -14,6 +14,7 @@ import json
 import logging
 import time
 from datetime import datetime
+from typing import Any
 
 import redis
 
@@ -41,12 +42,15 @@ def message_deadline(raw: bytes | str) -> float | None:
 def reclaim_expired(client: redis.Redis, now: float | None = None) -> int:
     """Remove the unacknowledged messages whose deadline passed ``RECLAIM_GRACE_SECONDS`` ago; how many."""
     cutoff = (now or time.time()) - RECLAIM_GRACE_SECONDS
-    tags = [tag for tag, _ in client.zrangebyscore(UNACKED_INDEX_KEY, "-inf", cutoff, withscores=True)]
+    tags: list[Any] = list(client.zrangebyscore(UNACKED_INDEX_KEY, "-inf", cutoff))
     if not tags:
         return 0
     stale = [tag for tag, raw in zip(tags, client.hmget(UNACKED_KEY, tags), strict=True)
              if raw is None or ((deadline := message_deadline(raw)) is not None and deadline < cutoff)]
     if stale:
-        client.pipeline(transaction=True).hdel(UNACKED_KEY, *stale).zrem(UNACKED_INDEX_KEY, *stale).execute()
+        pipe = client.pipeline(transaction=True)
+        pipe.hdel(UNACKED_KEY, *stale)
+        pipe.zrem(UNACKED_INDEX_KEY, *stale)
+        pipe.execute()
         log.info("discarded %d unacknowledged message(s) whose deadline passed (their worker is gone)", len(stale))
     return len(stale)
