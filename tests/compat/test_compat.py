@@ -143,7 +143,7 @@ def test_the_seed_exception_names_are_our_classes_and_keep_their_attributes_afte
     assert MCPConnectionError is errors.ServerUnavailable and MCPToolError is errors.ToolReturnedError
     assert MCPTimeoutError is errors.DeadlineExceeded and CircuitBreakerOpenError is errors.CircuitBreakerOpenError
     assert issubclass(errors.InvalidCall, ValueError)
-    backend = make_celery(Settings(broker_url="memory://", result_backend="cache+memory://")).backend
+    backend = make_celery(Settings(broker_url="redis://127.0.0.1:1/0")).backend  # built, never connected
 
     def round_trip(error: Exception) -> Any:
         return backend.exception_to_python(json.loads(json.dumps(backend.prepare_exception(error, "json"))))
