@@ -206,7 +206,8 @@ def _collect(app: Celery, prepared: list[PreparedCall], enqueued: dict[int, Asyn
         wait_until = min(wait_until, batch_deadline)
     done = sum(outcome is not None for outcome in outcomes)
     _report_done(progress, done, len(prepared))
-    done, failed_fast = _gather_arrivals(app, prepared, enqueued, outcomes, wait_until, fail_fast, progress, done)
+    done, failed_fast = _gather_arrivals(app, prepared, enqueued, outcomes, wait_until, fail_fast, progress, done,
+                                         markers, epoch)
     _end_unfinished(app, prepared, enqueued, outcomes, batch_deadline, failed_fast, progress, done, markers, epoch)
     for handle in enqueued.values():
         with contextlib.suppress(*LIBRARY_ERRORS):
@@ -216,7 +217,8 @@ def _collect(app: Celery, prepared: list[PreparedCall], enqueued: dict[int, Asyn
 
 def _gather_arrivals(app: Celery, prepared: list[PreparedCall], enqueued: Mapping[int, AsyncResult],
                      outcomes: list[Outcome | None], wait_until: float, fail_fast: bool,
-                     progress: ProgressCallback | None, done: int) -> tuple[int, bool]:
+                     progress: ProgressCallback | None, done: int, markers: redis.Redis | None,
+                     epoch: str | None) -> tuple[int, bool]:
     """Store each outcome as it arrives until all are in, the wait ends or fail-fast stops it, listening
     again after Redis restarts; returns how many are done and whether fail-fast stopped it."""
     position = {handle.id: index for index, handle in enqueued.items()}
@@ -231,7 +233,8 @@ def _gather_arrivals(app: Celery, prepared: list[PreparedCall], enqueued: Mappin
                 index = position[task_id]
                 if outcomes[index] is not None:
                     continue
-                outcome = outcome_of(app, prepared[index], task_id, meta)
+                outcome = confirmed(outcome_of(app, prepared[index], task_id, meta), markers, prepared[index],
+                                    task_id, epoch)
                 outcomes[index] = outcome
                 done += 1
                 if progress is not None:
@@ -267,7 +270,8 @@ def _end_unfinished(app: Celery, prepared: list[PreparedCall], enqueued: Mapping
         else:
             by_batch = batch_deadline is not None and batch_deadline < call.deadline
             meta = stored_meta(app, task_id)
-            outcomes[index] = (outcome_of(app, call, task_id, meta) if meta is not None
+            outcomes[index] = (confirmed(outcome_of(app, call, task_id, meta), markers, call, task_id, epoch)
+                               if meta is not None
                                else settle(markers, call, task_id, epoch, batch_deadline if by_batch else None))
         done += 1
         if progress is not None:
@@ -296,6 +300,17 @@ def redis_epoch(markers: redis.Redis | None) -> str | None:
     except LIBRARY_ERRORS:
         return None
     return text(epoch) if epoch is not None else None
+
+
+def confirmed(outcome: Outcome, markers: redis.Redis | None, call: PreparedCall, task_id: str,
+              epoch: str | None) -> Outcome:
+    """``outcome``, unless it says "did not run" (``DeadlineExceeded``, an expired message) while the
+    call's marker is claimed or Redis lost its data since: a duplicate copy of the message (a publish
+    retried after its reply was lost) can expire after the first copy ran. Then ``OutcomeUnknown``."""
+    if not isinstance(outcome, DeadlineExceeded):
+        return outcome
+    checked = settle(markers, call, task_id, epoch)
+    return checked if isinstance(checked, OutcomeUnknown) else outcome
 
 
 def settle(markers: redis.Redis | None, call: PreparedCall, task_id: str, epoch: str | None,

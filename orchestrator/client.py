@@ -27,6 +27,7 @@ from orchestrator.backoff import jittered_backoff
 from orchestrator.batch import (
     Outcome,
     ProgressCallback,
+    confirmed,
     outcome_of,
     prepare_batch,
     redis_epoch,
@@ -228,6 +229,8 @@ class Orchestrator:
                     if time.time() >= wait_until:
                         raise CeleryTimeout() from None
                     time.sleep(min(jittered_backoff(attempt, 0.05, 1.0), max(wait_until - time.time(), 0)))
+        except DeadlineExceeded as exc:
+            raise (confirmed(exc, self.redis, call, handle.id, epoch) if tool_call else exc) from None
         except OrchestratorError:
             raise
         except CeleryTimeout:
@@ -242,9 +245,10 @@ class Orchestrator:
                 raise settle(self.redis, call, handle.id, epoch) from None
             return self._stored(call, handle, meta)
         except TaskRevokedError:
-            raise DeadlineExceeded(f"call to {call.server.name} expired in the queue after {call.timeout:g}s",
-                                   server=call.server.name, tool=call.tool, task_id=handle.id,
-                                   deadline=call.deadline, timeout=call.timeout) from None
+            expired = DeadlineExceeded(f"call to {call.server.name} expired in the queue after {call.timeout:g}s",
+                                       server=call.server.name, tool=call.tool, task_id=handle.id,
+                                       deadline=call.deadline, timeout=call.timeout)
+            raise (confirmed(expired, self.redis, call, handle.id, epoch) if tool_call else expired) from None
         except Exception as exc:  # boundary: anything else from Celery or the backend
             raise CallFailed(f"call to {call.server.name} failed: {type(exc).__name__}: {exc}",
                              server=call.server.name, tool=call.tool, task_id=handle.id,
