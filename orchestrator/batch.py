@@ -14,7 +14,7 @@ import contextlib
 import time
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 import redis
 from celery import Celery, Signature, states
@@ -45,6 +45,7 @@ Outcome = ToolResult | OrchestratorError
 """One call's outcome in a batch: its result, or the typed error it ended with."""
 ProgressCallback = Callable[[int, int], Any]
 """Called with (completed, total) each time a call of the batch ends."""
+OutcomeT = TypeVar("OutcomeT", bound=ToolResult | OrchestratorError)
 
 CALL_FIELDS = ("server", "tool", "params", "timeout")
 
@@ -302,8 +303,8 @@ def redis_epoch(markers: redis.Redis | None) -> str | None:
     return text(epoch) if epoch is not None else None
 
 
-def confirmed(outcome: Outcome, markers: redis.Redis | None, call: PreparedCall, task_id: str,
-              epoch: str | None) -> Outcome:
+def confirmed(outcome: OutcomeT, markers: redis.Redis | None, call: PreparedCall, task_id: str,
+              epoch: str | None) -> OutcomeT | OutcomeUnknown:
     """``outcome``, unless it says "did not run" (``DeadlineExceeded``, an expired message) while the
     call's marker is claimed or Redis lost its data since: a duplicate copy of the message (a publish
     retried after its reply was lost) can expire after the first copy ran. Then ``OutcomeUnknown``."""
