@@ -1,1 +1,6 @@
 """Plex MCP server: libraries, recently added, on deck, sessions, search and history of a Plex server."""
+
+from media_mcp.plex.server import SPEC
+
+open_server = SPEC.open_server
+"""The server built from an environment, for the worker's ``inprocess`` transport (``module = "media_mcp.plex"``)."""
