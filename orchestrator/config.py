@@ -40,6 +40,8 @@ from orchestrator.keys import queue_name
 ENV_PREFIX = "MCP_ORCH_"
 CONFIG_PATH_ENV = "MCP_ORCH_CONFIG"
 DEFAULTS_FILE = Path(__file__).with_name("defaults.toml")
+EMBEDDED_FILE = Path(__file__).with_name("embedded.toml")
+"""``DEFAULTS_FILE``'s servers served in-process: what the compact stack's worker loads by default."""
 
 MEDIA_SERVER_VARIABLES = {
     "sabnzbd": ("SABNZBD_URL", "SABNZBD_API_KEY"),

@@ -1,9 +1,12 @@
 """The whole stack on one machine, for ``mcp-orch stack`` (the README's run command).
 
 Starts, in order: a private ``redis-server`` on a free port (unless a broker is configured),
-a simulated upstream for every bundled media server whose ``<SERVICE>_URL`` is not set, and
-Celery workers (one per server queue, or one for all), the beat that schedules health
-checks, Flower (basic auth) and the metrics endpoint (``orchestrator.stack_monitoring``).
+a simulated upstream for every bundled media server whose ``<SERVICE>_URL`` is not set,
+the Celery workers, the beat that schedules health checks, Flower (basic auth) and the
+metrics endpoint (``orchestrator.stack_monitoring``), in one of two layouts: ``compact`` (the
+default, ``orchestrator.stack_compact``: one worker with the bundled servers in-process; beat,
+metrics and simulators as threads of this process) or ``distributed`` (one worker per server
+queue, or one for all, with stdio servers; every other part a process of its own).
 It prints what runs where, waits until
 every server answers ``tools/list`` through the queue, and on Ctrl-C or SIGTERM stops every
 child process group, leaving nothing behind.
@@ -22,10 +25,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from orchestrator import stack_compact
 from orchestrator.client import Orchestrator
 from orchestrator.config import (
     CONFIG_PATH_ENV,
     DEFAULTS_FILE,
+    EMBEDDED_FILE,
     ENV_PREFIX,
     MEDIA_SERVER_VARIABLES,
     Settings,
@@ -33,7 +38,9 @@ from orchestrator.config import (
     load_settings,
 )
 from orchestrator.errors import OrchestratorError
+from orchestrator.flower import FlowerLogin
 from orchestrator.processes import ChildProcess, free_port, port_open, start_redis_server, wait_until
+from orchestrator.stack_compact import InParent
 from orchestrator.stack_monitoring import monitoring_notes, start_flower, start_metrics
 
 BROKER_ENV = f"{ENV_PREFIX}BROKER_URL"
@@ -80,12 +87,25 @@ class StackError(RuntimeError):
     """The stack cannot start; the message says what to do."""
 
 
+LAYOUTS = ("compact", "distributed")
+"""``compact`` (the default): one worker, servers in-process, few processes. ``distributed``: a worker per queue."""
+
+
 @dataclass
 class StackOptions:
     config: str | None = None
+    layout: str = "compact"
     single_worker: bool = False
     pool: str = "threads"
+    flower: bool = True
     log_dir: Path | None = None
+
+    def __post_init__(self) -> None:
+        if self.layout not in LAYOUTS:
+            raise StackError(f"layout: must be one of {', '.join(LAYOUTS)}, not {self.layout!r}")
+        if self.layout == "compact" and (self.single_worker or self.pool != "threads"):
+            raise StackError("--single-worker and --pool apply to --layout distributed (the compact layout "
+                             "always runs one threads-pool worker)")
 
 
 @dataclass
@@ -95,19 +115,19 @@ class RunningStack:
     log_dir: Path
     settings: Settings
     env: dict[str, str]
-    children: list[ChildProcess] = field(default_factory=list)
+    children: list[ChildProcess | InParent] = field(default_factory=list)
     rows: list[tuple[str, str, str]] = field(default_factory=list)
     urls: dict[str, str] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
 
-    def add(self, child: ChildProcess, what: str, where: str) -> ChildProcess:
+    def add(self, child: ChildProcess | InParent, what: str, where: str) -> ChildProcess | InParent:
         self.children.append(child)
         self.rows.append((child.name, what, where))
         return child
 
     def stop(self) -> None:
         """Workers first (they close their MCP sessions), then simulators and Redis."""
-        workers = [child for child in self.children if child.name.startswith(("worker-", "beat", "flower", "metrics"))]
+        workers = [child for child in self.children if child.name.startswith(("worker", "beat", "flower", "metrics"))]
         for group in (workers, [child for child in self.children if child not in workers]):
             for child in group:
                 child.terminate()
@@ -209,27 +229,46 @@ def print_table(stack: RunningStack, status: dict[str, str]) -> None:
     print("\nTry:  mcp-orch call sabnzbd sabnzbd_get_queue      (Ctrl-C stops everything)\n", flush=True)
 
 
+def start_parts(stack: RunningStack, options: StackOptions) -> FlowerLogin | None:
+    """Simulators, workers, beat, Flower and metrics, in the processes (or threads) of ``options.layout``;
+    returns Flower's login (None without Flower)."""
+    distributed = options.layout == "distributed"
+    if distributed:
+        start_simulators(stack)
+        start_workers(stack, options)
+        start_beat(stack)
+    else:
+        stack_compact.start_simulators(stack, services_to_simulate(stack.settings, os.environ))
+        stack_compact.start_worker(stack, WORKER_THREADS)
+        stack_compact.start_beat(stack)
+    login = start_flower(stack) if options.flower else None
+    if distributed:
+        start_metrics(stack)
+    else:
+        stack_compact.start_metrics(stack)
+    return login
+
+
 def run_stack(options: StackOptions) -> int:
     """Start everything, report readiness, block until SIGINT/SIGTERM, stop everything."""
     log_dir = options.log_dir or Path(tempfile.mkdtemp(prefix="mcp-orch-stack-"))
     log_dir.mkdir(parents=True, exist_ok=True)
     path = config_path(options.config)
+    bundled = path == DEFAULTS_FILE
+    if bundled and options.layout == "compact":
+        path = EMBEDDED_FILE  # the same servers, served inside the one worker
     env = {CONFIG_PATH_ENV: str(path.resolve())}
     stack = RunningStack(log_dir=log_dir, settings=load_settings(path), env=env)
     stopping = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stopping.set())
     try:
-        if os.environ.get(BROKER_ENV) is None and path == DEFAULTS_FILE:
+        if os.environ.get(BROKER_ENV) is None and bundled:
             env[BROKER_ENV] = start_redis(stack)
             os.environ[BROKER_ENV] = env[BROKER_ENV]
             stack.settings = load_settings(path)
             _write_state(env[BROKER_ENV])
-        start_simulators(stack)
-        start_workers(stack, options)
-        start_beat(stack)
-        login = start_flower(stack)
-        start_metrics(stack)
+        login = start_parts(stack, options)
         status = wait_ready(stack)
         stack.notes += monitoring_notes(stack, login)
         print_table(stack, status)

@@ -22,7 +22,7 @@ START_TIMEOUT_SECONDS = 30.0
 """How long Flower and the metrics endpoint may take to listen (seconds)."""
 
 
-def _port(preferred: int, address: str) -> int:
+def free_or_any_port(preferred: int, address: str) -> int:
     """``preferred`` when it is free, else any free port (a second stack on the machine still starts)."""
     host = "127.0.0.1" if address in ("0.0.0.0", "") else address
     return free_port() if port_open(preferred, host) else preferred
@@ -34,7 +34,7 @@ def start_flower(stack: RunningStack) -> FlowerLogin:
     login = flower_login(settings, generate=True)
     assert login is not None
     address = settings.flower.address
-    port = _port(settings.flower.port, address)
+    port = free_or_any_port(settings.flower.port, address)
     child = ChildProcess("flower", flower_argv(sys.executable, address=address, port=port),
                          log=stack.log_dir / "flower.log", env={**stack.env, **flower_env(login)})
     url = f"http://{'127.0.0.1' if address == '0.0.0.0' else address}:{port}"
@@ -45,7 +45,7 @@ def start_flower(stack: RunningStack) -> FlowerLogin:
 
 def start_metrics(stack: RunningStack) -> None:
     """``mcp-orch metrics``: Prometheus text for breakers, health, calls and queues."""
-    port = _port(METRICS_PORT, "127.0.0.1")
+    port = free_or_any_port(METRICS_PORT, "127.0.0.1")
     args = [sys.executable, "-m", "orchestrator.cli", "metrics", "--address", "127.0.0.1", "--port", str(port)]
     child = ChildProcess("metrics", args, log=stack.log_dir / "metrics.log", env=stack.env)
     url = f"http://127.0.0.1:{port}/metrics"

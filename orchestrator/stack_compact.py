@@ -1,0 +1,131 @@
+"""The compact layout of ``mcp-orch stack`` (the default): every part, in as few processes as can hold it.
+
+- one Celery worker (threads pool, ``WORKER_THREADS`` per server) consumes every server's queue
+  and holds every session; with the bundled configuration the media servers run inside it
+  (``orchestrator/embedded.toml``, transport ``inprocess``), so it spawns no child;
+- beat (RedBeat, its Redis lock kept: still exactly one scheduler), the metrics endpoint and the
+  simulated upstreams are threads of the stack process itself;
+- Flower stays a process of its own, and ``--no-flower`` leaves it out.
+
+The distributed layout (one worker per queue, stdio servers, beat, metrics and each simulator in
+a process of its own) is ``orchestrator.stack``'s other branch.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+import sys
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from orchestrator.config import MEDIA_SERVER_VARIABLES
+from orchestrator.processes import ChildProcess
+
+if TYPE_CHECKING:
+    from orchestrator.stack import RunningStack
+
+STOP_TIMEOUT_SECONDS = 10.0
+"""How long a thread of the stack process gets to finish after it was asked to stop (seconds)."""
+
+
+class InParent:
+    """A part of the stack running as a thread of the stack process, stopped like a child process."""
+
+    def __init__(self, name: str, log: Path, alive: Callable[[], bool], stop: Callable[[], None]) -> None:
+        self.name = name
+        self.log = log
+        self.pid = os.getpid()
+        self._alive = alive
+        self._stop = stop
+        self._stopped = False
+
+    def alive(self) -> bool:
+        return self._alive()
+
+    def terminate(self) -> None:
+        """Stopped in ``stop`` (the stack stops its threads one by one)."""
+
+    def stop(self) -> None:
+        if not self._stopped:
+            self._stopped = True
+            self._stop()
+
+
+def _log_to(path: Path, *loggers: str) -> None:
+    """Send these loggers' INFO lines to ``path`` (the stack's own console stays quiet)."""
+    handler = logging.FileHandler(path)
+    handler.setFormatter(logging.Formatter("[%(asctime)s: %(levelname)s/%(name)s] %(message)s"))
+    for name in loggers:
+        logger = logging.getLogger(name)
+        logger.setLevel(logging.INFO)
+        logger.addHandler(handler)
+
+
+def start_worker(stack: RunningStack, threads_per_server: int) -> None:
+    """One threads-pool worker on every enabled server's queue, sized for all of them."""
+    servers = list(stack.settings.enabled_servers().values())
+    queues = ",".join(server.queue for server in servers)
+    threads = threads_per_server * len(servers)
+    args = [sys.executable, "-m", "celery", "-A", "workers.app", "worker", "-Q", queues, "-P", "threads",
+            "-c", str(threads), "-n", "compact@%h", "-l", "INFO"]
+    child = ChildProcess("worker", args, log=stack.log_dir / "worker.log", env=stack.env)
+    stack.add(child, f"Celery worker (threads pool, {threads} threads; servers in-process)", queues)
+
+
+def start_simulators(stack: RunningStack, services: list[str]) -> None:
+    """The simulated upstreams as threads of this process, each on a free port, with a key of its own."""
+    import upstream_sim
+
+    for service in services:
+        url_var, key_var = MEDIA_SERVER_VARIABLES[service]
+        key = os.environ.get(key_var) or secrets.token_hex(16)
+        handle = upstream_sim.run_in_thread(service, key)
+        stack.add(InParent(f"sim-{service}", stack.log_dir / "stack.log", handle.alive, handle.stop),
+                  f"simulated {service} upstream (a thread of the stack)", handle.url)
+        stack.env.update({url_var: handle.url, key_var: key})
+
+
+def start_beat(stack: RunningStack) -> None:
+    """The one beat as a thread of this process; it takes RedBeat's lock like ``mcp-orch beat``."""
+    from celery.beat import EmbeddedService
+
+    from beat_schedule import configure_beat
+    from orchestrator.celery_app import make_celery
+
+    log = stack.log_dir / "beat.log"
+    _log_to(log, "celery.beat", "redbeat")
+    app = configure_beat(make_celery(stack.settings, main="mcp_orchestrator_beat"), stack.settings)
+    beat = EmbeddedService(app, thread=True, scheduler_cls=app.conf.beat_scheduler)
+    beat.start()
+
+    def stop() -> None:
+        beat.service.stop()
+        beat.join(STOP_TIMEOUT_SECONDS)
+        app.close()
+
+    stack.add(InParent("beat", log, beat.is_alive, stop),
+              "Celery beat (health checks, RedBeat lock; a thread of the stack)", "every server queue")
+
+
+def start_metrics(stack: RunningStack) -> None:
+    """``/metrics`` served by a thread of this process (read from Redis at each scrape, as ``mcp-orch metrics``)."""
+    from orchestrator.metrics import METRICS_PORT, make_metrics_server
+    from orchestrator.stack_monitoring import free_or_any_port
+
+    port = free_or_any_port(METRICS_PORT, "127.0.0.1")
+    server = make_metrics_server(stack.settings, "127.0.0.1", port)
+    thread = threading.Thread(target=server.serve_forever, name="metrics", daemon=True)
+    thread.start()
+
+    def stop() -> None:
+        server.shutdown()
+        server.server_close()
+
+    url = f"http://127.0.0.1:{port}/metrics"
+    stack.add(InParent("metrics", stack.log_dir / "stack.log", thread.is_alive, stop),
+              "Prometheus metrics (breakers, health, calls, queues; a thread of the stack)", url)
+    stack.urls["metrics"] = url
