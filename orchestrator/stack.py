@@ -238,8 +238,9 @@ def start_parts(stack: RunningStack, options: StackOptions) -> FlowerLogin | Non
         start_workers(stack, options)
         start_beat(stack)
     else:
-        stack_compact.start_simulators(stack, services_to_simulate(stack.settings, os.environ))
+        planned = stack_compact.plan_simulators(stack, services_to_simulate(stack.settings, os.environ))
         stack_compact.start_worker(stack, WORKER_THREADS)
+        stack_compact.start_simulators(stack, planned)
         stack_compact.start_beat(stack)
     login = start_flower(stack) if options.flower else None
     if distributed:

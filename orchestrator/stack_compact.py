@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from orchestrator.config import MEDIA_SERVER_VARIABLES
-from orchestrator.processes import ChildProcess
+from orchestrator.processes import ChildProcess, free_port
 
 if TYPE_CHECKING:
     from orchestrator.stack import RunningStack
@@ -66,27 +66,41 @@ def _log_to(path: Path, *loggers: str) -> None:
 
 
 def start_worker(stack: RunningStack, threads_per_server: int) -> None:
-    """One threads-pool worker on every enabled server's queue, sized for all of them."""
+    """One threads-pool worker on every enabled server's queue, sized for all of them.
+
+    It has no peer to synchronise with at start-up or to gossip with, so mingle (a one-second wait
+    for replies) and gossip are off; heartbeats stay on (Flower and the health view use them).
+    """
     servers = list(stack.settings.enabled_servers().values())
     queues = ",".join(server.queue for server in servers)
     threads = threads_per_server * len(servers)
     args = [sys.executable, "-m", "celery", "-A", "workers.app", "worker", "-Q", queues, "-P", "threads",
-            "-c", str(threads), "-n", "compact@%h", "-l", "INFO"]
+            "-c", str(threads), "-n", "compact@%h", "--without-mingle", "--without-gossip", "-l", "INFO"]
     child = ChildProcess("worker", args, log=stack.log_dir / "worker.log", env=stack.env)
     stack.add(child, f"Celery worker (threads pool, {threads} threads; servers in-process)", queues)
 
 
-def start_simulators(stack: RunningStack, services: list[str]) -> None:
-    """The simulated upstreams as threads of this process, each on a free port, with a key of its own."""
-    import upstream_sim
-
+def plan_simulators(stack: RunningStack, services: list[str]) -> dict[str, tuple[int, str]]:
+    """A free port and a key for each simulated upstream, put into the env the worker gets; the
+    simulators themselves start after the worker was launched (it opens sessions lazily), so its
+    start-up, the long one, is not kept waiting."""
+    planned = {}
     for service in services:
         url_var, key_var = MEDIA_SERVER_VARIABLES[service]
-        key = os.environ.get(key_var) or secrets.token_hex(16)
-        handle = upstream_sim.run_in_thread(service, key)
+        port, key = free_port(), os.environ.get(key_var) or secrets.token_hex(16)
+        stack.env.update({url_var: f"http://127.0.0.1:{port}", key_var: key})
+        planned[service] = (port, key)
+    return planned
+
+
+def start_simulators(stack: RunningStack, planned: dict[str, tuple[int, str]]) -> None:
+    """The simulated upstreams as threads of this process, on their planned ports."""
+    import upstream_sim
+
+    for service, (port, key) in planned.items():
+        handle = upstream_sim.run_in_thread(service, key, port=port)
         stack.add(InParent(f"sim-{service}", stack.log_dir / "stack.log", handle.alive, handle.stop),
                   f"simulated {service} upstream (a thread of the stack)", handle.url)
-        stack.env.update({url_var: handle.url, key_var: key})
 
 
 def start_beat(stack: RunningStack) -> None:
