@@ -38,7 +38,6 @@ class InParent:
     def __init__(self, name: str, log: Path, alive: Callable[[], bool], stop: Callable[[], None]) -> None:
         self.name = name
         self.log = log
-        self.pid = os.getpid()
         self._alive = alive
         self._stop = stop
         self._stopped = False

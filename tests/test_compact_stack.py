@@ -79,7 +79,7 @@ def test_every_bundled_tool_answers_through_the_queue(compact: RunningStack, tmp
     assert listed.returncode == 0, listed.stderr
     tools = json.loads(listed.stdout)
     assert {server: len(tools[server]) for server in BUNDLED_TOOLS} == BUNDLED_TOOLS
-    calls = {True: [], False: []}
+    calls: dict[bool, list[dict[str, Any]]] = {True: [], False: []}  # read-only?
     for server in BUNDLED_TOOLS:
         for tool in tools[server]:
             read_only = bool(tool.get("annotations", {}).get("readOnlyHint"))
