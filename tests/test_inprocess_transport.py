@@ -14,14 +14,18 @@ import psutil
 import pytest
 
 import upstream_sim
+from orchestrator.celery_app import make_celery
+from orchestrator.client import Orchestrator
 from orchestrator.config import ConfigError, ServerConfig, load_settings
-from orchestrator.errors import ServerUnavailable
+from orchestrator.errors import ServerUnavailable, ToolReturnedError
 from tests.servers import embedded
+from tests.support.procs import start_worker
 from workers.sessions import HeldSession, SessionManager
 
 WAIT = 10.0
 """Longest any single step may take (seconds)."""
 SONARR_KEY = "CANARY-inprocess-sonarr-7b2e"
+EMBEDDED_KEY = "CANARY-inprocess-embedded-41c9"
 
 
 def inprocess(name: str, module: str, **env: str) -> ServerConfig:
@@ -134,3 +138,42 @@ def test_an_inprocess_module_must_be_a_dotted_name(tmp_path: Path) -> None:
     path.write_text('[servers.x.transport]\ntype = "inprocess"\nmodule = "media_mcp/sonarr"\n')
     with pytest.raises(ConfigError, match=r"servers\.x\.transport\.module: String should match pattern"):
         load_settings(path)
+
+
+EMBEDDED_CONFIG = """
+broker_url = "{broker}"
+[servers.emb]
+[servers.emb.transport]
+type = "inprocess"
+module = "tests.servers.embedded"
+env = {{ EMBEDDED_API_KEY = "${{EMBEDDED_API_KEY}}" }}
+"""
+
+
+@pytest.mark.slow
+def test_through_the_queue_a_raising_tool_is_a_tool_error_and_the_worker_lives_on(redis_url: str,
+                                                                                 tmp_path: Path) -> None:
+    """A real threads-pool worker serving an ``inprocess`` server: the raising tool's call fails as
+    ToolReturnedError, the next call is answered by the same worker process (which spawned no
+    child), and the key the server read from the worker's environment never reaches the client."""
+    config = tmp_path / "embedded.toml"
+    config.write_text(EMBEDDED_CONFIG.format(broker=redis_url))
+    settings = load_settings(config)
+    app = make_celery(settings)
+    worker = start_worker(app, name="embedded", queues=["mcp.emb"], pool="threads", concurrency=4,
+                          env={"MCP_ORCH_CONFIG": str(config), embedded.KEY_VAR: EMBEDDED_KEY},
+                          log=tmp_path / "worker.log")
+    client = Orchestrator(settings)
+    try:
+        with pytest.raises(ToolReturnedError) as crashed:
+            client.call_tool("emb", "crash", {"message": "bug in the tool"}, timeout=WAIT)
+        assert crashed.value.server == "emb"
+        result = client.call_tool("emb", "whoami", {}, timeout=WAIT)
+        assert result.ok and result.data["pid"] == worker.pid and result.data["has_key"] is True
+        assert psutil.Process(worker.pid).children(recursive=True) == []
+        assert EMBEDDED_KEY not in result.model_dump_json() + str(crashed.value.to_dict())
+    finally:
+        client.close()
+        worker.stop()
+        app.close()
+    assert EMBEDDED_KEY not in (tmp_path / "worker.log").read_text()
