@@ -33,7 +33,10 @@ STOP_TIMEOUT_SECONDS = 10.0
 
 
 class InParent:
-    """A part of the stack running as a thread of the stack process, stopped like a child process."""
+    """A part of the stack running as a thread of the stack process, stopped like a child process.
+
+    ``log`` is its log file, or the stack's log directory for a part that logs nothing of its own.
+    """
 
     def __init__(self, name: str, log: Path, alive: Callable[[], bool], stop: Callable[[], None]) -> None:
         self.name = name
@@ -98,7 +101,7 @@ def start_simulators(stack: RunningStack, planned: dict[str, tuple[int, str]]) -
 
     for service, (port, key) in planned.items():
         handle = upstream_sim.run_in_thread(service, key, port=port)
-        stack.add(InParent(f"sim-{service}", stack.log_dir / "stack.log", handle.alive, handle.stop),
+        stack.add(InParent(f"sim-{service}", stack.log_dir, handle.alive, handle.stop),
                   f"simulated {service} upstream (a thread of the stack)", handle.url)
 
 
@@ -139,6 +142,6 @@ def start_metrics(stack: RunningStack) -> None:
         server.server_close()
 
     url = f"http://127.0.0.1:{port}/metrics"
-    stack.add(InParent("metrics", stack.log_dir / "stack.log", thread.is_alive, stop),
+    stack.add(InParent("metrics", stack.log_dir, thread.is_alive, stop),
               "Prometheus metrics (breakers, health, calls, queues; a thread of the stack)", url)
     stack.urls["metrics"] = url
