@@ -1,4 +1,5 @@
-"""Child processes of the stack command (and the tests): own process group, log file, clean stop."""
+"""The parts of the stack command (and the tests): child processes (own process group, log file, clean stop)
+and threads of the stack process stopped the same way."""
 
 from __future__ import annotations
 
@@ -59,6 +60,31 @@ class ChildProcess:
 
     def output(self) -> str:
         return self.log.read_text(errors="replace")
+
+
+class InParent:
+    """A part of the stack running as a thread of the stack process, stopped like a child process.
+
+    ``log`` is its log file, or the stack's log directory for a part that logs nothing of its own.
+    """
+
+    def __init__(self, name: str, log: Path, alive: Callable[[], bool], stop: Callable[[], None]) -> None:
+        self.name = name
+        self.log = log
+        self._alive = alive
+        self._stop = stop
+        self._stopped = False
+
+    def alive(self) -> bool:
+        return self._alive()
+
+    def terminate(self) -> None:
+        """Stopped in ``stop`` (the stack stops its threads one by one)."""
+
+    def stop(self) -> None:
+        if not self._stopped:
+            self._stopped = True
+            self._stop()
 
 
 REDIS_MISSING = "redis-server is not installed. Install it with: sudo apt-get install -y redis-server"

@@ -39,8 +39,7 @@ from orchestrator.config import (
 )
 from orchestrator.errors import OrchestratorError
 from orchestrator.flower import FlowerLogin
-from orchestrator.processes import ChildProcess, free_port, port_open, start_redis_server, wait_until
-from orchestrator.stack_compact import InParent
+from orchestrator.processes import ChildProcess, InParent, free_port, port_open, start_redis_server, wait_until
 from orchestrator.stack_monitoring import monitoring_notes, start_flower, start_metrics
 
 BROKER_ENV = f"{ENV_PREFIX}BROKER_URL"

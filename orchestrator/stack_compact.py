@@ -18,43 +18,17 @@ import os
 import secrets
 import sys
 import threading
-from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from orchestrator.config import MEDIA_SERVER_VARIABLES
-from orchestrator.processes import ChildProcess, free_port
+from orchestrator.processes import ChildProcess, InParent, free_port
 
 if TYPE_CHECKING:
     from orchestrator.stack import RunningStack
 
 STOP_TIMEOUT_SECONDS = 10.0
 """How long a thread of the stack process gets to finish after it was asked to stop (seconds)."""
-
-
-class InParent:
-    """A part of the stack running as a thread of the stack process, stopped like a child process.
-
-    ``log`` is its log file, or the stack's log directory for a part that logs nothing of its own.
-    """
-
-    def __init__(self, name: str, log: Path, alive: Callable[[], bool], stop: Callable[[], None]) -> None:
-        self.name = name
-        self.log = log
-        self._alive = alive
-        self._stop = stop
-        self._stopped = False
-
-    def alive(self) -> bool:
-        return self._alive()
-
-    def terminate(self) -> None:
-        """Stopped in ``stop`` (the stack stops its threads one by one)."""
-
-    def stop(self) -> None:
-        if not self._stopped:
-            self._stopped = True
-            self._stop()
 
 
 def _log_to(path: Path, *loggers: str) -> None:
