@@ -111,8 +111,8 @@ def launched(root: Path, *args: str) -> Iterator[RunningStack]:
         stack.output = read_until_ready(proc, START_TIMEOUT)
         text = "\n".join(stack.output)
         stack.urls = dict(re.findall(r"^\s+(flower|metrics)\s+ready\s+(\S+)$", text, re.M))
-        login = re.search(r"Flower login: (\S+) / (\S+)", text)
-        stack.login = login.groups() if login else ("", "")
+        user, password = re.search(r"Flower login: (\S+) / (\S+)", text).groups()
+        stack.login = (user, password)
         stack.log_dir = Path(re.search(r"logs in (\S+)\)", text).group(1))
         yield stack
     finally:
