@@ -1,17 +1,17 @@
 # Two commands do all the set-up on a fresh machine:
 #   make stack   - install, then run the whole stack on this machine (Ctrl-C stops it)
-#   make test    - install, then run the test suite
+#   make test    - install, then run the test suite (make test-fast: the tests not marked slow)
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: stack test lint bench install thirdparty
+.PHONY: stack test test-fast lint typecheck bench install thirdparty
 THIRDPARTY := .venv-thirdparty/.installed
 
 install: $(STAMP)
 
 $(STAMP): pyproject.toml
-	@command -v redis-server >/dev/null || { echo "redis-server is missing: sudo apt-get install -y redis-server"; exit 1; }
+	@command -v redis-server >/dev/null || { echo "redis-server is missing: sudo apt-get install -y redis-server python3-venv"; exit 1; }
 	python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -e '.[dev]'
@@ -21,7 +21,7 @@ stack: $(STAMP)
 	$(VENV)/bin/mcp-orch stack
 
 # A third-party Sonarr MCP server (needs mcp<2, so it gets a venv of its own) for
-# tests/test_third_party_mcp.py; without it that test skips.
+# tests/media/test_third_party_mcp.py; without it that test skips.
 thirdparty: $(THIRDPARTY)
 
 $(THIRDPARTY):
@@ -32,8 +32,16 @@ $(THIRDPARTY):
 test: $(STAMP) $(THIRDPARTY)
 	$(PY) -m pytest
 
+# The tests not marked slow (no stack of real processes per test): a quick check while editing.
+test-fast: $(STAMP)
+	$(PY) -m pytest -m "not slow" -q
+
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
+
+# mypy over orchestrator/, workers/ and beat_schedule.py (settings in pyproject.toml [tool.mypy]).
+typecheck: $(STAMP)
+	$(VENV)/bin/mypy
 
 bench: $(STAMP)
 	$(PY) bench/run_all.py

@@ -78,8 +78,8 @@ def clean_env(root: Path) -> dict[str, str]:
 def role(args: list[str]) -> str:
     """A short name for a process of the stack, from its command line."""
     line = " ".join(args)
-    for needle, name in (("orchestrator.cli stack", "stack"), ("redis-server", "redis"), ("flower", "flower"),
-                         (" beat", "beat"), ("orchestrator.cli metrics", "metrics")):
+    for needle, name in (("orchestrator.operator.cli stack", "stack"), ("redis-server", "redis"), ("flower", "flower"),
+                         (" beat", "beat"), ("orchestrator.operator.cli metrics", "metrics")):
         if needle in line:
             return name
     if match := re.search(r"media_mcp\.(\w+)", line):
@@ -148,7 +148,7 @@ def launched(name: str, args: list[str], extra_env: dict[str, str] | None = None
     root = Path(tempfile.mkdtemp(prefix="mcp-orch-footprint-"))
     env = {**clean_env(root), **(extra_env or {})}
     started = time.monotonic()
-    proc = subprocess.Popen([sys.executable, "-m", "orchestrator.cli", "stack", *args], env=env, cwd=REPO,
+    proc = subprocess.Popen([sys.executable, "-m", "orchestrator.operator.cli", "stack", *args], env=env, cwd=REPO,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, text=True,
                             start_new_session=True)
     try:

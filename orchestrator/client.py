@@ -25,7 +25,7 @@ from orchestrator import health
 from orchestrator.batch import Outcome, ProgressCallback, prepare_batch, run_batch
 from orchestrator.breaker import BreakerBoard, BreakerSnapshot
 from orchestrator.catalog import Catalog
-from orchestrator.celery_app import CALL_TOOL, LIST_TOOLS, RESULT_GRACE_SECONDS, abandon, make_celery
+from orchestrator.celery_app import RESULT_GRACE_SECONDS, abandon, make_celery
 from orchestrator.config import ServerConfig, Settings, load_settings
 from orchestrator.errors import CallFailed, DeadlineExceeded, InvalidCall, OrchestratorError, ToolReturnedError
 from orchestrator.results import ToolResult, tool_error
@@ -35,6 +35,7 @@ from orchestrator.validation import (
     prepare_call,
     resolve_server,
 )
+from orchestrator.wire import CALL_TOOL, LIST_TOOLS
 
 ASYNC_THREADS = 64
 """Threads the async client may block in at once while waiting for results."""
@@ -201,14 +202,13 @@ class Orchestrator:
         return breaker.snapshot()
 
     def force_breaker(self, server: str, state: str) -> BreakerSnapshot:
-        """Force ``server``'s breaker ``open`` (refuse all) or ``closed`` (admit all, count nothing)."""
+        """Set ``server``'s breaker by hand: ``open`` (refuse every call until reset), ``closed`` (closed
+        with fresh counters, as ``reset_breaker``) or ``disabled`` (admit every call, count nothing)."""
         breaker = self.breakers.breaker(resolve_server(self.settings, server).name)
-        if state == "open":
-            breaker.force_open()
-        elif state == "closed":
-            breaker.force_closed()
-        else:
-            raise InvalidCall(f"state: must be 'open' or 'closed', got {state!r}", field="state")
+        actions = {"open": breaker.force_open, "closed": breaker.reset, "disabled": breaker.force_closed}
+        if state not in actions:
+            raise InvalidCall(f"state: must be one of {', '.join(map(repr, actions))}, got {state!r}", field="state")
+        actions[state]()
         return breaker.snapshot()
 
     def close(self) -> None:

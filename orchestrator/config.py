@@ -34,8 +34,9 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
-from orchestrator.breaker_policy import BreakerPolicy
+from orchestrator.breaker.policy import BreakerPolicy
 from orchestrator.keys import queue_name
+from orchestrator.services import MEDIA_SERVICES
 
 ENV_PREFIX = "MCP_ORCH_"
 CONFIG_PATH_ENV = "MCP_ORCH_CONFIG"
@@ -43,13 +44,9 @@ DEFAULTS_FILE = Path(__file__).with_name("defaults.toml")
 EMBEDDED_FILE = Path(__file__).with_name("embedded.toml")
 """``DEFAULTS_FILE``'s servers served in-process: what the compact stack's worker loads by default."""
 
-MEDIA_SERVER_VARIABLES = {
-    "sabnzbd": ("SABNZBD_URL", "SABNZBD_API_KEY"),
-    "sonarr": ("SONARR_URL", "SONARR_API_KEY"),
-    "radarr": ("RADARR_URL", "RADARR_API_KEY"),
-    "plex": ("PLEX_URL", "PLEX_TOKEN"),
-}
-"""The bundled media servers (``defaults.toml``) and the variables their MCP server reads: URL and secret."""
+MEDIA_SERVER_VARIABLES = {service.name: (service.url_variable, service.secret_variable) for service in MEDIA_SERVICES}
+"""The bundled media servers (``defaults.toml``) and the variables their MCP server reads: URL and secret
+(from the one table in ``orchestrator.services``)."""
 
 DEFAULT_TIMEOUT_SECONDS = 30.0
 """Default of ``default_timeout``: a call's deadline when neither the call nor its server sets one (s)."""
@@ -59,6 +56,9 @@ VISIBILITY_TIMEOUT_SECONDS = 3600
 """Redis re-delivers an unacked message after this long; longer than any call can run (s)."""
 RESULT_EXPIRES_SECONDS = 3600
 """How long a call's result stays in the result backend (seconds)."""
+MAX_PARAMS_BYTES = 256 * 1024
+"""Default of ``max_params_bytes``: the largest JSON-encoded params a call may carry (bytes); a
+bigger call is refused before enqueue instead of clogging the broker and failing at the upstream."""
 KEEPALIVE_SECONDS = 30.0
 """How often an idle held MCP session is probed with ``tools/list`` (seconds)."""
 CONNECT_TIMEOUT_SECONDS = 20.0
@@ -292,10 +292,19 @@ class Settings(BaseSettings):
     max_timeout: float = Field(default=MAX_TIMEOUT_SECONDS, gt=0)
     visibility_timeout: int = Field(default=VISIBILITY_TIMEOUT_SECONDS, gt=0)
     result_expires: int = Field(default=RESULT_EXPIRES_SECONDS, gt=0)
+    max_params_bytes: int = Field(default=MAX_PARAMS_BYTES, gt=0)
     beat_lock_timeout: int = Field(default=BEAT_LOCK_TIMEOUT_SECONDS, ge=2)
     beat_max_interval: float = Field(default=BEAT_MAX_INTERVAL_SECONDS, gt=0)
     servers: dict[str, ServerConfig] = Field(default_factory=dict)
     flower: FlowerSettings = Field(default_factory=FlowerSettings)
+
+    @field_validator("broker_url", "result_backend")
+    @classmethod
+    def _check_redis_url(cls, value: str | None) -> str | None:
+        """Broker and backend are Redis; a bad URL is named here, not as a traceback from redis-py."""
+        if value is not None and not re.match(r"^(rediss?://|unix://)", value):
+            raise ValueError("must be a redis://, rediss:// or unix:// URL")
+        return value
 
     @field_validator("servers", mode="before")
     @classmethod
@@ -388,10 +397,14 @@ def load_settings(path: str | os.PathLike[str] | None = None, **overrides: Any) 
 
 
 def describe_validation_error(exc: ValidationError, source: str) -> str:
-    """One line per problem, each naming the dotted field path (never the bad value)."""
-    lines = []
+    """One line: every problem with its dotted field path and, when an ``MCP_ORCH_*`` variable set
+    it, that variable's name (never the bad value: it may be a password or a URL with one)."""
+    problems = []
     for error in exc.errors(include_input=False, include_url=False):
-        hidden = ("stdio", "http", "inprocess")  # the union's branch tags, not fields
-        where = ".".join(str(part) for part in error["loc"] if part not in hidden) or "(top level)"
-        lines.append(f"{where}: {error['msg']}")
-    return f"invalid configuration ({source}):\n  " + "\n  ".join(lines)
+        path = [str(part) for part in error["loc"] if part not in ("stdio", "http", "inprocess")]
+        where = ".".join(path) or "(top level)"
+        variable = ENV_PREFIX + "__".join(path).upper()
+        if path and variable in os.environ:
+            where += f" (from {variable})"
+        problems.append(f"{where}: {error['msg'].removeprefix('Value error, ')}")
+    return f"invalid configuration ({source}): " + "; ".join(problems)

@@ -1,7 +1,7 @@
 """The ``inprocess`` transport: a held MCP session to a server object living in the worker's process.
 
 The tests drive the worker's real session manager (loop thread, owner coroutine, reconnects)
-against a server built in this process: ``tests.servers.embedded`` and the bundled
+against a server built in this process: ``tests.support.servers.embedded`` and the bundled
 ``media_mcp.sonarr`` with a simulated Sonarr. No child process is started for a server.
 """
 
@@ -18,8 +18,8 @@ from orchestrator.celery_app import make_celery
 from orchestrator.client import Orchestrator
 from orchestrator.config import ConfigError, ServerConfig, load_settings
 from orchestrator.errors import ServerUnavailable, ToolReturnedError
-from tests.servers import embedded
 from tests.support.procs import start_worker
+from tests.support.servers import embedded
 from workers.sessions import HeldSession, SessionManager
 
 WAIT = 10.0
@@ -47,7 +47,7 @@ def test_an_inprocess_server_serves_a_call_without_a_child_process(manager: Sess
     key from the worker's environment; no process is spawned for it."""
     monkeypatch.setenv(embedded.KEY_VAR, "worker-env-key")
     children_before = {child.pid for child in psutil.Process().children(recursive=True)}
-    held = manager.session(inprocess("emb", "tests.servers.embedded"))
+    held = manager.session(inprocess("emb", "tests.support.servers.embedded"))
     result = manager.run(held.call_tool("whoami", {}, WAIT), WAIT)
     assert not result.is_error
     assert result.structured_content is not None
@@ -59,7 +59,7 @@ def test_an_inprocess_server_serves_a_call_without_a_child_process(manager: Sess
 def test_a_tool_that_raises_is_a_tool_error_and_the_session_keeps_serving(manager: SessionManager) -> None:
     """An exception inside a tool comes back as an ``is_error`` result; the same session (not a rebuilt
     one) answers the next call."""
-    held = manager.session(inprocess("emb", "tests.servers.embedded"))
+    held = manager.session(inprocess("emb", "tests.support.servers.embedded"))
     crashed = manager.run(held.call_tool("crash", {"message": "bug in the tool"}, WAIT), WAIT)
     assert crashed.is_error
     after = manager.run(held.call_tool("whoami", {}, WAIT), WAIT)
@@ -71,7 +71,7 @@ def test_the_server_is_torn_down_when_the_worker_closes_its_sessions() -> None:
     sessions = SessionManager()
     before = dict(embedded.lifecycle)
     try:
-        held = sessions.session(inprocess("emb", "tests.servers.embedded"))
+        held = sessions.session(inprocess("emb", "tests.support.servers.embedded"))
         sessions.run(held.wait_connected(WAIT), WAIT)
         assert embedded.lifecycle["opened"] == before["opened"] + 1
         assert embedded.lifecycle["closed"] == before["closed"]
@@ -89,7 +89,7 @@ async def _force_close(held: HeldSession) -> None:
 def test_a_forced_close_rebuilds_the_server_and_reopens_the_session(manager: SessionManager) -> None:
     """After the session is forced closed, the owner tears the old server down, builds a new one and
     re-opens the session; the next call is answered by the new server."""
-    held = manager.session(inprocess("emb", "tests.servers.embedded"))
+    held = manager.session(inprocess("emb", "tests.support.servers.embedded"))
     first = manager.run(held.call_tool("whoami", {}, WAIT), WAIT).structured_content
     before = dict(embedded.lifecycle)
     manager.run(_force_close(held), WAIT)
@@ -109,7 +109,7 @@ def test_a_bundled_server_reads_the_same_variables_in_process(manager: SessionMa
         monkeypatch.setenv("SONARR_API_KEY", SONARR_KEY)
         held = manager.session(inprocess("sonarr", "media_mcp.sonarr"))
         listing = manager.run(held.list_tools(WAIT), WAIT)
-        assert len(listing.tools) == 10
+        assert {"sonarr_get_series", "sonarr_get_series_by_id"} <= {tool.name for tool in listing.tools}
         result = manager.run(held.call_tool("sonarr_get_series", {}, WAIT), WAIT)
         assert not result.is_error and result.structured_content
         assert SONARR_KEY not in str(result.content)
@@ -145,7 +145,7 @@ broker_url = "{broker}"
 [servers.emb]
 [servers.emb.transport]
 type = "inprocess"
-module = "tests.servers.embedded"
+module = "tests.support.servers.embedded"
 env = {{ EMBEDDED_API_KEY = "${{EMBEDDED_API_KEY}}" }}
 """
 
