@@ -204,6 +204,7 @@ def start_parts(stack: RunningStack, options: StackOptions) -> FlowerLogin | Non
 
 def run_stack(options: StackOptions) -> int:
     """Start everything, report readiness, block until SIGINT/SIGTERM/SIGHUP, stop everything."""
+    started = time.monotonic()
     log_dir = options.log_dir or Path(tempfile.mkdtemp(prefix="mcp-orch-stack-"))
     log_dir.mkdir(parents=True, exist_ok=True)
     path = config_path(options.config)
@@ -230,6 +231,9 @@ def run_stack(options: StackOptions) -> int:
                                                        config=str(path.resolve()), started=time.time()))
         login = start_parts(stack, options)
         status = wait_ready(stack)
+        if all(state.startswith("ready") for state in status.values()):
+            took = time.monotonic() - started
+            stack.notes.insert(0, f"  every server answered through its queue {took:.1f} s after start")
         stack.notes += monitoring_notes(stack, login)
         print_table(stack, status)
         while not stopping.wait(1.0):

@@ -56,6 +56,7 @@ def test_the_compact_stack_runs_one_worker_and_no_process_per_server(compact: Ru
     for server in BUNDLED:
         assert re.search(rf"server {server:<10} ready, \d+ tools", text), text
     assert "mcp.sabnzbd,mcp.sonarr,mcp.radarr,mcp.plex" in text and "a thread of the stack" in text
+    assert re.search(r"every server answered through its queue \d+\.\d s after start", text), text
     assert set(compact.urls) == {"flower", "metrics"}
     below = descendants(compact.proc.pid).values()
     assert sum(" worker " in args for args in below) == 1
