@@ -1,7 +1,7 @@
 """The client library AutoArr uses: validate, enqueue on the server's queue, wait, re-raise.
 
-``Orchestrator`` is synchronous; ``AsyncOrchestrator`` runs the same code in a dedicated
-thread pool through asgiref, so an async caller (FastAPI) never blocks its event loop.
+``Orchestrator`` is synchronous; ``AsyncOrchestrator`` (``orchestrator.aio``) waits for results on
+the caller's event loop and shares this module's validation, admission and error translation.
 """
 
 from __future__ import annotations
@@ -62,9 +62,7 @@ class Orchestrator:
         is still sent (a stale catalog must not refuse a new tool): the server judges, and its
         error comes back naming the close matches from the catalogs.
         """
-        call = prepare_call(self.settings, server, tool, params, timeout)
-        call, listed = self.catalog.resolve(call)  # and params against the cached schema, nothing enqueued
-        self.breakers.breaker(call.server.name).check_or_raise()  # fail fast, nothing enqueued
+        call, listed = self._admit(prepare_call(self.settings, server, tool, params, timeout))
         try:
             result = ToolResult.model_validate(self._run(call, CALL_TOOL, call.task_kwargs()))
         except DeadlineExceeded as exc:
@@ -89,9 +87,22 @@ class Orchestrator:
         resolved, listed = self.catalog.resolve_batch(prepare_batch(self.settings, calls))
         outcomes = run_batch(self.app, self.settings, resolved, timeout=timeout, fail_fast=fail_fast,
                              progress=progress, max_concurrency=max_concurrency, breakers=self.breakers)
+        return self._hinted(outcomes, resolved, listed)
+
+    def _admit(self, call: PreparedCall) -> tuple[PreparedCall, bool]:
+        """Resolve the tool name, check params against the cached schema, fail fast on an open breaker.
+
+        Nothing is enqueued; returns the call and whether the catalog lists its tool.
+        """
+        call, listed = self.catalog.resolve(call)
+        self.breakers.breaker(call.server.name).check_or_raise()
+        return call, listed
+
+    def _hinted(self, outcomes: list[Outcome], calls: list[PreparedCall], listed: list[bool]) -> list[Outcome]:
+        """A batch's outcomes, the tool errors of names no catalog lists naming the close matches."""
         return [self._with_close_matches(outcome, call)
                 if isinstance(outcome, ToolReturnedError) and not known else outcome
-                for outcome, call, known in zip(outcomes, resolved, listed, strict=True)]
+                for outcome, call, known in zip(outcomes, calls, listed, strict=True)]
 
     def _with_close_matches(self, error: ToolReturnedError, call: PreparedCall) -> ToolReturnedError:
         """The tool error of a name no catalog lists, its message naming the close matches."""
@@ -217,8 +228,11 @@ class Orchestrator:
         self.app.close()
 
 
-class AsyncOrchestrator:
-    """The same API as ``Orchestrator``, awaitable, never blocking the caller's event loop."""
+class ThreadedAsyncOrchestrator:
+    """The former ``AsyncOrchestrator``: the sync client on a thread pool, one thread per call in flight.
+
+    Kept only so ``bench/bench_async.py`` measures the native client against it side by side.
+    """
 
     def __init__(self, settings: Settings | None = None, *, app: Celery | None = None) -> None:
         self.sync = Orchestrator(settings, app=app)
@@ -276,8 +290,13 @@ class AsyncOrchestrator:
         await self._off_loop(self.sync.close)()
         self._executor.shutdown(wait=False)
 
-    async def __aenter__(self) -> AsyncOrchestrator:
+    async def __aenter__(self) -> ThreadedAsyncOrchestrator:
         return self
 
     async def __aexit__(self, *exc: object) -> None:
         await self.aclose()
+
+
+from orchestrator.aio.client import AsyncOrchestrator  # noqa: E402  (built on Orchestrator above)
+
+__all__ = ["AsyncOrchestrator", "Orchestrator"]
