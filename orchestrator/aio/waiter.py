@@ -111,7 +111,7 @@ class ResultWaiter:
                 self.connected.set()
                 while True:
                     self._dispatch(await connection.read_response(timeout=math.inf))
-            except (RedisError, OSError) as exc:
+            except Exception as exc:  # boundary: any failure of the connection (redis-py, socket) means reconnect
                 self.connected.clear()
                 delay = RECONNECT_DELAYS[min(attempt, len(RECONNECT_DELAYS) - 1)]
                 attempt += 1
@@ -143,7 +143,7 @@ class ResultWaiter:
                     await connection.send_command("UNSUBSCRIBE", *leave[start:start + BATCH])
                 for start in range(0, len(join), BATCH):
                     await connection.send_command("SUBSCRIBE", *join[start:start + BATCH])
-            except (RedisError, OSError):
+            except Exception:  # boundary: redis-py also raises AttributeError on a closed connection
                 # The reader sees the same broken connection and reconnects, resubscribing all pending.
                 with contextlib.suppress(RedisError, OSError):
                     await connection.disconnect()
