@@ -4,7 +4,8 @@ Run: ``python bench/bench_async.py [--n 100 1000 10000]``. Starts its own redis-
 threads-pool worker serving the probe MCP server over stdio (``add``, a fast tool). For each N
 and each client it reports wall time, calls/s, the client's threads (before and at the peak),
 client RSS growth per call in flight, and event-loop lag (a 5 ms ticker's overshoot, max and
-p99); then the p50 of a single call, sync client included. Prints a table and writes
+p99); the native client's RSS per pending call (N calls parked on a queue no worker reads, then
+cancelled); then the p50 of a single call, interleaved with the old client and the sync one. Prints a table and writes
 ``bench/results/async.json``.
 """
 
@@ -36,6 +37,11 @@ type = "stdio"
 command = "python"
 args = ["-m", "tests.servers.probe"]
 cwd = "{repo}"
+
+[servers.parked.transport]  # no worker consumes mcp.parked: its calls stay pending
+type = "stdio"
+command = "python"
+args = ["-m", "tests.servers.probe"]
 """
 TICK = 0.005
 """Seconds the lag ticker sleeps; its overshoot is the loop's lag."""
@@ -82,8 +88,32 @@ async def burst(client: Any, n: int) -> dict[str, Any]:
             "lag_max_ms": round(max(sampler.lags), 1), "lag_p99_ms": round(percentile(sampler.lags, 0.99), 1)}
 
 
-def measure(settings: Settings, sizes: list[int], single: int) -> tuple[list[dict[str, Any]], dict[str, float]]:
-    """Bursts per client, then single calls interleaved round-robin (machine noise hits every client alike)."""
+async def parked(client: AsyncOrchestrator, n: int) -> dict[str, Any]:
+    """RSS per pending call: ``n`` calls to a queue no worker reads, all subscribed, then cancelled (revoked)."""
+    await asyncio.gather(*(client.call_tool("probe", "add", {"a": 1, "b": 1}) for _ in range(20)))  # warm
+    rss_before = psutil.Process().memory_info().rss
+    calls = [asyncio.create_task(client.call_tool("parked", "add", {"a": 1, "b": 1}, timeout=120)) for _ in range(n)]
+    deadline = time.monotonic() + 120
+    while client.results.pending < n and time.monotonic() < deadline:
+        await asyncio.sleep(0.05)
+    pending, rss = client.results.pending, psutil.Process().memory_info().rss
+    for call in calls:
+        call.cancel()
+    await asyncio.gather(*calls, return_exceptions=True)
+    return {"n": n, "pending": pending, "threads": threading.active_count(),
+            "rss_kb_per_pending_call": round((rss - rss_before) / 1024 / n, 2)}
+
+
+def measure(settings: Settings, sizes: list[int], single: int
+            ) -> tuple[list[dict[str, Any]], list[dict[str, Any]], dict[str, float]]:
+    """Pending calls (native), bursts per client, then single calls interleaved round-robin."""
+    pending: list[dict[str, Any]] = []
+
+    async def park() -> None:
+        async with AsyncOrchestrator(settings) as client:
+            for n in sizes:
+                pending.append(await parked(client, n))
+    asyncio.run(park())
     rows: list[dict[str, Any]] = []
     for name, cls in CLIENTS.items():
         async def bursts(cls: type[Any] = cls, name: str = name) -> None:
@@ -91,7 +121,7 @@ def measure(settings: Settings, sizes: list[int], single: int) -> tuple[list[dic
                 for n in sizes:
                     rows.append({"client": name, **await burst(client, n)})
         asyncio.run(bursts())
-    return rows, asyncio.run(single_calls(settings, single))
+    return pending, rows, asyncio.run(single_calls(settings, single))
 
 
 async def single_calls(settings: Settings, rounds: int) -> dict[str, float]:
@@ -132,7 +162,7 @@ def main() -> None:
         worker = start_worker(app, name="bench", queues=["mcp.probe"], env={"MCP_ORCH_CONFIG": str(config)},
                               log_dir=root, concurrency=args.concurrency)
         app.close()
-        rows, p50 = measure(settings, args.n, args.single)
+        pending, rows, p50 = measure(settings, args.n, args.single)
     finally:
         if worker is not None:
             worker.stop()
@@ -140,8 +170,11 @@ def main() -> None:
     print_table("N concurrent calls from one event loop", rows,
                 ["client", "n", "wall_s", "calls_per_s", "failed", "threads_before", "threads_peak",
                  "rss_kb_per_call", "lag_max_ms", "lag_p99_ms"])
+    print_table("Calls pending at once (native client; no worker reads their queue)", pending,
+                ["n", "pending", "threads", "rss_kb_per_pending_call"])
     print_table("Single call p50 (ms)", [{"client": k, "p50_ms": v} for k, v in p50.items()], ["client", "p50_ms"])
-    path = write_json("async", {"rows": rows, "single_call_p50_ms": p50, "worker_threads": args.concurrency})
+    path = write_json("async", {"pending": pending, "rows": rows, "single_call_p50_ms": p50,
+                                "worker_threads": args.concurrency})
     print(f"\nwritten to {path}")
 
 
