@@ -161,6 +161,22 @@ def test_a_batch_on_the_async_client_awaits_a_coroutine_progress_and_honours_fai
     assert all(type(o).__name__ == "CallCancelled" for o in failing[1:]), failing
 
 
+def test_a_batch_whose_every_server_has_its_breaker_open_fails_fast_on_the_async_client(stack: Stack) -> None:
+    """Nothing is enqueued: each call of the batch is CircuitBreakerOpenError, progress still reaches the total."""
+    seen: list[int] = []
+
+    async def body(c: AsyncOrchestrator) -> list[Any]:
+        await c.force_breaker("probe_http", "open")
+        try:
+            return await c.call_tools_parallel([("probe_http", "echo", {"text": "x"})] * 3,
+                                               progress=lambda done, total: seen.append(done))
+        finally:
+            await c.reset_breaker("probe_http")
+
+    outcomes = run(stack.settings, body)
+    assert [type(o) for o in outcomes] == [CircuitBreakerOpenError] * 3 and seen == [1, 2, 3]
+
+
 def test_two_thousand_concurrent_calls_run_with_a_constant_thread_count(stack: Stack) -> None:
     """The client's threads are the same with 20 or 2,000 calls in flight (waiting costs no thread)."""
     async def body(c: AsyncOrchestrator) -> tuple[int, int, list[ToolResult]]:

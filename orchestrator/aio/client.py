@@ -42,6 +42,9 @@ PUBLISH_THREADS = 2
 BLOCKING_THREADS = 4
 """Threads for the operations that stay synchronous (health checks, tool listings, breaker admin)."""
 
+MARKER_CHECK_SECONDS = 1.0
+"""At most this long past a deadline is spent reading execution markers (Redis may be the thing that is down)."""
+
 T = TypeVar("T")
 AsyncProgress = Callable[[int, int], Any]
 """``progress(completed, total)``; a coroutine function is awaited on the loop."""
@@ -179,8 +182,9 @@ class AsyncOrchestrator:
             pipe = self.results.reader.pipeline(transaction=False)
             for task_id in task_ids:
                 pipe.exists(keys.execution_marker_key(task_id))
-            started = [bool(n) for n in await pipe.execute()]
-        except (RedisError, OSError):
+            async with asyncio.timeout(MARKER_CHECK_SECONDS):
+                started = [bool(n) for n in await pipe.execute()]
+        except (RedisError, OSError, TimeoutError):
             started = [False] * len(task_ids)  # Redis is gone and its markers with it (no persistence)
         outcomes: list[OrchestratorError] = []
         for call, task_id, claimed, fallback in zip(calls, task_ids, started, fallbacks, strict=True):
@@ -214,6 +218,8 @@ class AsyncOrchestrator:
         for _refused in range(sum(outcome is not None for outcome in outcomes)):
             done += 1
             await _report(progress, done, total)
+        if not plan.positions:  # every server of the batch refused by its breaker
+            return [outcome for outcome in outcomes if outcome is not None]
         wait_until = max(resolved[p].deadline for p in plan.positions) + RESULT_GRACE_SECONDS
         if plan.deadline is not None:
             wait_until = min(wait_until, plan.deadline)
