@@ -13,8 +13,10 @@ execution marker says it may have run is ``OutcomeUnknown``, as everywhere in th
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import inspect
 import logging
+import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -45,6 +47,9 @@ BLOCKING_THREADS = 4
 MARKER_CHECK_SECONDS = 1.0
 """At most this long past a deadline is spent reading execution markers (Redis may be the thing that is down)."""
 
+OUTBOX_CHUNK = 32
+"""Sends per publisher-thread job: small enough that both publisher threads share a burst."""
+
 T = TypeVar("T")
 AsyncProgress = Callable[[int, int], Any]
 """``progress(completed, total)``; a coroutine function is awaited on the loop."""
@@ -63,6 +68,58 @@ def _results_are_awaited_on_the_loop(producer: Any, task_id: str) -> None:
     """``Backend.on_task_call`` of the publisher threads: subscribe nothing."""
 
 
+class Outbox:
+    """Sends handed over by the loop, run in chunks on the publisher threads: one thread hand-off (and one
+    loop wake-up) per chunk instead of per call, so a burst of calls costs the loop little."""
+
+    def __init__(self, executor: ThreadPoolExecutor, revoke: Callable[[list[str]], None]) -> None:
+        self._executor = executor
+        self._revoke = revoke
+        self._queued: list[tuple[Callable[[], Any], Callable[[Any], list[str]], asyncio.Future[Any]]] = []
+
+    def submit(self, send: Callable[[], T], sent_ids: Callable[[T], list[str]]) -> asyncio.Future[T]:
+        """``send()``'s outcome, later; if the future is cancelled once ``send`` ran, ``sent_ids`` are revoked."""
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[T] = loop.create_future()
+        if not self._queued:
+            loop.call_soon(self._flush, loop)
+        self._queued.append((send, sent_ids, future))
+        return future
+
+    def _flush(self, loop: asyncio.AbstractEventLoop) -> None:
+        jobs = [job for job in self._queued if not job[2].cancelled()]  # cancelled before sending: nothing to do
+        self._queued = []
+        for start in range(0, len(jobs), OUTBOX_CHUNK):
+            chunk = jobs[start:start + OUTBOX_CHUNK]
+            done = self._executor.submit(_run_each, [send for send, _, _ in chunk])
+            done.add_done_callback(partial(self._hand_back, loop, chunk))
+
+    def _hand_back(self, loop: asyncio.AbstractEventLoop, chunk: list[Any], done: Future[list[Any]]) -> None:
+        with contextlib.suppress(RuntimeError):  # the loop is closed: nobody is waiting any more
+            loop.call_soon_threadsafe(self._deliver, chunk, done.result())
+
+    def _deliver(self, chunk: list[Any], outcomes: list[tuple[bool, Any]]) -> None:
+        for (_send, sent_ids, future), (ok, value) in zip(chunk, outcomes, strict=True):
+            if future.cancelled():
+                if ok:
+                    self._revoke(sent_ids(value))
+            elif ok:
+                future.set_result(value)
+            else:
+                future.set_exception(value)
+
+
+def _run_each(sends: list[Callable[[], Any]]) -> list[tuple[bool, Any]]:
+    """(publisher thread) Every send of a chunk, each one's result or exception."""
+    outcomes: list[tuple[bool, Any]] = []
+    for send in sends:
+        try:
+            outcomes.append((True, send()))
+        except Exception as exc:  # boundary: handed back to the caller, who types it
+            outcomes.append((False, exc))
+    return outcomes
+
+
 class AsyncOrchestrator:
     """The same API as ``Orchestrator``, awaitable; a call in flight costs a future, not a thread."""
 
@@ -71,7 +128,11 @@ class AsyncOrchestrator:
         self.app = self.sync.app
         self._publisher = ThreadPoolExecutor(PUBLISH_THREADS, "mcp-orch-publish",
                                              initializer=_publisher_thread, initargs=(self.app,))
+        started = threading.Barrier(PUBLISH_THREADS)
+        for _ in range(PUBLISH_THREADS):  # every publisher thread now, so the thread count is flat from the start
+            self._publisher.submit(started.wait, 10)
         self._blocking = ThreadPoolExecutor(BLOCKING_THREADS, "mcp-orch-sync")
+        self._outbox = Outbox(self._publisher, self._revoke)
         self._waiter: ResultWaiter | None = None
 
     @property
@@ -129,23 +190,14 @@ class AsyncOrchestrator:
         If the caller stops waiting (cancelled, or the deadline passed) while the message is being
         sent, whatever it enqueued is revoked once the send ends.
         """
-        future: Future[T] = self._publisher.submit(send)
-
-        def revoke_if_sent(done: Future[T]) -> None:
-            if not done.cancelled() and done.exception() is None:
-                self._revoke(sent_ids(done.result()))
-
+        future: asyncio.Future[T] = self._outbox.submit(send, sent_ids)
         try:
             async with asyncio.timeout(max(call.deadline - time.time(), 0.0)):
-                return await asyncio.wrap_future(future)
+                return await future
         except TimeoutError:
-            future.add_done_callback(revoke_if_sent)
             raise DeadlineExceeded(f"could not enqueue the call to {call.server.name} within {call.timeout:g}s",
                                    server=call.server.name, tool=call.tool, deadline=call.deadline,
                                    timeout=call.timeout) from None
-        except asyncio.CancelledError:
-            future.add_done_callback(revoke_if_sent)
-            raise
         except OrchestratorError:
             raise
         except Exception as exc:  # boundary: kombu/redis errors while admitting or publishing; nothing enqueued
