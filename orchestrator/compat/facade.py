@@ -27,8 +27,8 @@ from celery import Celery
 from kombu.exceptions import OperationalError
 
 from orchestrator import keys
+from orchestrator.aio.client import AsyncOrchestrator
 from orchestrator.batch import CALL_FIELDS, call_fields
-from orchestrator.client import AsyncOrchestrator
 from orchestrator.compat.config import SeedConfigWarning, SeedMapping, check_worker_secrets, map_seed_config
 from orchestrator.config import ServerConfig as ServerSettings
 from orchestrator.config import Settings
