@@ -19,7 +19,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 TARGETS: dict[str, tuple[str, list[str]]] = {
-    "redaction": ("orchestrator/redaction.py", ["tests/test_redaction.py"]),
+    "redaction": ("orchestrator/redaction.py", ["tests/test_redaction.py", "tests/test_redaction_logs.py"]),
     "backoff": ("orchestrator/backoff.py", ["tests/test_backoff.py"]),
     "results": ("orchestrator/results.py", ["tests/test_results.py"]),
     "breaker_policy": ("orchestrator/breaker_policy.py", ["tests/test_breaker_policy.py"]),
