@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
+from pydantic import ValidationError
 
 from orchestrator.errors import ToolReturnedError, UpstreamUnavailable
 from orchestrator.results import ToolResult, extract_data, tool_error
@@ -58,3 +60,20 @@ def test_an_upstream_unavailable_tag_makes_the_error_transient() -> None:
 def test_an_error_result_without_text_still_says_which_tool_failed() -> None:
     """No text at all: the message names the tool."""
     assert tool_error(result(IMAGE)).message == "sonarr_get_series returned an error"
+
+
+def test_a_result_read_back_from_the_backends_json_keeps_its_text_and_data() -> None:
+    """Blocks parsed from JSON (new string objects, as the client reads them) still count as text."""
+    stored = json.loads(result(text('{"id": 1}'), IMAGE).model_dump_json())
+    assert tool_error(ToolResult.model_validate(stored)).message == '{"id": 1}'
+    assert extract_data(None, stored["content"]) == {"id": 1}
+
+
+def test_a_result_is_immutable_and_its_defaults_say_one_clean_attempt() -> None:
+    """Only server, tool and ok given: no data, no error, one attempt of no measured duration; no field may change."""
+    minimal = ToolResult(server="plex", tool="plex_get_sessions", ok=True)
+    assert minimal.model_dump() == {"server": "plex", "tool": "plex_get_sessions", "ok": True, "data": None,
+                                    "content": [], "is_error": False, "duration": 0.0, "attempts": 1,
+                                    "worker": None, "task_id": None}
+    with pytest.raises(ValidationError):
+        minimal.ok = False  # type: ignore[misc]
