@@ -22,8 +22,8 @@ TARGETS: dict[str, tuple[str, list[str]]] = {
     "redaction": ("orchestrator/redaction.py", ["tests/test_redaction.py", "tests/test_redaction_logs.py"]),
     "backoff": ("orchestrator/backoff.py", ["tests/test_backoff.py"]),
     "results": ("orchestrator/results.py", ["tests/test_results.py"]),
-    "breaker_policy": ("orchestrator/breaker_policy.py", ["tests/test_breaker_policy.py",
-                                                    "tests/test_breaker_policy_bounds.py"]),
+    "breaker_policy": ("orchestrator/breaker_policy.py",
+                       ["tests/test_breaker_policy.py", "tests/test_breaker_policy_bounds.py"]),
 }
 """target -> (module, its fast test files). The tests run without conftest (no Redis, no workers)."""
 PYTEST = "-m pytest -x -q -p no:cacheprovider --noconftest -p no:hypothesispytest"
