@@ -205,6 +205,7 @@ def test_a_whole_worker_killed_mid_call_ends_the_call_at_its_deadline_and_redis_
     os.kill(doomed.pid, signal.SIGKILL)
     caller.join(10)
     assert len(outcome) == 1 and isinstance(outcome[0], DeadlineExceeded), outcome
+    assert promise_stack.broker.hlen("unacked") == 1, "the killed worker's message should wait to be re-delivered"
     [(_, delivered_at)] = promise_stack.broker.zrange("unacked_index", 0, -1, withscores=True)
     # kombu sweeps for expired unacked messages when a worker starts (then only every ~100 s): start the
     # heir once the message has waited visibility_timeout.
