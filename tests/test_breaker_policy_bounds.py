@@ -29,7 +29,7 @@ def test_the_rate_mode_and_lease_defaults_are_the_documented_ones() -> None:
 @pytest.mark.parametrize("options", [
     {"failure_rate_threshold": 0.01}, {"failure_rate_threshold": 1}, {"window_size": 1}, {"window_buckets": 1},
     {"minimum_calls": 1}, {"slow_call_seconds": 0.5}, {"open_seconds": 30, "max_open_seconds": 30},
-    {"failure_threshold": 1}, {"success_threshold": 1}, {"open_backoff_multiplier": 1},
+    {"failure_threshold": 1}, {"success_threshold": 1}, {"open_backoff_multiplier": 1}, {"half_open_max_calls": 1},
     {"open_seconds": 0.5, "max_open_seconds": 0.5}, {"trial_lease_seconds": 0.5},
     {"window_seconds": 0.01, "window_buckets": 10},
     {"mode": "rate", "window_size": 20, "minimum_calls": 20}, {"mode": "rate", "window_size": 20, "minimum_calls": 5},
