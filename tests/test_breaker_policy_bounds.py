@@ -63,3 +63,9 @@ def test_a_success_at_or_under_the_slow_call_limit_is_not_a_failure() -> None:
     """Only a success slower than slow_call_seconds counts against the server."""
     policy = BreakerPolicy(slow_call_seconds=2)
     assert [policy.counts_as_failure(True, duration) for duration in (1.0, 2.0, 2.5)] == [False, False, True]
+
+
+def test_a_time_bucket_just_under_one_millisecond_is_refused() -> None:
+    """10 buckets over 9.995 ms leave each bucket under 1 ms: refused, naming window_buckets."""
+    with pytest.raises(pydantic.ValidationError, match="window_buckets"):
+        BreakerPolicy(window_seconds=0.009995, window_buckets=10)
