@@ -10,6 +10,7 @@ retries) shows the mapping reached them.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import time
 import warnings
@@ -90,9 +91,9 @@ def run(coro: Coroutine[Any, Any, Any], timeout: float = WAIT) -> Any:
     return asyncio.run(asyncio.wait_for(coro, timeout))
 
 
-@pytest.fixture(scope="module")
-def compat_stack(redis_server: RedisServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[CompatStack]:
-    root = tmp_path_factory.mktemp("compat")
+@contextlib.contextmanager
+def running_compat_stack(redis_server: RedisServer, root: Path) -> Iterator[CompatStack]:
+    """The simulators and workers of a compat stack on database 17, stopped on exit."""
     broker = f"{redis_server.url}/{DATABASE}"
     conn = redis.Redis.from_url(broker)
     conn.flushdb()
@@ -118,15 +119,26 @@ def compat_stack(redis_server: RedisServer, tmp_path_factory: pytest.TempPathFac
         conn.close()
 
 
+def reset_faults_and_breakers(stack: CompatStack) -> None:
+    """Simulator faults and breakers back to normal (after each test)."""
+    for sim in stack.sims.values():
+        sim.faults = {}
+    for name in MEDIA_SERVICES:
+        for key in stack.redis.scan_iter(match=f"mcpo:breaker:{name}*"):
+            stack.redis.delete(key)
+
+
+@pytest.fixture(scope="module")
+def compat_stack(redis_server: RedisServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[CompatStack]:
+    with running_compat_stack(redis_server, tmp_path_factory.mktemp("compat")) as stack:
+        yield stack
+
+
 @pytest.fixture
 def stack(compat_stack: CompatStack) -> Iterator[CompatStack]:
     """The module stack, with simulator faults and breakers back to normal after each test."""
     yield compat_stack
-    for sim in compat_stack.sims.values():
-        sim.faults = {}
-    for name in MEDIA_SERVICES:
-        for key in compat_stack.redis.scan_iter(match=f"mcpo:breaker:{name}*"):
-            compat_stack.redis.delete(key)
+    reset_faults_and_breakers(compat_stack)
 
 
 async def connected(stack: CompatStack, **tunables: Any) -> MCPOrchestrator:

@@ -213,7 +213,8 @@ class MCPOrchestrator(SeedSurface):
                         arguments: dict[str, Any] | None = None) -> Any:
         """Call ``tool`` on ``server`` (name or alias; an unprefixed tool name resolves to the server's
         prefixed one) through its queue; the tool's data as ``orchestrator.compat.shapes`` gives it,
-        or ``{data, metadata: {server, tool, duration}}`` with ``include_metadata``. ``arguments``
+        or ``{data, metadata: {server, tool, duration}}`` with ``include_metadata`` (``data`` then is
+        the tool's whole JSON object, see ``shapes``). ``arguments``
         is another name for ``params`` (AutoArr's recovery service passes it).
 
         Raises ``InvalidCall`` (a ValueError; ``ParamsNotADict`` is also a TypeError) for bad input,
@@ -227,40 +228,30 @@ class MCPOrchestrator(SeedSurface):
             params = arguments if params is None else params
             check_params(params, tool)
             config = self._served(server)
-        except InvalidCall as exc:
-            await self._failed(exc, None, tool, timeout, server=server if isinstance(server, str) else None)
-            raise for_caller(exc, tool) from None
-        try:
+            if timeout is None:
+                timeout = self._tunables["default_tool_timeout"]
             return await self._tracked(self._call(config, tool, params, timeout, include_metadata))
         except OrchestratorError as exc:
-            raise for_caller(exc, tool) from exc.__cause__
+            error = for_caller(exc, tool)
+            await self._failed(error, None, tool, timeout,
+                               server=exc.details.get("server") or (server if isinstance(server, str) else None))
+            raise error from exc.__cause__
 
-    async def _call(self, config: ServerSettings, tool: str, params: Any, timeout: float | None,
+    async def _call(self, config: ServerSettings, tool: str, params: Any, timeout: float,
                     include_metadata: bool) -> Any:
-        try:
-            await self._ready(config, tool)
-        except OrchestratorError as exc:
-            await self._failed(exc, config, tool, timeout)
-            raise
-        if timeout is None:
-            timeout = self._tunables["default_tool_timeout"]
+        await self._ready(config, tool)
         async with self._semaphore:
             started = time.perf_counter()
             try:
                 result = await self._core.call_tool(config.name, tool, params, timeout)
-            except OrchestratorError as exc:
-                await self._failed(exc, config, tool, timeout)
-                raise
             except (redis.RedisError, OperationalError, OSError) as exc:
-                error = ServerUnavailable(f"cannot reach the broker for {config.name}: {exc}", server=config.name,
-                                          tool=tool, original_error=exc)
-                await self._failed(error, config, tool, timeout)
-                raise error from None
+                raise ServerUnavailable(f"cannot reach the broker for {config.name}: {exc}", server=config.name,
+                                        tool=tool, original_error=exc) from None
             duration = time.perf_counter() - started
         self._count_success(config.name)
         if not include_metadata:
             return caller_data(result.data)
-        return {"data": caller_data(result.data),
+        return {"data": result.data,
                 "metadata": {"server": result.server, "tool": tool, "resolved_tool": result.tool, "duration": duration,
                              "worker_duration": result.duration, "attempts": result.attempts,
                              "worker": result.worker, "task_id": result.task_id}}
@@ -340,7 +331,7 @@ class MCPOrchestrator(SeedSurface):
                 entries.append({"success": False, "data": {}, "error": error})
             else:
                 self._count_success(outcome.server)
-                entries.append({"success": True, "data": caller_data(outcome.data), "error": None})
+                entries.append({"success": True, "data": outcome.data, "error": None})
         if options.cancel_on_critical_failure:
             for index, outcome in enumerate(outcomes):
                 if isinstance(outcome, CallFailed) and not outcome.transient and not isinstance(outcome, CallCancelled):

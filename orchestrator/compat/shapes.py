@@ -6,6 +6,10 @@ The rules, each decided here and nowhere else (no per-call-site shaping):
   structured output). AutoArr's routers read ``X`` (a list of series, a lookup list, a library,
   Sonarr's paged ``{"records": [...]}``...), so the facade returns ``X``. Only that exact
   two-key envelope with ``success`` true is unwrapped: a tool error never arrives as one.
+* The generic paths, ``call_tool(..., include_metadata=True)`` and ``call_tools_parallel``, keep
+  the tool's whole JSON object as ``data`` (the envelope included): AutoArr serves them from
+  ``/mcp/call`` and ``/mcp/batch``, whose ``ToolCallResponse.data`` is declared a dict, and a
+  list there would fail its validation.
 * Anything else passes through unchanged: SABnzbd's raw JSON (``{"queue": {...}}``,
   ``{"history": {...}}``, ``{"status": true}``) is what AutoArr's download router returns.
 * ``list_tools`` gives names as AutoArr writes them: without the ``<server>_`` prefix of the

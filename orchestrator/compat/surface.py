@@ -23,11 +23,12 @@
   ``health_check_all()`` every ``health_check_interval`` (what the seed did), recording each
   result in the shared health records. Beat already checks every server fleet-wide; these loops
   are for a process that wants its own cadence. ``stop_*`` cancel them; ``shutdown`` stops both.
-* ``connect`` retries a failing check with backoff (0.5 s, doubling) up to ``max_retries``
+* ``connect`` retries a failing check with backoff (0.5 s, doubling, at most 2 s) up to ``max_retries``
   more times, within the server's seed ``timeout`` (read from ``.config`` at each connect, so a
   changed ``config[name].timeout`` counts); when that time runs out it raises
-  ``asyncio.TimeoutError``, as the seed's did. ``health_check`` retries once when the check found
-  a worker but no session (the worker is re-opening it), as the seed retried a connection error.
+  ``asyncio.TimeoutError``, as the seed's did. ``health_check`` retries once when the check reached
+  a worker whose MCP session failed (it re-opens it), as the seed retried a connection error; an
+  unreachable upstream is not retried (a second check would only count a second failure).
 """
 
 from __future__ import annotations
@@ -40,7 +41,8 @@ from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from orchestrator.compat.config import MCPOrchestratorConfig, SeedConfigError
-from orchestrator.health import HealthStatus, ServerHealth
+from orchestrator.errors import ServerUnavailable
+from orchestrator.health import ServerHealth
 
 if TYPE_CHECKING:
     from orchestrator.compat.config import SeedMapping
@@ -51,7 +53,9 @@ __all__ = ["SeedSurface"]
 log = logging.getLogger("orchestrator.compat")
 
 CONNECT_BACKOFF = 0.5
-"""Wait before ``connect``'s first retry (seconds); doubles for each further retry, as the seed's."""
+"""Wait before ``connect``'s first retry (seconds); doubles for each further retry, as the seed's..."""
+CONNECT_BACKOFF_MAX = 2.0
+"""...up to this (seconds), so a worker that comes up is seen within two seconds."""
 HEALTH_RETRY_DELAY = 1.0
 """Wait before ``health_check`` retries a check that found no session (seconds)."""
 
@@ -73,6 +77,12 @@ def seed_value(config: Any, name: str) -> Any:
 def seed_server(config: Any, name: str) -> Any:
     """A server's seed ``ServerConfig`` (or None) from either form of seed config."""
     return config.get(name) if isinstance(config, Mapping) else getattr(config, name, None)
+
+
+def _session_failed(health: ServerHealth) -> bool:
+    """The check reached a worker whose MCP session failed (the worker records the error as
+    ``ServerUnavailable: ...``): the worker re-opens it, so a second check may pass."""
+    return health.consumers > 0 and (health.last_error or "").startswith(f"{ServerUnavailable.__name__}:")
 
 
 class SeedSurface:
@@ -225,9 +235,11 @@ class SeedSurface:
                 break
             if self._is_up(health):
                 return True
+            log.info("connect(%s): attempt %d of %d failed: %s", config.name, attempt + 1, attempts,
+                     health.reason or health.last_error)
             if attempt + 1 == attempts:
                 return False
-            delay = CONNECT_BACKOFF * 2 ** attempt
+            delay = min(CONNECT_BACKOFF * 2 ** attempt, CONNECT_BACKOFF_MAX)
             if loop.time() + delay >= deadline:
                 await asyncio.sleep(max(deadline - loop.time(), 0))
                 break
@@ -235,9 +247,9 @@ class SeedSurface:
         raise TimeoutError(f"connect({config.name!r}): no passing health check within its timeout of {timeout:g}s")
 
     async def _checked_health(self, config: ServerSettings) -> bool:
-        """A fresh check, retried once after ``HEALTH_RETRY_DELAY`` when a worker has no session."""
+        """A fresh check, retried once after ``HEALTH_RETRY_DELAY`` when the worker's session failed."""
         health = await self._fresh_check(config)
-        if not self._is_up(health) and health.consumers > 0 and health.recorded_status == HealthStatus.DOWN:
+        if not self._is_up(health) and _session_failed(health):
             await asyncio.sleep(HEALTH_RETRY_DELAY)
             health = await self._fresh_check(config)
         return self._is_up(health)
