@@ -476,7 +476,8 @@ def autoarr_status(error: Exception, module: Any = exceptions) -> int:
 
 
 def test_autoarrs_error_middleware_answers_503_504_503_400_for_the_facades_real_failures(stack: CompatStack) -> None:
-    """Server down (no worker) 503, upstream down 503, timeout 504, breaker open 503, a caller's bad id 400."""
+    """Server down (its worker gone) or not connected 503, upstream down 503, timeout 504, breaker open 503,
+    a caller's bad id 400, input refused before enqueue (unknown server, non-dict params, a bad param) 400."""
     async def failure(mcp: MCPOrchestrator, server: str, tool: str, params: dict[str, Any],
                       timeout: float | None = None) -> Exception:
         try:
@@ -488,21 +489,33 @@ def test_autoarrs_error_middleware_answers_503_504_503_400_for_the_facades_real_
     async def scenario() -> dict[str, int]:
         async with await connected(stack) as mcp:
             codes = {}
-            await mcp.disconnect("plex")
+            await asyncio.to_thread(stack.workers.pop("plex").stop)
             codes["server down"] = autoarr_status(await failure(mcp, "plex", "get_libraries", {}))
+            await mcp.disconnect("plex")
+            codes["not connected"] = autoarr_status(await failure(mcp, "plex", "get_libraries", {}))
             stack.sims["radarr"].faults = {"latency_ms": 3000}
             codes["timeout"] = autoarr_status(await failure(mcp, "radarr", "get_movies", {}, timeout=1))
             stack.sims["radarr"].faults = {}
             codes["caller error"] = autoarr_status(await failure(mcp, "sonarr", "get_series_by_id",
                                                                  {"series_id": 987654}))
+            refused = [await failure(mcp, "lidarr", "get_artists", {}),
+                       await failure(mcp, "sonarr", "get_series", "invalid"),  # type: ignore[arg-type]
+                       await failure(mcp, "sonarr", "get_series_by_id", {"series_id": "one"})]
+            assert all(isinstance(error, ValueError) for error in refused)
+            codes["bad input"] = max(autoarr_status(error) for error in refused)
             stack.sims["sonarr"].faults = {"down": True}
             codes["upstream down"] = autoarr_status(await failure(mcp, "sonarr", "get_series", {}))
             await failure(mcp, "sonarr", "get_series", {})
             codes["breaker open"] = autoarr_status(await failure(mcp, "sonarr", "get_series", {}))
             return codes
 
-    assert run(scenario()) == {"server down": 503, "timeout": 504, "caller error": 400, "upstream down": 503,
-                               "breaker open": 503}
+    try:
+        codes = run(scenario())
+    finally:
+        if "plex" not in stack.workers:
+            stack.start_plex_worker()
+    assert codes == {"server down": 503, "not connected": 503, "timeout": 504, "caller error": 400, "bad input": 400,
+                     "upstream down": 503, "breaker open": 503}
 
 
 def test_the_exceptions_module_has_the_seeds_names_as_our_classes() -> None:
@@ -515,6 +528,8 @@ def test_the_exceptions_module_has_the_seeds_names_as_our_classes() -> None:
     assert issubclass(exceptions.UpstreamConnectionError, errors.ServerUnavailable)
     assert issubclass(exceptions.ParamsNotADict, errors.InvalidCall)
     assert issubclass(exceptions.ParamsNotADict, TypeError)
+    assert issubclass(exceptions.RefusedServer, errors.UnknownServer)
+    assert issubclass(exceptions.RefusedInput, exceptions.MCPToolError)
 
 
 def test_a_dict_seed_config_serves_its_servers_and_reads_tunables_as_defaults(compat_stack: CompatStack) -> None:

@@ -10,6 +10,7 @@ answers with the HTTP codes it was written for::
     MCPTimeoutError           DeadlineExceeded                       504
     CircuitBreakerOpenError   CircuitBreakerOpenError                503
     MCPToolError              ToolReturnedError                      400 the tool refused the call
+                              + RefusedInput (InvalidCall)           400 bad input, refused before enqueue
     MCPOrchestratorError      OrchestratorError                      500 anything else
 
 The middleware tests ``MCPConnectionError`` before ``MCPToolError``: an upstream that stays
@@ -18,7 +19,10 @@ down is a ``ToolReturnedError`` here (the tool ran and said so) *and*, through
 did, and ``except UpstreamUnavailable`` / ``except MCPToolError`` in this project still catch it.
 
 ``for_caller`` is the one place where the facade turns a core error into what a seed caller
-reads: ``.tool`` is the name the caller passed (the resolved one stays in ``resolved_tool``).
+reads: ``.tool`` is the name the caller passed (the resolved one stays in ``resolved_tool``),
+and input refused before enqueue is a ``RefusedInput``: still an ``InvalidCall`` (a ValueError),
+and an ``MCPToolError`` so that the middleware answers 400 as it did for the seed's ValueError
+(``InvalidCall`` alone is an ``MCPOrchestratorError``, which it would answer with 500).
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ from orchestrator.errors import (
     OrchestratorError,
     ServerUnavailable,
     ToolReturnedError,
+    UnknownServer,
     UpstreamUnavailable,
 )
 
@@ -43,6 +48,8 @@ __all__ = [
     "MCPTimeoutError",
     "MCPToolError",
     "ParamsNotADict",
+    "RefusedInput",
+    "RefusedServer",
     "UpstreamConnectionError",
     "for_caller",
 ]
@@ -58,7 +65,15 @@ class UpstreamConnectionError(UpstreamUnavailable, ServerUnavailable):
     ``MCPConnectionError`` (what the seed raised for an unreachable service)."""
 
 
-class ParamsNotADict(InvalidCall, TypeError):
+class RefusedInput(InvalidCall, ToolReturnedError):
+    """Bad input refused before enqueue, as a seed caller sees it: ``InvalidCall`` and ``MCPToolError``."""
+
+
+class RefusedServer(RefusedInput, UnknownServer):
+    """An unknown server name, as a seed caller sees it (the seed's "Invalid server" ValueError)."""
+
+
+class ParamsNotADict(RefusedInput, TypeError):
     """``params`` is not a dict: refused before enqueue, a ``TypeError`` as the seed's was."""
 
 
@@ -77,7 +92,13 @@ def for_caller(error: OrchestratorError, tool: str | None) -> OrchestratorError:
             error.details.setdefault("resolved_tool", resolved)
         error.details["tool"] = tool
     if isinstance(error, UpstreamUnavailable) and not isinstance(error, ServerUnavailable):
-        converted = UpstreamConnectionError(error.message, error.details)
-        converted.__cause__ = error.__cause__
-        return converted
+        return _as(UpstreamConnectionError, error)
+    if isinstance(error, InvalidCall) and not isinstance(error, RefusedInput):
+        return _as(RefusedServer if isinstance(error, UnknownServer) else RefusedInput, error)
     return error
+
+
+def _as(cls: type[OrchestratorError], error: OrchestratorError) -> OrchestratorError:
+    converted = cls(error.message, error.details)
+    converted.__cause__ = error.__cause__
+    return converted
