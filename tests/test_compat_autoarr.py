@@ -32,6 +32,7 @@ from orchestrator.compat import (
     ServerConfig,
     exceptions,
 )
+from orchestrator.operator.processes import wait_until
 from tests.support.proctree import descendants
 from tests.support.redis_proc import RedisServer
 from tests.test_compat import WAIT, CompatStack, connected, reset_faults_and_breakers, run, running_compat_stack
@@ -333,10 +334,16 @@ def test_tunables_set_after_construction_are_honoured_or_refused_by_name(stack: 
         async with await connected(stack) as mcp:
             mcp.server_aliases = {"sab2": "sabnzbd", "tv2": "sonarr"}
             assert "queue" in await mcp.call_tool("sab2", "get_queue", {})
-            mcp.max_concurrent_requests = 2
+            radarr = stack.sims["radarr"]
+            await asyncio.to_thread(wait_until, lambda: radarr.stats()["in_flight"] == 0, WAIT, "idle radarr")
+            radarr.faults = {"latency_ms": 200}
+            radarr.reset_stats()
+            mcp.max_concurrent_requests = 1
+            await asyncio.gather(*(mcp.call_tool("radarr", "get_movies", {}) for _ in range(3)))
+            assert radarr.stats()["max_in_flight"] == 1  # honoured at the upstream
             mcp.max_parallel_calls = 1
             mcp.default_tool_timeout = 15.0
-            assert (mcp.max_concurrent_requests, mcp.max_parallel_calls, mcp.default_tool_timeout) == (2, 1, 15.0)
+            assert (mcp.max_concurrent_requests, mcp.max_parallel_calls, mcp.default_tool_timeout) == (1, 1, 15.0)
             assert mcp.mapping.options.max_parallel_calls == 1
             for name, value in [("circuit_breaker_threshold", 1), ("circuit_breaker_timeout", 0.1),
                                 ("health_check_failure_threshold", 5), ("max_retries", 7), ("auto_reconnect", False),
@@ -349,6 +356,10 @@ def test_tunables_set_after_construction_are_honoured_or_refused_by_name(stack: 
                 mcp.server_aliases = {"x": "lidarr"}
             with pytest.raises(SeedConfigError, match="keepalive_interval"):
                 mcp.keepalive_interval = 0
+            with pytest.raises(SeedConfigError, match="parallel_timeout"):
+                mcp.parallel_timeout = -1
+            mcp.parallel_timeout = 2.5
+            assert mcp.mapping.options.parallel_timeout == 2.5
     run(scenario())
 
 

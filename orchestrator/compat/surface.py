@@ -135,6 +135,11 @@ class SeedSurface:
                       "max_concurrent_requests", "max_parallel_calls") and not (
                 isinstance(value, int | float) and not isinstance(value, bool) and value > 0):
             raise SeedConfigError(f"{name}: must be a positive number, got {value!r}")
+        elif name == "parallel_timeout" and value is not None and not (
+                isinstance(value, int | float) and not isinstance(value, bool) and value > 0):
+            raise SeedConfigError(f"parallel_timeout: must be None or a positive number, got {value!r}")
+        elif name == "cancel_on_critical_failure" and not isinstance(value, bool):
+            raise SeedConfigError(f"cancel_on_critical_failure: must be True or False, got {value!r}")
         self._tunables[name] = value
         if name == "max_concurrent_requests":
             object.__setattr__(self, "_semaphore", asyncio.Semaphore(int(value)))
