@@ -513,10 +513,13 @@ def test_the_facade_has_the_seeds_whole_public_surface() -> None:
     """Every seed method exists, async where the seed's was."""
     asynchronous = ["connect_all", "connect", "disconnect", "disconnect_all", "reconnect", "is_connected",
                     "call_tool", "call_tools_parallel", "list_tools", "list_all_tools", "health_check",
-                    "health_check_all", "health_check_detailed", "shutdown", "restart", "__aenter__", "__aexit__"]
+                    "health_check_all", "health_check_detailed", "shutdown", "restart", "__aenter__", "__aexit__",
+                    "restore_connection_state"]
     for name in asynchronous:
         assert asyncio.iscoroutinefunction(getattr(MCPOrchestrator, name)), name
-    for name in ("get_server_status", "get_circuit_breaker_state", "get_stats", "get_connected_servers"):
+    for name in ("get_server_status", "get_circuit_breaker_state", "get_stats", "get_connected_servers",
+                 "get_connection_state", "start_keepalive", "stop_keepalive", "start_periodic_health_checks",
+                 "stop_periodic_health_checks", "get_pending_tasks", "get_connection_pool_state", "check_for_leaks"):
         assert callable(getattr(MCPOrchestrator, name)) and not asyncio.iscoroutinefunction(
             getattr(MCPOrchestrator, name))
 

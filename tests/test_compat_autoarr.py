@@ -363,6 +363,24 @@ def test_tunables_set_after_construction_are_honoured_or_refused_by_name(stack: 
     run(scenario())
 
 
+def test_pending_tasks_call_slots_and_leaks_follow_the_calls_in_flight(stack: CompatStack) -> None:
+    """A slow call is pending and holds a slot; once it ends (or is cancelled) none is pending, all slots
+    are free and check_for_leaks reports nothing."""
+    async def scenario() -> None:
+        async with await connected(stack, max_concurrent_requests=3) as mcp:
+            stack.sims["radarr"].faults = {"latency_ms": 600}
+            slow = [asyncio.ensure_future(mcp.call_tool("radarr", "get_movies", {})) for _ in range(2)]
+            await asyncio.sleep(0.3)
+            assert len(mcp.get_pending_tasks()) == 2
+            assert mcp.get_connection_pool_state() == {"available_connections": 1, "max_connections": 3}
+            slow[1].cancel()
+            await asyncio.gather(*slow, return_exceptions=True)
+            assert mcp.get_pending_tasks() == []
+            assert mcp.get_connection_pool_state() == {"available_connections": 3, "max_connections": 3}
+            assert mcp.check_for_leaks() == {"leaked_tasks": 0, "leaked_connections": 0}
+    run(scenario())
+
+
 def test_connection_state_is_saved_and_restored_into_a_new_facade(stack: CompatStack) -> None:
     """get_connection_state lists the servers in use; restore_connection_state connects them in another facade."""
     async def scenario() -> None:

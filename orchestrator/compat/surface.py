@@ -16,6 +16,9 @@
   gives the value in force.
 * ``get_connection_state()`` / ``restore_connection_state(state)``: the servers this facade
   uses; restoring ``connect``s each of them (a fresh check through its queue).
+  ``get_pending_tasks()``, ``get_connection_pool_state()`` and ``check_for_leaks()`` read this
+  facade's in-flight calls and its ``max_concurrent_requests`` slots (there is no connection pool
+  here: the sessions are the workers').
 * ``start_keepalive()``: a task on the running loop that, every ``keepalive_interval``, runs a
   health check through the queue of each server in use; the check reaches the worker's held MCP
   session and its upstream, which keeps both warm and makes a worker rebuild a broken session
@@ -94,6 +97,7 @@ class SeedSurface:
     _attached: set[str]
     _closed: bool
     _semaphore: asyncio.Semaphore
+    _in_flight: set[asyncio.Task[Any]]
     if TYPE_CHECKING:  # provided by MCPOrchestrator
         async def connect(self, server: str) -> bool: ...
         async def health_check(self, server: str) -> bool: ...
@@ -180,6 +184,23 @@ class SeedSurface:
                 log.warning("restore_connection_state: %s: %s", server, exc)
                 results[server] = False
         return results
+
+    # -- resources ---------------------------------------------------------------------------------
+    def get_pending_tasks(self) -> list[asyncio.Task[Any]]:
+        """The calls started through this facade that have not ended (``shutdown`` waits for them)."""
+        return [task for task in self._in_flight if not task.done()]
+
+    def get_connection_pool_state(self) -> dict[str, int]:
+        """The ``max_concurrent_requests`` call slots: how many are free now, and how many there are."""
+        return {"available_connections": self._semaphore._value,
+                "max_connections": int(self._tunables["max_concurrent_requests"])}
+
+    def check_for_leaks(self) -> dict[str, int]:
+        """``leaked_tasks``: finished calls still tracked; ``leaked_connections``: call slots taken
+        beyond the calls running. Both 0 unless a call's cleanup went wrong."""
+        running = len(self.get_pending_tasks())
+        taken = int(self._tunables["max_concurrent_requests"]) - self._semaphore._value
+        return {"leaked_tasks": len(self._in_flight) - running, "leaked_connections": max(taken - running, 0)}
 
     # -- background loops --------------------------------------------------------------------------
     def start_keepalive(self) -> None:
