@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import time
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
@@ -123,23 +124,28 @@ def outcome_of(app: Celery, call: PreparedCall, task_id: str, meta: Mapping[str,
                           cause=type(error).__name__)
 
 
-def run_batch(app: Celery, settings: Settings, prepared: list[PreparedCall], *, timeout: float | None = None,
-              fail_fast: bool = False, progress: ProgressCallback | None = None,
-              max_concurrency: Mapping[str, int] | None = None,
-              breakers: BreakerBoard | None = None, markers: redis.Redis | None = None) -> list[Outcome]:
-    """Enqueue validated calls (``prepare_batch``); one outcome per call, in input order, whatever dies.
+@dataclass
+class BatchPlan:
+    """A validated batch ready to enqueue: what its breakers refused, and one signature per other call."""
 
-    A server whose breaker is open fails its own calls at once (not enqueued); the others run.
-    ``markers`` is the Redis holding the workers' execution markers: a call that ends without a
-    result is ``OutcomeUnknown`` when it started, ``DeadlineExceeded`` when it did not.
-    """
+    deadline: float | None
+    """The batch's overall deadline (epoch seconds), if it has one."""
+    outcomes: list[Outcome | None]
+    """One slot per call, filled already for the calls their breaker refused."""
+    positions: list[int]
+    """The index in the batch of each signature's call."""
+    signatures: list[Signature]
+
+
+def plan_batch(app: Celery, settings: Settings, prepared: list[PreparedCall], *, timeout: float | None = None,
+               max_concurrency: Mapping[str, int] | None = None,
+               breakers: BreakerBoard | None = None) -> BatchPlan:
+    """Check the batch options, fail fast the servers whose breaker is open, sign the other calls."""
     caps = _check_caps(settings, max_concurrency)
     if timeout is not None and (isinstance(timeout, bool) or not isinstance(timeout, int | float) or timeout <= 0):
         raise InvalidCall("timeout: the batch deadline must be a positive number of seconds", field="timeout")
-    if not prepared:
-        return []
     batch_deadline = time.time() + timeout if timeout is not None else None
-    refused = _refused_servers(prepared, breakers)
+    refused = _refused_servers(prepared, breakers) if prepared else {}
     signatures, positions = [], []
     for position, call in enumerate(prepared):
         if call.server.name in refused:
@@ -152,13 +158,28 @@ def run_batch(app: Celery, settings: Settings, prepared: list[PreparedCall], *, 
         expires = min(call.deadline, batch_deadline) if batch_deadline else call.deadline
         signatures.append(app.signature(CALL_TOOL, kwargs=kwargs, queue=call.server.queue,
                                         expires=datetime.fromtimestamp(expires, tz=UTC)))
-    outcomes: list[Outcome | None] = [refused.get(call.server.name) for call in prepared]
-    if not signatures:
-        _report_done(progress, len(outcomes), len(outcomes))
-        return [outcome for outcome in outcomes if outcome is not None]
+    return BatchPlan(batch_deadline, [refused.get(call.server.name) for call in prepared], positions, signatures)
+
+
+def run_batch(app: Celery, settings: Settings, prepared: list[PreparedCall], *, timeout: float | None = None,
+              fail_fast: bool = False, progress: ProgressCallback | None = None,
+              max_concurrency: Mapping[str, int] | None = None,
+              breakers: BreakerBoard | None = None, markers: redis.Redis | None = None) -> list[Outcome]:
+    """Enqueue validated calls (``prepare_batch``); one outcome per call, in input order, whatever dies.
+
+    A server whose breaker is open fails its own calls at once (not enqueued); the others run.
+    ``markers`` is the Redis holding the workers' execution markers: a call that ends without a
+    result is ``OutcomeUnknown`` when it started, ``DeadlineExceeded`` when it did not.
+    """
+    plan = plan_batch(app, settings, prepared, timeout=timeout, max_concurrency=max_concurrency, breakers=breakers)
+    if not prepared:
+        return []
+    if not plan.signatures:
+        _report_done(progress, len(prepared), len(prepared))
+        return [outcome for outcome in plan.outcomes if outcome is not None]
     epoch = redis_epoch(markers)
-    enqueued = _enqueue_all(app, prepared, positions, signatures, outcomes, batch_deadline)
-    return _collect(app, prepared, enqueued, outcomes, batch_deadline, fail_fast, progress, markers, epoch)
+    enqueued = _enqueue_all(app, prepared, plan.positions, plan.signatures, plan.outcomes, plan.deadline)
+    return _collect(app, prepared, enqueued, plan.outcomes, plan.deadline, fail_fast, progress, markers, epoch)
 
 
 def _enqueue_all(app: Celery, prepared: list[PreparedCall], positions: list[int], signatures: list[Signature],
@@ -175,6 +196,17 @@ def _enqueue_all(app: Celery, prepared: list[PreparedCall], positions: list[int]
             except NotEnqueued as exc:
                 outcomes[position] = exc
     return enqueued
+
+
+def unfinished_outcome(call: PreparedCall, task_id: str, *, failed_fast: bool,
+                       batch_deadline: float | None) -> OrchestratorError:
+    """What a call of a batch that had not ended when the batch stopped waiting (and revoked it) reports."""
+    if failed_fast:
+        return CallCancelled("cancelled: another call of the batch failed (fail_fast)",
+                             server=call.server.name, tool=call.tool, task_id=task_id)
+    return DeadlineExceeded(f"batch deadline passed before the call to {call.server.name} ended",
+                            server=call.server.name, tool=call.tool, task_id=task_id,
+                            deadline=batch_deadline or call.deadline)
 
 
 def _refused_servers(prepared: list[PreparedCall], breakers: BreakerBoard | None) -> dict[str, OrchestratorError]:
