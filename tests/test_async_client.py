@@ -24,8 +24,8 @@ from orchestrator.errors import (
 )
 from orchestrator.results import ToolResult
 from tests.conftest import Stack
-from tests.test_batch import revoked_ids
 from tests.support.fault_stack import FaultStack  # its fixture comes from conftest
+from tests.test_batch import revoked_ids
 
 pytestmark = pytest.mark.slow
 
