@@ -30,7 +30,7 @@ from mcp_types import CONNECTION_CLOSED, REQUEST_TIMEOUT, CallToolResult, ListTo
 
 from orchestrator.backoff import jittered_backoff
 from orchestrator.config import ServerConfig, StdioTransport
-from orchestrator.errors import DeadlineExceeded, OrchestratorError, ServerUnavailable
+from orchestrator.errors import DeadlineExceeded, OrchestratorError, ServerUnavailable, ToolReturnedError
 from workers.transports import HttpClients, StderrRelay, build_client
 
 log = logging.getLogger("workers.sessions")
@@ -55,6 +55,30 @@ already read (``workers.health`` stores it in the catalog); a failing hook is on
 
 def _is_session_gone(exc: MCPError) -> bool:
     return any(marker in exc.message.lower() for marker in _SESSION_GONE)
+
+
+def own_timeout(exc: MCPError) -> bool:
+    """Our own read timeout: the SDK raises -32001 while handling the ``TimeoutError`` of its request
+    clock. A server may send -32001 too (FastMCP does, for an unknown tool): that is its answer."""
+    return exc.code == REQUEST_TIMEOUT and isinstance(exc.__context__, TimeoutError)
+
+
+def connection_lost(exc: MCPError) -> bool:
+    """The SDK's own "Connection closed" (-32000): the transport ended under the request. A server's
+    own -32000 (JSON-RPC's "server error" range) carries its own message and is its answer."""
+    return exc.code == CONNECTION_CLOSED and exc.message == "Connection closed" and exc.data is None
+
+
+def describe_failure(exc: BaseException) -> str:
+    """``Type: message`` of what really failed: exception groups (the SDK's task groups) are unwrapped
+    to their innermost errors, so a refused token reads as the refusal, not as "unhandled errors"."""
+    if isinstance(exc, BaseExceptionGroup):
+        leaves = [describe_failure(inner) for inner in exc.exceptions
+                  if not isinstance(inner, asyncio.CancelledError | anyio.get_cancelled_exc_class())]
+        return "; ".join(dict.fromkeys(leaves)) or f"{type(exc).__name__}: {exc}"
+    cause = exc.__cause__
+    text = f"{type(exc).__name__}: {exc}"
+    return f"{text} (caused by {describe_failure(cause)})" if cause is not None and str(cause) not in text else text
 
 
 class HeldSession:
@@ -99,7 +123,7 @@ class HeldSession:
                 self._uncancel()
                 self._note_failure("transport cancelled the session")
             except Exception as exc:  # boundary: any failure to open or keep the session
-                self._note_failure(f"{type(exc).__name__}: {exc}")
+                self._note_failure(describe_failure(exc))
             if self._closing:
                 break
             attempt += 1
@@ -248,22 +272,26 @@ class HeldSession:
                 raise DeadlineExceeded(f"{what} on {self.server.name} timed out after {timeout:.2f}s",
                                        server=self.server.name) from None
             except MCPError as exc:
-                if exc.code == REQUEST_TIMEOUT:
+                if own_timeout(exc):
                     raise DeadlineExceeded(f"{what} on {self.server.name} timed out after {timeout:.2f}s",
                                            server=self.server.name) from None
                 if _is_session_gone(exc) and attempt == 1:
                     # The server dropped the session before running anything: rebuild, retry once.
                     self._mark_broken(client, exc.message)
                     continue
-                if exc.code == CONNECTION_CLOSED or _is_session_gone(exc):
+                if connection_lost(exc) or _is_session_gone(exc):
                     self._mark_broken(client, exc.message)
-                raise ServerUnavailable(f"{what} on {self.server.name} failed: {exc.message}",
-                                        server=self.server.name, cause=f"MCPError {exc.code}") from None
+                    raise ServerUnavailable(f"{what} on {self.server.name} failed: {exc.message}",
+                                            server=self.server.name, cause=f"MCPError {exc.code}") from None
+                raise ToolReturnedError(f"{what} on {self.server.name} refused by the server: {exc.message} "
+                                        f"(JSON-RPC error {exc.code})", server=self.server.name,
+                                        cause=f"MCPError {exc.code}", code=exc.code) from None
             except OrchestratorError:
                 raise
             except Exception as exc:  # transport-level failure: the session is unusable
-                self._mark_broken(client, f"{type(exc).__name__}: {exc}")
-                raise ServerUnavailable(f"{what} on {self.server.name} failed: {type(exc).__name__}: {exc}",
+                reason = describe_failure(exc)
+                self._mark_broken(client, reason)
+                raise ServerUnavailable(f"{what} on {self.server.name} failed: {reason}",
                                         server=self.server.name, cause=type(exc).__name__) from None
         raise AssertionError("unreachable")
 
