@@ -237,6 +237,11 @@ class ServerConfig(_Strict):
     max_concurrency: int | None = Field(default=None, gt=0)
     health_interval_seconds: float = Field(default=HEALTH_INTERVAL_SECONDS, gt=0)
     down_after_failures: int = Field(default=DOWN_AFTER_FAILURES, ge=1)
+    health_tool: str | None = Field(default=None, min_length=1)
+    """A cheap read-only tool a health check calls after ``tools/list``, so the check reaches the upstream
+    with the configured credentials; None: only ``tools/list`` (the upstream is not checked)."""
+    health_params: dict[str, Any] = Field(default_factory=dict)
+    """The arguments of ``health_tool``."""
     breaker: BreakerPolicy = Field(default_factory=BreakerPolicy)
     retry: RetryPolicy = Field(default_factory=RetryPolicy)
     tools: dict[str, ToolPolicy] = Field(default_factory=dict)

@@ -26,6 +26,8 @@ default_timeout = 20
 
 [servers.sabnzbd]
 aliases = ["sab", "nzb"]
+health_tool = "sabnzbd_get_queue"
+health_params = {{ limit = 1 }}
 [servers.sabnzbd.transport]
 type = "stdio"
 command = "python"
@@ -35,6 +37,8 @@ env = {{ SABNZBD_URL = "${{SABNZBD_URL}}", SABNZBD_API_KEY = "${{SABNZBD_API_KEY
 
 [servers.sonarr]
 aliases = ["tv", "series"]
+health_tool = "sonarr_get_wanted"
+health_params = {{ page_size = 1 }}
 [servers.sonarr.transport]
 type = "stdio"
 command = "python"
@@ -44,6 +48,8 @@ env = {{ SONARR_URL = "${{SONARR_URL}}", SONARR_API_KEY = "${{SONARR_API_KEY}}" 
 
 [servers.radarr]
 aliases = ["movies", "films"]
+health_tool = "radarr_get_wanted"
+health_params = {{ page_size = 1 }}
 [servers.radarr.transport]
 type = "stdio"
 command = "python"
@@ -53,6 +59,8 @@ env = {{ RADARR_URL = "${{RADARR_URL}}", RADARR_API_KEY = "${{RADARR_API_KEY}}" 
 
 [servers.plex]
 aliases = ["library"]
+health_tool = "plex_get_libraries"
+health_params = {{}}
 [servers.plex.transport]
 type = "stdio"
 command = "python"

@@ -26,7 +26,7 @@ import anyio
 from mcp import Client
 from mcp.client.subscriptions import ListenNotSupportedError
 from mcp.shared.exceptions import MCPError
-from mcp_types import CONNECTION_CLOSED, REQUEST_TIMEOUT, CallToolResult, ListToolsResult
+from mcp_types import CONNECTION_CLOSED, INTERNAL_ERROR, REQUEST_TIMEOUT, CallToolResult, ListToolsResult
 
 from orchestrator.backoff import jittered_backoff
 from orchestrator.config import ServerConfig, StdioTransport
@@ -63,10 +63,15 @@ def own_timeout(exc: MCPError) -> bool:
     return exc.code == REQUEST_TIMEOUT and isinstance(exc.__context__, TimeoutError)
 
 
-def connection_lost(exc: MCPError) -> bool:
-    """The SDK's own "Connection closed" (-32000): the transport ended under the request. A server's
-    own -32000 (JSON-RPC's "server error" range) carries its own message and is its answer."""
-    return exc.code == CONNECTION_CLOSED and exc.message == "Connection closed" and exc.data is None
+_TRANSPORT_FAILURES = {(CONNECTION_CLOSED, "Connection closed"), (INTERNAL_ERROR, "Server returned an error response")}
+"""What the SDK itself raises when the transport ended under a request, or when an HTTP server answered
+with an error status instead of JSON-RPC (401, 403, 5xx from the server or a proxy in front of it)."""
+
+
+def transport_failed(exc: MCPError) -> bool:
+    """An error the SDK made up for a failed transport, not one the server sent. A server's own -32000 or
+    -32603 carries its own message and is its answer."""
+    return (exc.code, exc.message) in _TRANSPORT_FAILURES and exc.data is None
 
 
 def describe_failure(exc: BaseException) -> str:
@@ -123,7 +128,7 @@ class HeldSession:
                 self._uncancel()
                 self._note_failure("transport cancelled the session")
             except Exception as exc:  # boundary: any failure to open or keep the session
-                self._note_failure(describe_failure(exc))
+                self._note_failure(self._with_refusal(describe_failure(exc)))
             if self._closing:
                 break
             attempt += 1
@@ -137,6 +142,7 @@ class HeldSession:
     async def _hold_one_session(self) -> None:
         # The connect timeout is a cancel scope around the whole session whose deadline is
         # lifted once the handshake is done: scopes must nest with the SDK's task groups.
+        self._http_clients.take_refusal(self.server.name)  # an old refusal is not this attempt's cause
         with anyio.CancelScope(deadline=anyio.current_time() + self.server.connect_timeout) as scope:
             async with build_client(self.server, self._http_clients, self._stderr) as client:
                 await self._learn_tools(client)
@@ -213,6 +219,11 @@ class HeldSession:
                 with anyio.fail_after(self.server.connect_timeout):
                     await client.list_tools(cache_mode="bypass")
 
+    def _with_refusal(self, message: str) -> str:
+        """``message`` with the HTTP error status the server answered, if it answered one."""
+        refusal = self._http_clients.take_refusal(self.server.name)
+        return f"{message} ({refusal})" if refusal else message
+
     def _note_failure(self, message: str) -> None:
         self.failed_attempts += 1
         self.last_error = message
@@ -279,9 +290,10 @@ class HeldSession:
                     # The server dropped the session before running anything: rebuild, retry once.
                     self._mark_broken(client, exc.message)
                     continue
-                if connection_lost(exc) or _is_session_gone(exc):
-                    self._mark_broken(client, exc.message)
-                    raise ServerUnavailable(f"{what} on {self.server.name} failed: {exc.message}",
+                if transport_failed(exc) or _is_session_gone(exc):
+                    reason = self._with_refusal(exc.message)
+                    self._mark_broken(client, reason)
+                    raise ServerUnavailable(f"{what} on {self.server.name} failed: {reason}",
                                             server=self.server.name, cause=f"MCPError {exc.code}") from None
                 raise ToolReturnedError(f"{what} on {self.server.name} refused by the server: {exc.message} "
                                         f"(JSON-RPC error {exc.code})", server=self.server.name,
