@@ -4,7 +4,7 @@ Each decision is one atomic Lua script (``lua/breaker_*.lua``, read once at impo
 once per Redis client): ``admit`` before a call and ``record`` after it, so a call costs at most
 two round trips on every path. States::
 
-    closed --(failures trip)--> open --(wait over, next admit)--> half_open
+    closed --(failures trip)--> open --(wait over, next admit; or a health probe reached the upstream)--> half_open
     half_open --(success_threshold trial successes)--> closed
     half_open --(any trial failure)--> open  (the wait grows by open_backoff_multiplier)
     operator: force_open() -> forced_open (refuses all), force_closed() -> disabled (admits all,
@@ -163,6 +163,12 @@ class CircuitBreaker:
         """What ``admit`` would answer, without taking a trial slot or changing state."""
         return self._admit(peek=True)
 
+    def recover(self, generation: int) -> str:
+        """A health probe reached the upstream: an open breaker still at ``generation`` (the one the
+        probe saw before it started) goes half-open at once, so trial calls need not wait out
+        ``open_seconds``. Any other state or generation is left alone. Returns the state after."""
+        return self._admit(peek=False, recover_generation=generation).state
+
     def admit_or_raise(self, lease_seconds: float | None = None) -> Admission:
         """``admit``, raising ``CircuitBreakerOpenError`` when refused (for the worker)."""
         return self._raise_if_refused(self.admit(lease_seconds))
@@ -213,13 +219,16 @@ class CircuitBreaker:
         return self._build_snapshot(*pipe.execute(), now=self._clock())
 
     # -- internals -----------------------------------------------------------------------------
-    def _admit(self, *, peek: bool, lease_seconds: float | None = None) -> Admission:
+    def _admit(self, *, peek: bool, lease_seconds: float | None = None,
+               recover_generation: int | None = None) -> Admission:
         policy = self.policy
+        mode = 2 if recover_generation is not None else int(peek)
         try:
             allowed, state, generation, retry_ms, trial_id, from_state = self._scripts["admit"](
                 keys=self._keys[:2],
                 args=[_ms(self._clock()), self.server, keys.BREAKER_EVENTS_CHANNEL,
-                      policy.half_open_max_calls, _ms(lease_seconds or policy.trial_lease_seconds), int(peek)])
+                      policy.half_open_max_calls, _ms(lease_seconds or policy.trial_lease_seconds), mode,
+                      -1 if recover_generation is None else recover_generation])
         except _REDIS_DOWN as exc:
             self._on_redis_down(exc, "admitting calls unguarded" if policy.on_redis_error == "fail_open"
                                 else "refusing calls")

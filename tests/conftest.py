@@ -149,7 +149,8 @@ def stack(redis_server: RedisServer, tmp_path_factory: pytest.TempPathFactory) -
     workers: dict[str, ChildProcess] = {}
     try:
         workers["threads"] = start_worker(app, name="threads", queues=["mcp.probe", "mcp.probe_http", "mcp.stuck",
-                                                                         "mcp.capped", "mcp.flaky", "mcp.flaky_attempts"],
+                                                                         "mcp.capped", "mcp.flaky",
+                                                                         "mcp.flaky_attempts"],
                                           pool="threads", concurrency=8, env=env, log=root / "worker-threads.log")
         workers["prefork"] = start_worker(app, name="prefork", queues=["mcp.forked", "mcp.capped"],
                                           pool="prefork", concurrency=1, env=env, log=root / "worker-prefork.log")

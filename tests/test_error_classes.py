@@ -76,7 +76,7 @@ headers = {{ Authorization = "Bearer ${{REFUSED_TOKEN}}" }}
 class _Refuse(BaseHTTPRequestHandler):
     """An HTTP endpoint that refuses every request as a server refusing a bearer token would."""
 
-    def do_POST(self) -> None:  # noqa: N802 (http.server's naming)
+    def do_POST(self) -> None:
         body = b'{"error": "access denied: invalid bearer token"}'
         self.send_response(401)
         self.send_header("Content-Type", "application/json")
@@ -84,7 +84,7 @@ class _Refuse(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(body)
 
-    do_GET = do_DELETE = do_POST  # noqa: N815
+    do_GET = do_DELETE = do_POST
 
     def log_message(self, *_: object) -> None:
         return
