@@ -127,7 +127,10 @@ class ServerHealth(BaseModel):
     tool_count: int | None = None
     worker: str | None = None
     probe: str | None = None
+    """What the last check did: ``tool <health_tool>``, or ``PROBE_TOOLS_LIST`` (upstream not checked)."""
     failure_kind: str | None = None
+    """Why the status is not healthy, for machines: no_worker, no_session, upstream_unauthorized,
+    upstream_unavailable, upstream_timeout, health_tool_failed, breaker, stale, not_checked."""
     breaker: dict[str, Any] | None = None
     queue: str
     consumers: int
@@ -230,19 +233,19 @@ def _build(server: ServerConfig, raw_bytes: Mapping[Any, Any], consumers: int, b
     recorded = HealthStatus(raw["status"]) if raw.get("status") else None
     breaker = json.loads(raw["breaker"]) if raw.get("breaker") else None
     last_check = _num(raw, "last_check_at")
-    status, reason = recorded or HealthStatus.UNKNOWN, None
+    status, reason, kind = recorded or HealthStatus.UNKNOWN, None, None
     if recorded in (HealthStatus.DEGRADED, HealthStatus.DOWN):
-        reason = raw.get("last_error")
+        reason, kind = raw.get("last_error"), raw.get("failure_kind") or "no_session"
     stale_after = STALE_AFTER_INTERVALS * server.health_interval_seconds + probe_timeout(server)
     if not consumers:
-        status, reason = HealthStatus.DOWN, f"no worker consumes {server.queue}"
+        status, reason, kind = HealthStatus.DOWN, f"no worker consumes {server.queue}", "no_worker"
     elif recorded is None:
-        reason = "not checked yet"
+        reason, kind = "not checked yet", "not_checked"
     elif last_check is not None and now - last_check > stale_after:
-        status = HealthStatus.UNKNOWN
+        status, kind = HealthStatus.UNKNOWN, "stale"
         reason = f"no health check for {now - last_check:.0f}s (is beat running? is {server.queue} stuck?)"
     elif recorded == HealthStatus.HEALTHY and breaker and breaker.get("state") not in _BREAKER_OK:
-        status, reason = HealthStatus.DEGRADED, f"breaker {breaker.get('state')}"
+        status, reason, kind = HealthStatus.DEGRADED, f"breaker {breaker.get('state')}", "breaker"
     tools = _num(raw, "tool_count")
     return ServerHealth(
         server=server.name, status=status, reason=reason, recorded_status=recorded,
@@ -253,7 +256,7 @@ def _build(server: ServerConfig, raw_bytes: Mapping[Any, Any], consumers: int, b
         last_error=raw.get("last_error") or None, latency_ms=_num(raw, "latency_ms"),
         server_name=raw.get("server_name") or None, server_version=raw.get("server_version") or None,
         tool_count=int(tools) if tools is not None else None, worker=raw.get("worker") or None,
-        probe=raw.get("probe") or None, failure_kind=raw.get("failure_kind") or None, breaker=breaker,
+        probe=raw.get("probe") or None, failure_kind=kind, breaker=breaker,
         queue=server.queue, consumers=int(consumers), backlog=int(backlog))
 
 

@@ -9,6 +9,7 @@ that refuses the worker's token when the session opens.
 
 from __future__ import annotations
 
+import json
 import os
 import threading
 import time
@@ -45,6 +46,8 @@ needs_fastmcp = pytest.mark.skipif(not HAS_FASTMCP, reason="FastMCP 4 is not ins
                                    "`make thirdparty` (python -m venv .venv-fastmcp && .venv-fastmcp/bin/pip "
                                    "install fastmcp==4.1.6)")
 REFUSED_TOKEN = "CANARY-refused-token-77f1"
+LOCAL_TZ = "Pacific/Chatham"
+"""Given to mcp-server-time on its command line as ``${LOCAL_TZ}``: a value the config keeps out of the file."""
 
 CONFIG = """
 broker_url = "{broker}"
@@ -52,12 +55,20 @@ default_timeout = 15
 
 [servers.time]
 breaker = {{ failure_threshold = 3, open_seconds = 60 }}
-transport = {{ type = "stdio", command = "python", args = ["-m", "mcp_server_time"] }}
+[servers.time.transport]
+type = "stdio"
+command = "python"
+args = ["-m", "mcp_server_time", "--local-timezone", "${{LOCAL_TZ}}"]
 
 [servers.fast]
 breaker = {{ failure_threshold = 3, open_seconds = 60 }}
 connect_timeout = 30
-transport = {{ type = "stdio", command = "{fastmcp}", args = ["-m", "tests.servers.fastmcp_tools"], cwd = "{repo}" }}
+[servers.fast.transport]
+type = "stdio"
+command = "{fastmcp}"
+args = ["-m", "tests.servers.fastmcp_tools"]
+cwd = "{repo}"
+env = {{ DEBUG = "True", FASTMCP_SHOW_CLI_BANNER = "false" }}
 
 [servers.nowhere]
 connect_timeout = 2
@@ -113,7 +124,8 @@ def error_stack(redis_server: RedisServer, tmp_path_factory: pytest.TempPathFact
     app = make_celery(settings)
     queues = [server.queue for server in settings.servers.values()]
     worker = start_worker(app, name="errors", queues=queues, pool="threads", concurrency=4,
-                          env={"MCP_ORCH_CONFIG": str(config_path), "REFUSED_TOKEN": REFUSED_TOKEN},
+                          env={"MCP_ORCH_CONFIG": str(config_path), "REFUSED_TOKEN": REFUSED_TOKEN,
+                               "LOCAL_TZ": LOCAL_TZ},
                           log=root / "worker-errors.log")
     client = Orchestrator(settings)
     try:
@@ -184,3 +196,21 @@ def test_a_session_refused_at_open_names_the_real_cause_not_an_exception_group(e
     message = caught.value.message
     assert "401" in message and "TaskGroup" not in message and "sub-exception" not in message
     assert REFUSED_TOKEN not in message
+
+
+def test_harmless_env_values_of_one_server_never_mask_another_servers_result(error_stack: ErrorStack) -> None:
+    """``DEBUG = "True"`` and ``FASTMCP_SHOW_CLI_BANNER = "false"`` in the FastMCP server's env are not secrets:
+    mcp-server-time's answer keeps ``is_dst: false`` and its text block stays JSON."""
+    result = error_stack.client.call_tool("time", "get_current_time", {"timezone": "UTC"})
+    assert result.data["is_dst"] is False and "***" not in json.dumps(result.model_dump())
+    assert json.loads(result.content[0]["text"])["is_dst"] is False
+
+
+def test_a_variable_in_stdio_args_reaches_the_server_and_is_masked_in_what_comes_back(
+        error_stack: ErrorStack) -> None:
+    """``--local-timezone ${LOCAL_TZ}`` starts mcp-server-time with the worker's value; the tool descriptions
+    that name it come back with the whole string masked, never the value."""
+    tools = error_stack.client.list_tools("time", timeout=30, refresh=True)
+    assert LOCAL_TZ not in json.dumps(tools)
+    schema = next(tool for tool in tools if tool["name"] == "get_current_time")["inputSchema"]
+    assert schema["properties"]["timezone"]["description"] == "***"

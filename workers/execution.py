@@ -240,11 +240,5 @@ def scrubbed(exc: OrchestratorError, redactor: Redactor, **context: Any) -> Orch
 
 
 def scrub_json(value: Any, redactor: Redactor) -> Any:
-    """Scrub secrets from every string inside a JSON value (a result must carry none)."""
-    if isinstance(value, str):
-        return redactor.scrub(value)
-    if isinstance(value, list):
-        return [scrub_json(item, redactor) for item in value]
-    if isinstance(value, dict):
-        return {key: scrub_json(item, redactor) for key, item in value.items()}
-    return value
+    """Scrub secrets from a JSON value (a result must carry none); it stays valid JSON."""
+    return redactor.scrub_json(value)

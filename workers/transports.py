@@ -79,7 +79,7 @@ def build_client(server: ServerConfig, http_clients: HttpClients, stderr: Stderr
     """A new, un-entered MCP client for ``server`` (secrets are read here, in the worker)."""
     transport = server.transport
     if isinstance(transport, StdioTransport):
-        params = StdioServerParameters(command=transport.resolved_command(), args=transport.args,
+        params = StdioServerParameters(command=transport.resolved_command(), args=transport.resolved_args(),
                                        env=transport.resolved_env(), cwd=transport.cwd)
         errlog = stderr.writer if stderr is not None else sys.stderr
         return Client(stdio_client(params, errlog=errlog), mode=server.protocol, cache=None)
