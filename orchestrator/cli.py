@@ -18,7 +18,7 @@ import redis
 from orchestrator.client import Orchestrator
 from orchestrator.config import CONFIG_PATH_ENV, ENV_PREFIX, ConfigError, Settings, load_settings
 from orchestrator.errors import InvalidCall, OrchestratorError
-from orchestrator.validation import resolve_server
+from orchestrator.validation import resolve_server, resolve_tool_name
 
 
 def cli_settings(config: str | None) -> Settings:
@@ -39,18 +39,48 @@ def export_settings(config: str | None, settings: Settings) -> None:
     os.environ[f"{ENV_PREFIX}BROKER_URL"] = settings.broker_url
 
 
-def parse_param(text: str) -> tuple[str, Any]:
-    """``k=v``: the value is read as JSON when it parses (numbers, booleans, lists), else as text."""
+_JSON_TYPES = {bool: "boolean", int: "integer", float: "number", str: "string", list: "array", dict: "object",
+               type(None): "null"}
+
+
+def schema_types(schema: dict[str, Any] | None) -> set[str]:
+    """The JSON types a property's schema allows (``type``, a list of them, or ``anyOf``/``oneOf``)."""
+    if not schema:
+        return set()
+    declared = schema.get("type")
+    types = set(declared) if isinstance(declared, list) else {declared} if declared else set()
+    for option in [*schema.get("anyOf", []), *schema.get("oneOf", [])]:
+        types |= schema_types(option)
+    return types
+
+
+def parse_param(text: str, properties: dict[str, Any] | None = None) -> tuple[str, Any]:
+    """``k=v``: the value is read as JSON when it parses (numbers, booleans, lists), else as text; but
+    where the tool's input schema wants a string for ``k`` and not the parsed type, the text is kept
+    (``-p value=2`` for a string ``value`` sends ``"2"``)."""
     key, sep, raw = text.partition("=")
     if not sep or not key:
         raise InvalidCall(f"params: --param takes key=value, got {text!r}", field="params")
     try:
-        return key, json.loads(raw)
+        value = json.loads(raw)
     except ValueError:
         return key, raw
+    wanted = schema_types((properties or {}).get(key))
+    parsed_type = _JSON_TYPES.get(type(value))
+    if "string" in wanted and parsed_type not in wanted and not (parsed_type == "integer" and "number" in wanted):
+        return key, raw
+    return key, value
 
 
-def collect_params(args: argparse.Namespace) -> dict[str, Any]:
+def tool_properties(client: Orchestrator, server: str, tool: str) -> dict[str, Any] | None:
+    """The input-schema properties of ``tool`` from the catalog (None when it does not list the tool)."""
+    name = resolve_server(client.settings, server).name
+    listed = {entry["name"]: entry for entry in client.catalog.tools(name) or []}
+    found = resolve_tool_name(name, tool, listed)
+    return listed[found].get("inputSchema", {}).get("properties") if found else None
+
+
+def collect_params(args: argparse.Namespace, properties: dict[str, Any] | None = None) -> dict[str, Any]:
     params: dict[str, Any] = {}
     if args.params_json:
         try:
@@ -59,7 +89,7 @@ def collect_params(args: argparse.Namespace) -> dict[str, Any]:
             raise InvalidCall(f"params: --json-params is not valid JSON: {exc}", field="params") from None
         if not isinstance(params, dict):
             raise InvalidCall("params: --json-params must be a JSON object", field="params")
-    params.update(dict(parse_param(item) for item in args.param))
+    params.update(dict(parse_param(item, properties) for item in args.param))
     return params
 
 
@@ -75,7 +105,8 @@ def emit(value: Any, as_json: bool) -> None:
 def cmd_call(args: argparse.Namespace) -> int:
     client = Orchestrator(cli_settings(args.config))
     try:
-        result = client.call_tool(args.server, args.tool, collect_params(args), args.timeout)
+        properties = tool_properties(client, args.server, args.tool) if args.param else None
+        result = client.call_tool(args.server, args.tool, collect_params(args, properties), args.timeout)
     finally:
         client.close()
     emit(result.model_dump(mode="json") if args.json else result.data, args.json)
@@ -194,7 +225,8 @@ def build_parser() -> argparse.ArgumentParser:
     call.add_argument("server", help="server name or alias")
     call.add_argument("tool", help="tool name")
     call.add_argument("--param", "-p", action="append", default=[], metavar="KEY=VALUE",
-                      help="a parameter; VALUE is parsed as JSON when it can be (repeatable)")
+                      help="a parameter; VALUE is parsed as JSON when it can be, kept as text where the "
+                           "tool's schema wants a string (repeatable)")
     call.add_argument("--json-params", dest="params_json", metavar="JSON", help="all parameters as a JSON object")
     call.add_argument("--timeout", type=float, help="deadline in seconds (default: the server's timeout)")
     call.add_argument("--json", action="store_true", help="print the whole result as JSON")
