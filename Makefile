@@ -11,7 +11,7 @@ THIRDPARTY := .venv-thirdparty/.installed
 install: $(STAMP)
 
 $(STAMP): pyproject.toml
-	@command -v redis-server >/dev/null || { echo "redis-server is missing: sudo apt-get install -y redis-server"; exit 1; }
+	@command -v redis-server >/dev/null || { echo "redis-server is missing: sudo apt-get install -y redis-server python3-venv"; exit 1; }
 	python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -e '.[dev]'

@@ -144,8 +144,8 @@ def cmd_breakers(args: argparse.Namespace) -> int:
         else:
             if not args.server:
                 raise InvalidCall(f"server: 'breakers {args.action}' needs a server name", field="server")
-            snapshot = (client.reset_breaker(args.server) if args.action == "reset"
-                        else client.force_breaker(args.server, args.action))
+            target = {"reset": "closed", "disable": "disabled"}.get(args.action, args.action)
+            snapshot = client.force_breaker(args.server, target)
             snapshots = {snapshot.server: snapshot}
     finally:
         client.close()
@@ -239,8 +239,9 @@ def build_parser() -> argparse.ArgumentParser:
     tools.set_defaults(func=cmd_tools)
 
     breakers = sub.add_parser("breakers", help="show, reset or force the circuit breakers")
-    breakers.add_argument("action", nargs="?", choices=["show", "reset", "open", "closed"], default="show",
-                          help="show (default), reset, or force open / closed")
+    breakers.add_argument("action", nargs="?", choices=["show", "reset", "open", "closed", "disable"],
+                          default="show", help="show (default); reset or closed: close with fresh counters; "
+                          "open: refuse every call; disable: admit every call and count nothing")
     breakers.add_argument("server", nargs="?", help="server name or alias")
     breakers.add_argument("--json", action="store_true", help="print JSON")
     breakers.set_defaults(func=cmd_breakers)
@@ -290,6 +291,14 @@ def main(argv: list[str] | None = None) -> int:
     except (redis.RedisError, kombu.exceptions.OperationalError) as exc:
         print(f"error: cannot reach Redis (broker / state): {type(exc).__name__}: {exc}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:
+        print("error: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        # The reader went away (``mcp-orch tools | head``): say nothing more, and keep the interpreter's
+        # final flush of stdout from raising again at exit.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
 
 
 if __name__ == "__main__":

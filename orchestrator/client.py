@@ -203,14 +203,13 @@ class Orchestrator:
         return breaker.snapshot()
 
     def force_breaker(self, server: str, state: str) -> BreakerSnapshot:
-        """Force ``server``'s breaker ``open`` (refuse all) or ``closed`` (admit all, count nothing)."""
+        """Set ``server``'s breaker by hand: ``open`` (refuse every call until reset), ``closed`` (closed
+        with fresh counters, as ``reset_breaker``) or ``disabled`` (admit every call, count nothing)."""
         breaker = self.breakers.breaker(resolve_server(self.settings, server).name)
-        if state == "open":
-            breaker.force_open()
-        elif state == "closed":
-            breaker.force_closed()
-        else:
-            raise InvalidCall(f"state: must be 'open' or 'closed', got {state!r}", field="state")
+        actions = {"open": breaker.force_open, "closed": breaker.reset, "disabled": breaker.force_closed}
+        if state not in actions:
+            raise InvalidCall(f"state: must be one of {', '.join(map(repr, actions))}, got {state!r}", field="state")
+        actions[state]()
         return breaker.snapshot()
 
     def close(self) -> None:

@@ -59,6 +59,9 @@ VISIBILITY_TIMEOUT_SECONDS = 3600
 """Redis re-delivers an unacked message after this long; longer than any call can run (s)."""
 RESULT_EXPIRES_SECONDS = 3600
 """How long a call's result stays in the result backend (seconds)."""
+MAX_PARAMS_BYTES = 256 * 1024
+"""Default of ``max_params_bytes``: the largest JSON-encoded params a call may carry (bytes); a
+bigger call is refused before enqueue instead of clogging the broker and failing at the upstream."""
 KEEPALIVE_SECONDS = 30.0
 """How often an idle held MCP session is probed with ``tools/list`` (seconds)."""
 CONNECT_TIMEOUT_SECONDS = 20.0
@@ -310,10 +313,19 @@ class Settings(BaseSettings):
     max_timeout: float = Field(default=MAX_TIMEOUT_SECONDS, gt=0)
     visibility_timeout: int = Field(default=VISIBILITY_TIMEOUT_SECONDS, gt=0)
     result_expires: int = Field(default=RESULT_EXPIRES_SECONDS, gt=0)
+    max_params_bytes: int = Field(default=MAX_PARAMS_BYTES, gt=0)
     beat_lock_timeout: int = Field(default=BEAT_LOCK_TIMEOUT_SECONDS, ge=2)
     beat_max_interval: float = Field(default=BEAT_MAX_INTERVAL_SECONDS, gt=0)
     servers: dict[str, ServerConfig] = Field(default_factory=dict)
     flower: FlowerSettings = Field(default_factory=FlowerSettings)
+
+    @field_validator("broker_url", "result_backend")
+    @classmethod
+    def _check_redis_url(cls, value: str | None) -> str | None:
+        """Broker and backend are Redis; a bad URL is named here, not as a traceback from redis-py."""
+        if value is not None and not re.match(r"^(rediss?://|unix://)", value):
+            raise ValueError("must be a redis://, rediss:// or unix:// URL")
+        return value
 
     @field_validator("servers", mode="before")
     @classmethod
@@ -406,9 +418,14 @@ def load_settings(path: str | os.PathLike[str] | None = None, **overrides: Any) 
 
 
 def describe_validation_error(exc: ValidationError, source: str) -> str:
-    """One line per problem, each naming the dotted field path (never the bad value)."""
-    lines = []
+    """One line: every problem with its dotted field path and, when an ``MCP_ORCH_*`` variable set
+    it, that variable's name (never the bad value: it may be a password or a URL with one)."""
+    problems = []
     for error in exc.errors(include_input=False, include_url=False):
-        where = ".".join(str(part) for part in error["loc"] if part not in ("stdio", "http")) or "(top level)"
-        lines.append(f"{where}: {error['msg']}")
-    return f"invalid configuration ({source}):\n  " + "\n  ".join(lines)
+        path = [str(part) for part in error["loc"] if part not in ("stdio", "http")]
+        where = ".".join(path) or "(top level)"
+        variable = ENV_PREFIX + "__".join(path).upper()
+        if path and variable in os.environ:
+            where += f" (from {variable})"
+        problems.append(f"{where}: {error['msg'].removeprefix('Value error, ')}")
+    return f"invalid configuration ({source}): " + "; ".join(problems)

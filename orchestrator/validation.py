@@ -50,8 +50,9 @@ def check_tool(tool: Any, server: str) -> str:
     return tool.strip()
 
 
-def check_params(params: Any, server: str, tool: str) -> dict[str, Any]:
-    """Params must be a JSON object that survives the JSON serializer unchanged."""
+def check_params(params: Any, server: str, tool: str, max_bytes: int | None = None) -> dict[str, Any]:
+    """Params must be a JSON object that survives the JSON serializer unchanged, and (when
+    ``max_bytes`` is given) encode to at most that many bytes."""
     if params is None:
         return {}
     if not isinstance(params, dict):
@@ -62,6 +63,10 @@ def check_params(params: Any, server: str, tool: str) -> dict[str, Any]:
     except (TypeError, ValueError) as exc:
         raise InvalidCall(f"params: not JSON-serialisable: {exc}", server=server, tool=tool,
                           field="params") from None
+    size = len(encoded.encode())
+    if max_bytes is not None and size > max_bytes:
+        raise InvalidCall(f"params: {size:,} bytes of JSON exceed the limit of {max_bytes:,} bytes "
+                          f"(max_params_bytes)", server=server, tool=tool, field="params")
     decoded = json.loads(encoded)
     if decoded != params:
         raise InvalidCall("params: keys must be strings (JSON object keys)", server=server, tool=tool,
@@ -88,7 +93,7 @@ def prepare_call(settings: Settings, server: Any, tool: Any, params: Any = None,
     if name in config.deny_tools:
         raise InvalidCall(f"tool: {name!r} is denied on server {config.name!r} by configuration",
                           server=config.name, tool=name, field="tool")
-    checked = check_params(params, config.name, name)
+    checked = check_params(params, config.name, name, settings.max_params_bytes)
     seconds = check_timeout(timeout, config, settings, name)
     return PreparedCall(server=config, tool=name, params=checked, timeout=seconds,
                         deadline=time.time() + seconds)

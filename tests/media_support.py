@@ -11,6 +11,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
+import httpx
 from mcp import Client, StdioServerParameters
 from mcp_types import CallToolResult
 
@@ -134,3 +135,10 @@ class Served:
     def close(self) -> None:
         self.client.close()
         self.sim.stop()
+
+
+def arr_json(served: Served, path: str, **params: Any) -> Any:
+    """What the simulated Sonarr or Radarr itself answers at ``/api/v3<path>``, to compare a tool's data with."""
+    reply = httpx.get(f"{served.sim.url}/api/v3{path}", params=params, headers={"X-Api-Key": served.secret}, timeout=10)
+    reply.raise_for_status()
+    return reply.json()

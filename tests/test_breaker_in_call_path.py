@@ -158,5 +158,6 @@ def test_operators_read_reset_and_force_breakers_from_the_cli(stack: Stack, clie
     assert cli("open", "pr")["probe"]["state"] == "forced_open"
     assert cli("show")["probe"]["state"] == "forced_open"
     assert cli("reset", "probe")["probe"]["state"] == "closed"
-    assert cli("closed", "probe")["probe"]["state"] == "disabled"
+    assert cli("disable", "probe")["probe"]["state"] == "disabled"
+    assert cli("closed", "probe")["probe"]["state"] == "closed", "'closed' closes; 'disable' is its own word"
     assert set(cli("show")) == set(stack.settings.servers)

@@ -17,6 +17,7 @@ from orchestrator.client import AsyncOrchestrator, Orchestrator
 from orchestrator.config import load_settings
 from orchestrator.errors import DeadlineExceeded, InvalidCall, ServerUnavailable, ToolReturnedError, UnknownServer
 from orchestrator.results import ToolResult
+from orchestrator.validation import prepare_call
 from tests.conftest import CANARY_KEY, CANARY_TOKEN, Stack
 
 pytestmark = pytest.mark.slow
@@ -156,6 +157,7 @@ def test_list_all_tools_covers_every_listed_server(stack: Stack) -> None:
     ("idle", "echo", {"when": object()}, None, InvalidCall, "params"),
     ("idle", "echo", {"x": float("nan")}, None, InvalidCall, "params"),
     ("idle", "echo", {1: "int key"}, None, InvalidCall, "params"),
+    ("idle", "echo", {"blob": "x" * 300_000}, None, InvalidCall, "params"),
     ("idle", "echo", {}, 0, InvalidCall, "timeout"),
     ("idle", "echo", {}, -3, InvalidCall, "timeout"),
     ("idle", "echo", {}, 10_000, InvalidCall, "timeout"),
@@ -172,6 +174,25 @@ def test_bad_input_is_refused_before_anything_is_enqueued(stack: Stack, client: 
     assert caught.value.field == field
     assert str(caught.value).startswith(f"{field}:")
     assert {key: conn.llen(key) for key in before} == before
+
+
+def test_params_larger_than_the_configured_limit_are_refused_naming_the_size_and_the_limit(stack: Stack) -> None:
+    """max_params_bytes bounds the encoded params: one byte over is refused, exactly the limit is accepted."""
+    settings = stack.settings.model_copy(update={"max_params_bytes": 1000})
+    orchestrator = Orchestrator(settings)
+    try:
+        conn = redis.Redis.from_url(stack.broker_url)
+        before = conn.llen("mcp.idle")
+        padding = 1000 - len('{"text": ""}')
+        with pytest.raises(InvalidCall) as caught:
+            orchestrator.call_tool("idle", "echo", {"text": "x" * (padding + 1)}, timeout=1)
+        assert caught.value.field == "params"
+        assert "1,001 bytes" in str(caught.value) and "1,000 bytes" in str(caught.value)
+        assert conn.llen("mcp.idle") == before
+        prepared = prepare_call(settings, "idle", "echo", {"text": "x" * padding})
+        assert prepared.params == {"text": "x" * padding}
+    finally:
+        orchestrator.close()
 
 
 CLIENT_WITH_SECRETS = """

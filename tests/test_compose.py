@@ -163,7 +163,9 @@ def _read_by_code(variable: str, service: dict[str, Any]) -> bool:
         if path[0] == "flower":
             return len(path) == 2 and path[1] in FlowerSettings.model_fields
         return len(path) == 1 and path[0] in Settings.model_fields
-    if f"${variable}" in " ".join(map(str, service.get("command", []))) + str(service.get("healthcheck", "")):
+    if f"${variable}" in " ".join(map(str, service.get("command", []))):
+        return True
+    if variable in str(service.get("healthcheck", "")):
         return True
     for name, (url_var, secret_var) in SIMULATED_SERVICES.items():
         if variable in (url_var, secret_var, f"{name.upper()}_TIMEOUT"):
@@ -198,3 +200,49 @@ def test_the_image_contains_what_the_services_run() -> None:
         assert re.search(rf"^COPY .*\b{re.escape(path)}\b", dockerfile, re.M), path
     assert "pip install ." in dockerfile
     assert "MCP_ORCH_CONFIG=/app/deploy/compose.toml" in dockerfile
+
+
+def _healthcheck_code(test: list[str]) -> str | None:
+    """The Python source a ``["CMD", "python", "-c", code]`` healthcheck runs, else None."""
+    return test[3] if test[:3] == ["CMD", "python", "-c"] else None
+
+
+def test_every_service_has_a_healthcheck_that_names_real_code(services: dict[str, Any]) -> None:
+    """Each service has a healthcheck; Python ones compile, and what they import exists in this package."""
+    for name, service in services.items():
+        check = service.get("healthcheck")
+        assert check and check.get("test"), f"{name}: no healthcheck"
+        code = _healthcheck_code(check["test"])
+        if code is not None:
+            compile(code, f"{name}-healthcheck", "exec")
+            for module in re.findall(r"from (\w[\w.]*) import", code):
+                assert importlib.util.find_spec(module) is not None, f"{name}: healthcheck imports {module}"
+    beat_code = _healthcheck_code(services["beat"]["healthcheck"]["test"])
+    assert beat_code is not None and "keys.REDBEAT_LOCK_KEY" in beat_code
+    assert hasattr(importlib.import_module("orchestrator.keys"), "REDBEAT_LOCK_KEY")
+    for name in ("flower", "metrics"):
+        port = services[name]["command"][services[name]["command"].index("--port") + 1]
+        assert f":{port}/" in str(services[name]["healthcheck"]["test"]), name
+
+
+def test_workers_start_after_their_mcp_server_is_healthy_and_ping_by_their_own_node_name(
+        services: dict[str, Any], compose_settings: Settings) -> None:
+    """A worker waits for its MCP server's healthcheck; its own check pings the node name its command sets."""
+    for name in compose_settings.enabled_servers():
+        worker = services[f"worker-{name}"]
+        assert worker["depends_on"][f"{name}-mcp"] == {"condition": "service_healthy"}
+        assert worker["depends_on"]["redis"] == {"condition": "service_healthy"}
+        node = worker["command"][worker["command"].index("-n") + 1]
+        assert node == f"{worker['environment']['WORKER_NAME']}@%h"
+        assert "inspect ping" in " ".join(worker["healthcheck"]["test"])
+        assert importlib.util.find_spec("workers.app") is not None
+
+
+def test_simulators_and_mcp_servers_are_checked_on_the_port_they_listen_on(services: dict[str, Any]) -> None:
+    """The port probe reads LISTEN_PORT (default 8000): simulators set it to the port their command uses."""
+    for name, service in services.items():
+        command = service.get("command", [])
+        if command[:2] != ["python", "-m"]:
+            continue
+        port = command[command.index("--port") + 1]
+        assert str((service.get("environment") or {}).get("LISTEN_PORT", "8000")) == port, name

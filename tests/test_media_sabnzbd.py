@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
+from importlib import metadata
 
 import pytest
 
 from tests.media_support import Served
+from upstream_sim.sabnzbd import NOTIFICATION_SECRETS
 
 TOOLS = {
     "sabnzbd_get_queue",
@@ -138,3 +141,38 @@ def test_out_of_range_paging_is_refused_as_invalid_arguments(sab: Served, argume
     """start must be >= 0 and limit > 0, checked before any upstream call."""
     text = sab.fails("sabnzbd_get_queue", arguments, tag="invalid_arguments")
     assert next(iter(arguments)) in text
+
+
+def test_server_reports_the_package_version_in_its_server_info(sab: Served) -> None:
+    """initialize's serverInfo carries the installed package version, not the SDK's empty default."""
+    info = sab.client.client.server_info
+    assert info.name == "sabnzbd" and info.version == metadata.version("autoarr-mcp-orchestrator")
+
+
+@pytest.mark.parametrize("tool", ["sabnzbd_pause_download", "sabnzbd_resume_download"])
+def test_pausing_or_resuming_a_job_the_queue_does_not_hold_is_not_found(sab: Served, tool: str) -> None:
+    """SABnzbd says status true for any id; the server asks the queue first, so an unknown id or a job
+    already in history is upstream_not_found, and no pause or resume is sent for it."""
+    finished = sab.ok("sabnzbd_get_history")["history"]["slots"][0]["nzo_id"]
+    for nzo_id in ("SABnzbd_nzo_doesnotexist", finished):
+        sab.sim.reset_stats()
+        text = sab.fails(tool, {"nzo_id": nzo_id}, tag="upstream_not_found")
+        assert nzo_id in text
+        assert sab.sim.stats()["total"] == 1
+
+
+def test_config_and_status_mask_notification_secrets_and_url_credentials(sab: Served) -> None:
+    """Apprise URLs, notification tokens, keys and passwords, and credentials inside URLs come back as
+    whole-value masks from get_config, and none of them appears in fullstatus; the JSON stays valid and
+    non-secret settings stay."""
+    result = sab.client.call("sabnzbd_get_config")
+    config = result.structured_content["config"]
+    for section, settings in NOTIFICATION_SECRETS.items():
+        assert {key: config[section][key] for key in settings} == dict.fromkeys(settings, "***"), section
+    assert config["apprise"]["apprise_target_failed_enable"] == 1
+    assert config["pushover"]["pushover_emergency_expire"] == 3600
+    seen = json.dumps(result.structured_content) + json.dumps(sab.ok("sabnzbd_get_status")["status"])
+    for settings in NOTIFICATION_SECRETS.values():
+        for secret in settings.values():
+            assert secret not in seen and secret.split("://")[-1] not in seen
+    assert json.loads(result.content[0].text)["config"]["misc"]["email_pwd"] == "***"

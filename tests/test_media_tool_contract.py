@@ -3,13 +3,16 @@
 No Redis, no workers, no upstream: each server is built and asked for its tools, as the
 worker's held session would see them (input schemas and annotations in MCP's wire form).
 The reference is ``tests/contracts/autoarr-tools.md``, a copy of the project's shared upstream-api
-``autoarr-tools.md`` (so that CI on a clean clone has it).
+``autoarr-tools.md`` (so that CI on a clean clone has it), plus what AutoArr's routers and services send
+beyond it (the shared ``autoarr-call-sites.md``): the tools they call that its servers lacked, the names
+they give some inputs (aliases), and the add options they pass; those are pinned in the tables below.
 """
 
 from __future__ import annotations
 
 import asyncio
 import re
+from importlib import metadata
 from pathlib import Path
 from types import ModuleType
 from typing import Any, cast
@@ -33,6 +36,44 @@ NO_UPSTREAM = cast(Upstream, object())
 SECTION = re.compile(r"^### [\d.]+ (\w+) — (\d+) tools$")
 """A tool table's heading, e.g. ``### 1.2 SABnzbd — 11 tools``."""
 NAME = re.compile(r"`(\w+)`")
+
+Inputs = tuple[set[str], set[str]]
+"""(input names, required input names)."""
+
+CALLER_TOOLS: dict[str, Inputs] = {
+    "plex_get_library": ({"library_key"}, {"library_key"}),  # media: one library
+    "plex_scan_library": ({"library_key"}, {"library_key"}),  # media: scan
+    "plex_refresh_metadata": ({"rating_key"}, {"rating_key"}),  # media: refresh metadata
+    "plex_search_media": ({"query", "library_key", "limit"}, {"query"}),  # media: search
+    "plex_get_server_status": (set(), set()),  # media: server status
+    "sonarr_trigger_series_search": ({"series_id"}, {"series_id"}),  # shows: search all episodes
+    "sonarr_trigger_episode_search": ({"episode_id"}, {"episode_id"}),  # shows: search one episode
+    "sonarr_lookup_series": ({"term"}, {"term"}),  # content integration: {"term": "tvdb:<id>"}
+    "sonarr_get_quality_profiles": (set(), set()),  # content integration
+    "sonarr_get_root_folders": (set(), set()),  # content integration
+    "radarr_search_movies": ({"term"}, {"term"}),  # movies: search, sent as {"query": ...}
+    "radarr_lookup_movie": ({"tmdb_id"}, {"tmdb_id"}),  # content integration
+    "radarr_trigger_movie_search": ({"movie_id"}, {"movie_id"}),  # movies: search one
+    "radarr_refresh_movie": ({"movie_id"}, {"movie_id"}),  # movies: refresh
+    "radarr_get_missing_movies": (set(), set()),  # movies: missing
+    "radarr_get_quality_profiles": (set(), set()),  # content integration
+    "radarr_get_root_folders": (set(), set()),  # content integration
+}
+"""Tools AutoArr's callers call that its own servers never had, with the inputs they take."""
+ALIASES: dict[str, dict[str, str]] = {
+    "sonarr_search_series": {"query": "term"},  # shows: search sends {"query": ...}
+    "sonarr_lookup_series": {"query": "term"},  # the same tool function as search_series
+    "radarr_search_movie_lookup": {"query": "term"},  # the same tool function as search_movies
+    "radarr_search_movies": {"query": "term"},
+    "sonarr_get_wanted": {"pageSize": "page_size"},  # monitoring sends {"page": 1, "pageSize": 50}
+    "radarr_get_wanted": {"pageSize": "page_size"},
+}
+"""AutoArr's name for an input -> the tool's name; either is accepted, so neither can be required in the schema."""
+ADD_OPTIONS: dict[str, set[str]] = {
+    "sonarr_add_series": {"search_for_missing_episodes"},  # content integration: addOptions.searchForMissingEpisodes
+    "radarr_add_movie": {"search_for_movie"},  # content integration: addOptions.searchForMovie
+}
+"""Optional inputs content integration sends to the documented add tools."""
 
 Triple = tuple[bool, bool, bool]
 """(readOnlyHint, destructiveHint, idempotentHint)."""
@@ -61,6 +102,11 @@ ANNOTATIONS: dict[str, Triple] = {
     "sonarr_get_calendar": (True, False, True),  # GET /calendar
     "sonarr_get_queue": (True, False, True),  # GET /queue
     "sonarr_delete_series": (False, True, False),  # DELETE /series/{id}, maybe with its files
+    "sonarr_trigger_series_search": (False, False, False),  # POST /command SeriesSearch: each call queues a search
+    "sonarr_trigger_episode_search": (False, False, False),  # POST /command EpisodeSearch, as search_episode
+    "sonarr_lookup_series": (True, False, True),  # GET /series/lookup, as search_series
+    "sonarr_get_quality_profiles": (True, False, True),  # GET /qualityprofile
+    "sonarr_get_root_folders": (True, False, True),  # GET /rootfolder
     # Radarr
     "radarr_get_movies": (True, False, True),  # GET /movie
     "radarr_get_movie_by_id": (True, False, True),  # GET /movie/{id}
@@ -71,6 +117,13 @@ ANNOTATIONS: dict[str, Triple] = {
     "radarr_get_calendar": (True, False, True),  # GET /calendar
     "radarr_get_queue": (True, False, True),  # GET /queue
     "radarr_delete_movie": (False, True, False),  # DELETE /movie/{id}, maybe with its files
+    "radarr_search_movies": (True, False, True),  # GET /movie/lookup, as search_movie_lookup
+    "radarr_lookup_movie": (True, False, True),  # GET /movie/lookup/tmdb
+    "radarr_trigger_movie_search": (False, False, False),  # POST /command MoviesSearch, as search_movie
+    "radarr_refresh_movie": (False, False, True),  # POST /command RefreshMovie: re-reads TMDb and disk; again, same
+    "radarr_get_missing_movies": (True, False, True),  # GET /wanted/missing, every page
+    "radarr_get_quality_profiles": (True, False, True),  # GET /qualityprofile
+    "radarr_get_root_folders": (True, False, True),  # GET /rootfolder
     # Plex
     "plex_get_libraries": (True, False, True),  # GET /library/sections
     "plex_get_library_items": (True, False, True),  # GET /library/sections/{id}/all
@@ -80,8 +133,14 @@ ANNOTATIONS: dict[str, Triple] = {
     "plex_search": (True, False, True),  # GET /search
     "plex_refresh_library": (False, False, True),  # scans a section against disk; a second scan finds the same
     "plex_get_history": (True, False, True),  # GET /status/sessions/history/all
+    "plex_get_library": (True, False, True),  # GET /library/sections, the one section asked for
+    "plex_scan_library": (False, False, True),  # GET /library/sections/{id}/refresh, as plex_refresh_library
+    "plex_refresh_metadata": (False, False, True),  # PUT /library/metadata/{id}/refresh; locked fields are kept
+    "plex_search_media": (True, False, True),  # GET /hubs/search
+    "plex_get_server_status": (True, False, True),  # GET /
 }
 """Decided from each tool's upstream call and the doc, not copied from the servers' annotation constants."""
+
 
 
 def doc_text() -> str:
@@ -120,6 +179,16 @@ def documented_tools(doc: str) -> dict[str, dict[str, tuple[set[str], set[str]]]
     return tables
 
 
+def expected_tools(service: str, documented: dict[str, Inputs]) -> dict[str, Inputs]:
+    """The doc's tools of ``service`` plus its caller tools, widened by the aliases and add options above."""
+    tools = {**documented, **{name: inputs for name, inputs in CALLER_TOOLS.items() if name.startswith(f"{service}_")}}
+    expected = {}
+    for name, (names, required) in tools.items():
+        aliases = ALIASES.get(name, {})
+        expected[name] = (names | set(aliases) | ADD_OPTIONS.get(name, set()), required - set(aliases.values()))
+    return expected
+
+
 def served_tools(service: str) -> dict[str, Tool]:
     """The server's tools by name, as ``list_tools`` returns them."""
     tools = asyncio.run(SERVERS[service].build(NO_UPSTREAM).list_tools())
@@ -127,24 +196,26 @@ def served_tools(service: str) -> dict[str, Tool]:
 
 
 @pytest.mark.parametrize("service", SERVERS)
-def test_every_tool_takes_exactly_the_inputs_autoarr_documents(service: str) -> None:
-    """Each server lists exactly the doc's tools; each tool's input properties are exactly the documented
-    parameters, and exactly the ones the doc marks **req** are required in the input schema."""
+def test_every_tool_takes_exactly_the_inputs_autoarr_documents_or_sends(service: str) -> None:
+    """Each server lists exactly the doc's tools and the tools AutoArr's callers call; each tool's input properties
+    are exactly the documented parameters plus AutoArr's aliases and add options, and exactly the ones the doc marks
+    **req** (less those with an alias) are required in the input schema."""
     documented = documented_tools(doc_text())
     assert set(documented) == set(SERVERS)
+    expected = expected_tools(service, documented[service])
     tools = served_tools(service)
-    assert set(tools) == set(documented[service])
+    assert set(tools) == set(expected)
     served = {
         name: (set(tool.input_schema.get("properties", {})), set(tool.input_schema.get("required", [])))
         for name, tool in tools.items()
     }
-    assert served == documented[service]
+    assert served == expected
 
 
 def test_annotations_tell_the_truth_about_every_tool() -> None:
     """Every tool's (readOnly, destructive, idempotent) hints, in wire form, are the ones pinned above; reads are
     read-only and idempotent, deletes destructive and not repeated, and all of them reach an upstream (open world)."""
-    assert len(ANNOTATIONS) == 38
+    assert len(ANNOTATIONS) == 55
     served: dict[str, Triple] = {}
     open_world: dict[str, Any] = {}
     for service in SERVERS:
@@ -154,3 +225,9 @@ def test_annotations_tell_the_truth_about_every_tool() -> None:
             open_world[name] = hints.get("openWorldHint")
     assert served == ANNOTATIONS
     assert open_world == dict.fromkeys(ANNOTATIONS, True)
+
+
+@pytest.mark.parametrize("service", SERVERS)
+def test_every_bundled_server_reports_the_package_version(service: str) -> None:
+    """serverInfo.version is the installed package's version (the SDK's default is an empty string)."""
+    assert SERVERS[service].build(NO_UPSTREAM).version == metadata.version("autoarr-mcp-orchestrator")

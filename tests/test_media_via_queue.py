@@ -94,7 +94,7 @@ def fails(client: Orchestrator, server: str, tool: str, params: dict[str, Any] |
 # --- listing --------------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("server", "count"), [("sabnzbd", 11), ("sonarr", 10), ("radarr", 9), ("plex", 8)])
+@pytest.mark.parametrize(("server", "count"), [("sabnzbd", 11), ("sonarr", 15), ("radarr", 16), ("plex", 13)])
 def test_each_server_lists_autoarrs_tools_with_annotations_through_the_queue(
         client: Orchestrator, server: str, count: int) -> None:
     """list_tools through the worker gives each server's AutoArr tools, each with annotations and schemas."""
@@ -288,6 +288,23 @@ def test_sonarr_wanted_calendar_and_queue_describe_missing_episodes(client: Orch
     assert all(record["episodeId"] and record["sizeleft"] <= record["size"] for record in queue["records"])
 
 
+@covers("sonarr_lookup_series", "sonarr_trigger_series_search", "sonarr_trigger_episode_search",
+        "sonarr_get_quality_profiles", "sonarr_get_root_folders")
+def test_sonarr_tools_autoarrs_callers_use_take_their_names(client: Orchestrator) -> None:
+    """The tools and parameter names AutoArr's shows router, content integration and monitoring send work through
+    the queue: query for term, pageSize for page_size, tvdb:<id> lookups, series and episode searches, settings."""
+    assert [s["tvdbId"] for s in call(client, "sonarr", "sonarr_search_series", {"query": "shogun"})["data"]] \
+        == [392573]
+    assert [s["title"] for s in call(client, "sonarr", "sonarr_lookup_series", {"term": "tvdb:81189"})["data"]] \
+        == ["Breaking Bad"]
+    assert len(call(client, "sonarr", "sonarr_get_wanted", {"page": 1, "pageSize": 50})["data"]["records"]) > 2
+    series_search = call(client, "sonarr", "sonarr_trigger_series_search", {"series_id": 1})["data"]
+    episode_search = call(client, "sonarr", "sonarr_trigger_episode_search", {"episode_id": 1})["data"]
+    assert (series_search["name"], episode_search["name"]) == ("SeriesSearch", "EpisodeSearch")
+    assert 1 in {profile["id"] for profile in call(client, "sonarr", "sonarr_get_quality_profiles")["data"]}
+    assert [folder["path"] for folder in call(client, "sonarr", "sonarr_get_root_folders")["data"]] == ["/tv"]
+
+
 # --- Radarr ---------------------------------------------------------------------------------------------------
 
 
@@ -332,6 +349,23 @@ def test_radarr_search_wanted_calendar_and_queue(client: Orchestrator) -> None:
     assert queue["totalRecords"] >= 1 and all(record["movieId"] for record in queue["records"])
 
 
+@covers("radarr_search_movies", "radarr_lookup_movie", "radarr_trigger_movie_search", "radarr_refresh_movie",
+        "radarr_get_missing_movies", "radarr_get_quality_profiles", "radarr_get_root_folders")
+def test_radarr_tools_autoarrs_callers_use_take_their_names(client: Orchestrator) -> None:
+    """The tools and parameter names AutoArr's movies router, content integration and monitoring send work through
+    the queue: search by query, lookup by TMDb id, search and refresh commands, the missing list, settings."""
+    assert [m["tmdbId"] for m in call(client, "radarr", "radarr_search_movies", {"query": "blade"})["data"]] == [335984]
+    assert call(client, "radarr", "radarr_lookup_movie", {"tmdb_id": 157336})["data"]["title"] == "Interstellar"
+    search = call(client, "radarr", "radarr_trigger_movie_search", {"movie_id": 3})["data"]
+    refresh = call(client, "radarr", "radarr_refresh_movie", {"movie_id": 1})["data"]
+    assert (search["name"], refresh["name"]) == ("MoviesSearch", "RefreshMovie")
+    missing = call(client, "radarr", "radarr_get_missing_movies")["data"]
+    assert "The Batman" in {movie["title"] for movie in missing}
+    assert call(client, "radarr", "radarr_get_wanted", {"page": 1, "pageSize": 50})["data"]["records"] == missing
+    assert 1 in {profile["id"] for profile in call(client, "radarr", "radarr_get_quality_profiles")["data"]}
+    assert [folder["path"] for folder in call(client, "radarr", "radarr_get_root_folders")["data"]] == ["/movies"]
+
+
 # --- Plex -----------------------------------------------------------------------------------------------------
 
 
@@ -369,6 +403,21 @@ def test_plex_sessions_advance_with_time_and_search_finds_titles(media_stack: Me
     assert [item["title"] for item in call(client, "plex", "plex_search", {"query": "the"})["data"]] \
         == ["The Expanse"]
     assert call(client, "plex", "plex_search", {"query": "the", "section_id": "1"})["data"] == []
+
+
+@covers("plex_get_library", "plex_scan_library", "plex_refresh_metadata", "plex_search_media",
+        "plex_get_server_status")
+def test_plex_tools_autoarrs_media_router_calls(media_stack: MediaStack, client: Orchestrator) -> None:
+    """The tools AutoArr's media router calls answer through the queue with the parameter names it sends."""
+    sim = media_stack.sims["plex"].state
+    assert call(client, "plex", "plex_get_library", {"library_key": "2"})["data"]["title"] == "TV Shows"
+    assert call(client, "plex", "plex_scan_library", {"library_key": "2"})["library_key"] == "2"
+    assert sim.sections["2"]["refreshing"] is True
+    rating_key = sim.items["1"][0]["ratingKey"]
+    assert call(client, "plex", "plex_refresh_metadata", {"rating_key": rating_key})["rating_key"] == rating_key
+    found = call(client, "plex", "plex_search_media", {"query": "expanse"})["data"]
+    assert [item["title"] for item in found] == ["The Expanse"]
+    assert call(client, "plex", "plex_get_server_status")["data"]["platform"] == "Linux"
 
 
 # --- errors through the queue ---------------------------------------------------------------------------------

@@ -128,7 +128,7 @@ def test_stack_reports_what_runs_where_and_that_everything_is_ready(running: Run
     text = "\n".join(running.output)
     for name in ("redis", "worker-sabnzbd", "worker-sonarr", "worker-radarr", "worker-plex", "flower", "metrics"):
         assert re.search(rf"^\s+{name}\s+\S", text, re.M), f"{name} missing from:\n{text}"
-    for server, tools in (("sabnzbd", 11), ("sonarr", 10), ("radarr", 9), ("plex", 8)):
+    for server, tools in (("sabnzbd", 11), ("sonarr", 15), ("radarr", 16), ("plex", 13)):
         assert f"server {server:<10} ready, {tools} tools" in text
     assert set(running.urls) == {"flower", "metrics"}
     assert running.urls["flower"].startswith("http://127.0.0.1:")
@@ -229,7 +229,7 @@ def test_tools_health_and_breakers_commands_read_the_running_stack(running: Runn
     """``tools``, ``health`` and ``breakers`` answer from the stack's Redis, as tables and as JSON."""
     tools = running.cli("tools", "plex", "--json")
     assert tools.returncode == 0, tools.stderr
-    assert len(json.loads(tools.stdout)["plex"]) == 8
+    assert len(json.loads(tools.stdout)["plex"]) == 13
     assert "plex_get_libraries" in running.cli("tools", "library").stdout
     health = running.cli("health", "--json")
     assert set(json.loads(health.stdout)) >= {"sabnzbd", "sonarr", "radarr", "plex"}

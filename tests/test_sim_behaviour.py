@@ -116,6 +116,34 @@ def test_arr_simulators_take_the_key_as_header_or_query(service: str) -> None:
         assert httpx.get(url, headers={"X-Api-Key": "nope"}, timeout=10).status_code == 401
 
 
+@pytest.mark.parametrize("service", ["sonarr", "radarr"])
+def test_arr_simulators_answer_ping_without_a_key_and_their_settings_only_with_it(service: str) -> None:
+    """/ping is the keyless liveness probe; quality profiles, root folders, tags and languages need the key."""
+    with upstream_sim.run_in_thread(service, KEY) as handle:
+        assert httpx.get(f"{handle.url}/ping", timeout=10).json() == {"status": "OK"}
+        for resource in ("qualityprofile", "rootfolder", "tag", "language", "diskspace", "health"):
+            url = f"{handle.url}/api/v3/{resource}"
+            assert httpx.get(url, timeout=10).status_code == 401, resource
+            assert isinstance(httpx.get(url, headers={"X-Api-Key": KEY}, timeout=10).json(), list), resource
+
+
+@pytest.mark.parametrize("service", ["sonarr", "radarr"])
+def test_arr_simulators_refuse_an_unknown_quality_profile_and_keep_add_options(service: str) -> None:
+    """Adding with a profile id that /qualityprofile lacks is a 400 naming QualityProfileId; addOptions come back."""
+    key, external, root = ("tvdbId", 393189, "/tv") if service == "sonarr" else ("tmdbId", 157336, "/movies")
+    resource = "series" if service == "sonarr" else "movie"
+    with upstream_sim.run_in_thread(service, KEY) as handle, httpx.Client(
+        base_url=f"{handle.url}/api/v3", headers={"X-Api-Key": KEY}, timeout=10
+    ) as client:
+        assert {profile["id"] for profile in client.get("/qualityprofile").json()} == {1, 4}
+        body = {key: external, "qualityProfileId": 2, "rootFolderPath": root}
+        refused = client.post(f"/{resource}", json=body)
+        assert refused.status_code == 400 and refused.json()[0]["propertyName"] == "QualityProfileId"
+        added = client.post(f"/{resource}", json={**body, "qualityProfileId": 4, "addOptions": {"monitor": "all"}})
+        assert added.status_code == 200 and added.json()["addOptions"] == {"monitor": "all"}
+        assert client.get(f"/qualityprofile/{added.json()['qualityProfileId']}").json()["name"] == "HD-1080p"
+
+
 def test_plex_takes_the_token_as_header_or_query() -> None:
     """Plex accepts X-Plex-Token as header or query and answers 401 otherwise."""
     with upstream_sim.run_in_thread("plex", KEY) as handle:

@@ -1,4 +1,5 @@
-"""What the Sonarr and Radarr simulators share: ``/api/v3`` auth, paging, commands, and a library of items.
+"""What the Sonarr and Radarr simulators share: ``/api/v3`` auth, paging, commands, a library of items, and the
+settings third-party clients read (quality profiles, root folders, tags, languages).
 
 Every reply uses only properties of the official OpenAPI schemas (they forbid extra ones).
 """
@@ -23,6 +24,13 @@ API = "/api/v3"
 ENGLISH = {"id": 1, "name": "English"}
 COMMAND_RUNTIME_S = 2.0
 """Simulated seconds a command stays ``started`` before it is ``completed``."""
+LANGUAGES = [(1, "English"), (2, "French"), (3, "Spanish"), (4, "German"), (5, "Italian"), (8, "Japanese")]
+"""(id, name) of the languages listed, with the real services' ids."""
+TAGS = [{"id": 1, "label": "4k"}, {"id": 2, "label": "kids"}]
+FREE_SPACE = 2_000_000_000_000
+"""Bytes free in every root folder."""
+TOTAL_SPACE = 8_000_000_000_000
+"""Bytes of the disk each root folder is on."""
 
 
 def key_guard(api_key: str) -> Guard:
@@ -132,6 +140,12 @@ class Commands:
             self._items[command["id"]] = command
             return copy.deepcopy(command)
 
+    def all(self) -> list[dict[str, Any]]:
+        """Every command posted, each as ``get`` reports it now."""
+        with self._lock:
+            ids = list(self._items)
+        return [command for command in map(self.get, ids) if command]
+
     def get(self, command_id: int) -> dict[str, Any] | None:
         with self._lock:
             command = self._items.get(command_id)
@@ -155,10 +169,21 @@ class Commands:
 class Library:
     """The items of one resource (series or movies) plus the lookup catalog new ones come from."""
 
-    def __init__(self, clock: Clock, items: list[dict[str, Any]], catalog: list[dict[str, Any]], key: str) -> None:
+    def __init__(
+        self,
+        clock: Clock,
+        items: list[dict[str, Any]],
+        catalog: list[dict[str, Any]],
+        key: str,
+        profiles: list[dict[str, Any]],
+        roots: tuple[str, ...],
+    ) -> None:
         self.clock = clock
         self.key = key
         """The external id: ``tvdbId`` or ``tmdbId``."""
+        self.profiles = profiles
+        self.roots = roots
+        """The root folders' paths."""
         self.lock = threading.RLock()
         self.items = {item["id"]: item for item in items}
         self.catalog = catalog
@@ -181,6 +206,8 @@ class Library:
         for prop, label in ((self.key, self.key), ("qualityProfileId", "Quality Profile Id")):
             if not body.get(prop):
                 return invalid(prop[0].upper() + prop[1:], f"'{label}' must be greater than '0'.", body.get(prop))
+        if not any(profile["id"] == body["qualityProfileId"] for profile in self.profiles):
+            return invalid("QualityProfileId", "Quality Profile does not exist", body["qualityProfileId"])
         root = body.get("rootFolderPath") or ""
         if not root and not body.get("path"):
             return invalid("RootFolderPath", "'Root Folder Path' must not be empty.", root)
@@ -198,6 +225,8 @@ class Library:
             path=body.get("path") or f"{root.rstrip('/')}/{item['title']}",
             added=iso(datetime.fromtimestamp(self.clock.now(), UTC)),
         )
+        if isinstance(body.get("addOptions"), dict):
+            item["addOptions"] = body["addOptions"]
         complete(item)
         self._next_id += 1
         self.items[item["id"]] = item
@@ -224,7 +253,8 @@ def item_id(request: Request) -> int:
 
 
 def shared_routes(app_name: str, version: str, commands: Commands, guard: Guard) -> list[Route]:
-    """``/system/status``, ``POST /command`` and ``GET /command/{id}``."""
+    """``/ping``, ``/system/status``, ``/health``, ``/system/backup``, the event lists (history, blocklist, log)
+    and ``/command``."""
 
     async def status(request: Request) -> Response:
         return JSONResponse(
@@ -264,10 +294,100 @@ def shared_routes(app_name: str, version: str, commands: Commands, guard: Guard)
         command = commands.get(item_id(request))
         return JSONResponse(command) if command else not_found()
 
+    async def list_commands(request: Request) -> Response:
+        return JSONResponse(commands.all())
+
+    async def nothing_yet(request: Request) -> Response:
+        """History, blocklist and log: a paging envelope with no records (the simulator records no events)."""
+        return JSONResponse(page(request, [], "date" if request.url.path.endswith("history") else "time"))
+
+    async def no_backups(request: Request) -> Response:
+        return JSONResponse([])
+
+    async def ping(request: Request) -> Response:
+        """``/ping`` answers without a key, as the real services' liveness probe does."""
+        return JSONResponse({"status": "OK"})
+
     return [
+        Route("/ping", ping),
         Route(f"{API}/system/status", guarded(status, guard)),
+        Route(f"{API}/health", guarded(healthy, guard)),
+        Route(f"{API}/system/backup", guarded(no_backups, guard)),
+        *(Route(f"{API}/{events}", guarded(nothing_yet, guard)) for events in ("history", "blocklist", "log")),
         Route(f"{API}/command", guarded(json_body(post_command), guard), methods=["POST"]),
+        Route(f"{API}/command", guarded(list_commands, guard)),
         Route(f"{API}/command/{{id:int}}", guarded(get_command, guard)),
+    ]
+
+
+async def healthy(request: Request) -> Response:
+    """``/health`` lists failing health checks; a simulator has none."""
+    return JSONResponse([])
+
+
+def quality_profiles(qualities: list[dict[str, Any]], hd_ids: set[int]) -> list[dict[str, Any]]:
+    """A fresh install's first profiles: ``Any`` (every quality) and ``HD-1080p`` (the ``hd_ids`` only).
+
+    ``qualities`` go from worst to best; a profile's cutoff is the best quality it allows.
+    """
+
+    def profile(profile_id: int, name: str, allowed: set[int]) -> dict[str, Any]:
+        return {
+            "id": profile_id,
+            "name": name,
+            "upgradeAllowed": False,
+            "cutoff": [quality["id"] for quality in qualities if quality["id"] in allowed][-1],
+            "items": [{"quality": quality, "items": [], "allowed": quality["id"] in allowed} for quality in qualities],
+            "minFormatScore": 0,
+            "cutoffFormatScore": 0,
+            "minUpgradeFormatScore": 1,
+            "formatItems": [],
+        }
+
+    return [profile(1, "Any", {quality["id"] for quality in qualities}), profile(4, "HD-1080p", hd_ids)]
+
+
+def settings_routes(library: Library, guard: Guard) -> list[Route]:
+    """``/qualityprofile``, ``/rootfolder``, ``/tag`` and ``/language``, each a list plus one item by id, and
+    ``/diskspace`` (the disk of each root folder)."""
+
+    def root_folders() -> list[dict[str, Any]]:
+        return [
+            {"id": number, "path": path, "accessible": True, "freeSpace": FREE_SPACE, "unmappedFolders": []}
+            for number, path in enumerate(library.roots, start=1)
+        ]
+
+    def languages() -> list[dict[str, Any]]:
+        return [{"id": number, "name": name, "nameLower": name.lower()} for number, name in LANGUAGES]
+
+    listings: dict[str, Callable[[], list[dict[str, Any]]]] = {
+        "qualityprofile": lambda: library.profiles,
+        "rootfolder": root_folders,
+        "tag": lambda: TAGS,
+        "language": languages,
+    }
+
+    async def disk_space(request: Request) -> Response:
+        disk = {"label": "", "freeSpace": FREE_SPACE, "totalSpace": TOTAL_SPACE}
+        return JSONResponse([{"path": path, **disk} for path in library.roots])
+
+    routes = [route for resource, listing in listings.items() for route in listing_routes(resource, listing, guard)]
+    return [*routes, Route(f"{API}/diskspace", guarded(disk_space, guard))]
+
+
+def listing_routes(resource: str, listing: Callable[[], list[dict[str, Any]]], guard: Guard) -> list[Route]:
+    """``GET /<resource>`` answering ``listing()`` and ``GET /<resource>/{id}`` answering one of it or 404."""
+
+    async def all_of(request: Request) -> Response:
+        return JSONResponse(copy.deepcopy(listing()))
+
+    async def one_of(request: Request) -> Response:
+        found = next((entry for entry in listing() if entry["id"] == item_id(request)), None)
+        return JSONResponse(copy.deepcopy(found)) if found else not_found()
+
+    return [
+        Route(f"{API}/{resource}", guarded(all_of, guard)),
+        Route(f"{API}/{resource}/{{id:int}}", guarded(one_of, guard)),
     ]
 
 

@@ -16,6 +16,9 @@ from upstream_sim.clock import Clock
 
 VERSION = "1.41.3.9314-a0bfb8370"
 MACHINE_ID = "5d3f2c0b9e8a7f6e5d4c3b2a19081726354a5b6c"
+NOT_FOUND = "<html><head><title>Not Found</title></head></html>"
+HUB_TITLES = {"movie": "Movies", "show": "Shows"}
+"""The hubs ``/hubs/search`` groups results into, in Plex's order."""
 UNAUTHORIZED = "<html><head><title>Unauthorized</title></head><body><h1>401 Unauthorized</h1></body></html>"
 # section key, title, type, agent, scanner, location, items: (title, year, type, duration in minutes)
 SECTIONS = [
@@ -87,6 +90,9 @@ class PlexState:
     def all_items(self) -> list[dict[str, Any]]:
         return [item for items in self.items.values() for item in items]
 
+    def item(self, rating_key: str) -> dict[str, Any] | None:
+        return next((item for item in self.all_items() if item["ratingKey"] == rating_key), None)
+
     def sessions(self) -> list[dict[str, Any]]:
         """One stream, whose position advances with simulated time."""
         movie = self.items["1"][0]
@@ -153,6 +159,22 @@ def _window(request: Request, items: list[dict[str, Any]]) -> dict[str, Any]:
     return {"MediaContainer": container}
 
 
+def _matches(state: PlexState, request: Request) -> list[dict[str, Any]]:
+    """Items whose title contains ``query``, within ``sectionId`` if given (shared by ``/search`` and
+    ``/hubs/search``)."""
+    query = request.query_params.get("query", "").lower()
+    section = request.query_params.get("sectionId")
+    with state.lock:
+        pool = state.items.get(section, []) if section else state.all_items()
+        return [copy.deepcopy(item) for item in pool if query and query in item["title"].lower()]
+
+
+def _limited(request: Request, items: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """At most ``limit`` items: for the whole reply of ``/search``, for each hub of ``/hubs/search``."""
+    limit = request.query_params.get("limit")
+    return items[: int(limit)] if limit and limit.isdigit() else items
+
+
 def create(token: str, clock: Clock | None = None) -> Simulator:
     """The Plex simulator accepting ``token`` as ``X-Plex-Token`` (header or query)."""
     state = PlexState(clock)
@@ -196,16 +218,36 @@ def create(token: str, clock: Clock | None = None) -> Simulator:
         with state.lock:
             items = state.items.get(request.path_params["key"])
             if items is None:
-                return HTMLResponse("<html><head><title>Not Found</title></head></html>", status_code=404)
+                return HTMLResponse(NOT_FOUND, status_code=404)
             return JSONResponse(_window(request, copy.deepcopy(items)))
 
     async def refresh(request: Request) -> Response:
         with state.lock:
             section = state.sections.get(request.path_params["key"])
             if section is None:
-                return HTMLResponse("<html><head><title>Not Found</title></head></html>", status_code=404)
+                return HTMLResponse(NOT_FOUND, status_code=404)
             section.update(refreshing=True, scannedAt=int(state.clock.now()))
         return Response(status_code=200)
+
+    async def refresh_metadata(request: Request) -> Response:
+        with state.lock:
+            item = state.item(request.path_params["key"])
+            if item is None:
+                return HTMLResponse(NOT_FOUND, status_code=404)
+            item["updatedAt"] = int(state.clock.now())
+        return Response(status_code=200)
+
+    async def hub_search(request: Request) -> Response:
+        """``/hubs/search``: one hub per item type that has matches, each listing at most ``limit`` items."""
+        found = _matches(state, request)
+        hubs = []
+        for kind, title in HUB_TITLES.items():
+            matched = [item for item in found if item["type"] == kind]
+            shown = _limited(request, matched)
+            if shown:
+                hubs.append({"hubIdentifier": kind, "title": title, "type": kind, "size": len(shown),
+                             "more": len(shown) < len(matched), "Metadata": shown})  # fmt: skip
+        return JSONResponse({"MediaContainer": {"size": len(hubs), "Hub": hubs}})
 
     async def recently_added(request: Request) -> Response:
         with state.lock:
@@ -226,14 +268,7 @@ def create(token: str, clock: Clock | None = None) -> Simulator:
             return JSONResponse(_window(request, state.history()))
 
     async def search(request: Request) -> Response:
-        query = request.query_params.get("query", "").lower()
-        section = request.query_params.get("sectionId")
-        limit = request.query_params.get("limit")
-        with state.lock:
-            pool = state.items.get(section, []) if section else state.all_items()
-            found = [copy.deepcopy(item) for item in pool if query and query in item["title"].lower()]
-        if limit and limit.isdigit():
-            found = found[: int(limit)]
+        found = _limited(request, _matches(state, request))
         container: dict[str, Any] = {"size": len(found)}
         if found:
             container["Metadata"] = found
@@ -244,7 +279,9 @@ def create(token: str, clock: Clock | None = None) -> Simulator:
         Route("/identity", identity),
         Route("/library/sections", guarded(sections, guard)),
         Route("/library/sections/{key}/all", guarded(section_items, guard)),
-        Route("/library/sections/{key}/refresh", guarded(refresh, guard)),
+        Route("/library/sections/{key}/refresh", guarded(refresh, guard), methods=["GET", "PUT"]),
+        Route("/library/metadata/{key}/refresh", guarded(refresh_metadata, guard), methods=["PUT"]),
+        Route("/hubs/search", guarded(hub_search, guard)),
         Route("/library/recentlyAdded", guarded(recently_added, guard)),
         Route("/library/onDeck", guarded(on_deck, guard)),
         Route("/status/sessions", guarded(sessions, guard)),

@@ -1,4 +1,5 @@
-"""Simulated Radarr v5 (``/api/v3``): movies, lookup, add, delete, wanted, calendar, queue and commands.
+"""Simulated Radarr v5 (``/api/v3``): movies, lookup (by term and by TMDb id), add, delete, wanted, calendar, queue,
+commands, quality profiles, root folders, tags and languages.
 
 Release dates are placed around the simulator's start time, so the calendar always has an
 upcoming release and the wanted list always has a missing movie.
@@ -33,6 +34,13 @@ LIBRARY = {693134: True, 872585: True, 414906: False, 687163: False}
 """tmdb id -> has a file, for the movies in the library at start; the rest are only found by lookup."""
 FILE_SIZE = 8_000_000_000
 QUALITY = {"id": 19, "name": "Bluray-2160p", "source": "bluray", "resolution": 2160, "modifier": "none"}
+QUALITIES = [
+    {"id": 1, "name": "SDTV", "source": "tv", "resolution": 480, "modifier": "none"},
+    {"id": 3, "name": "WEBDL-1080p", "source": "webdl", "resolution": 1080, "modifier": "none"},
+    {"id": 7, "name": "Bluray-1080p", "source": "bluray", "resolution": 1080, "modifier": "none"},
+    QUALITY,
+]
+ROOT = "/movies"
 
 
 def _movie(title: str, tmdb: int, imdb: str, year: int, studio: str, release: datetime) -> dict[str, Any]:
@@ -88,10 +96,11 @@ class RadarrState:
         self.clock = clock or Clock()
         self.started = datetime.fromtimestamp(self.clock.now(), UTC)
         catalog = [_movie(*row[:5], self.started + timedelta(days=row[5])) for row in CATALOG]
-        self.library = arr.Library(self.clock, [], catalog, "tmdbId")
+        profiles = arr.quality_profiles(QUALITIES, {3, 7})
+        self.library = arr.Library(self.clock, [], catalog, "tmdbId", profiles, (ROOT,))
         self.commands = arr.Commands(self.clock)
         for tmdb in LIBRARY:
-            self.library.add({"tmdbId": tmdb, "qualityProfileId": 1, "rootFolderPath": "/movies"}, self.complete)
+            self.library.add({"tmdbId": tmdb, "qualityProfileId": 1, "rootFolderPath": ROOT}, self.complete)
 
     def complete(self, movie: dict[str, Any]) -> None:
         """Movies in the library at start may have a file; added ones start without."""
@@ -125,6 +134,13 @@ def create(api_key: str, clock: Clock | None = None) -> Simulator:
         with state.library.lock:
             return JSONResponse(arr.page(request, state.missing(), "movieMetadata.sortTitle"))
 
+    async def lookup_tmdb(request: Request) -> Response:
+        """One movie by TMDb id (the library's copy if it has it); 404 when TMDb has no such movie."""
+        wanted = request.query_params.get("tmdbId", "")
+        with state.library.lock:
+            found = state.library.lookup(f"tmdb:{wanted}") if wanted.isdigit() else []
+        return JSONResponse(found[0]) if found else arr.not_found()
+
     async def calendar(request: Request) -> Response:
         start, end = arr.calendar_window(request, state.clock)
         with state.library.lock:
@@ -144,7 +160,9 @@ def create(api_key: str, clock: Clock | None = None) -> Simulator:
 
     routes = [
         *arr.shared_routes("Radarr", VERSION, state.commands, guard),
+        Route(f"{arr.API}/movie/lookup/tmdb", guarded(lookup_tmdb, guard)),
         *arr.library_routes("movie", state.library, guard, state.complete, forget),
+        *arr.settings_routes(state.library, guard),
         Route(f"{arr.API}/wanted/missing", guarded(wanted, guard)),
         Route(f"{arr.API}/calendar", guarded(calendar, guard)),
         Route(f"{arr.API}/queue", guarded(queue, guard)),

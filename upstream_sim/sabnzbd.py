@@ -27,6 +27,18 @@ DATA = Path(__file__).parent / "data" / "sabnzbd"
 VERSION = "5.0.1"
 SPEED_MB_S = 0.25
 """Download speed of the simulated news server, in MB/s: a 20 MB job completes in 80 s."""
+NOTIFICATION_SECRETS = {
+    "misc": {"socks5_proxy_url": "socks5://proxyuser:proxy-pass-4471@proxy.example:1080", "email_pwd": "mail-pw-5512"},
+    "prowl": {"prowl_apikey": "prowl-key-1187"},
+    "pushover": {"pushover_token": "pushover-token-2298", "pushover_userkey": "pushover-user-3309"},
+    "pushbullet": {"pushbullet_apikey": "pushbullet-key-4410"},
+    "apprise": {
+        "apprise_urls": "discord://112233/discord-webhook-token-6621, mailto://bob:mail-pass-7732@example.com",
+        "apprise_target_failed": "tgram://telegram-bot-token-8843/12345",
+    },
+}
+"""Credentials a configured SABnzbd holds (the recorded config has them empty): the MCP server must never
+return them."""
 NOT_ON_SERVER = "Download failed - Not on your server(s) - https://sabnzbd.org/not-complete"
 
 
@@ -94,9 +106,13 @@ class SabState:
             for slot in queue["slots"]
         ]
         history = _load("history.json", api_key)["history"]
-        self.history_header = {key: value for key, value in history.items() if key != "slots"}
+        self.history_header = {**history, "slots": []}
+        """The recorded reply without its slots, keeping SABnzbd's key order (``slots`` sits mid-way)."""
         shift = now - max(slot["completed"] for slot in history["slots"]) - 60
-        self.history = history["slots"]
+        queued = {job.nzo_id for job in self.jobs}
+        # The two captures are minutes apart: a job still queued in one is finished in the other.
+        # SABnzbd holds a job in one place only, so the queue keeps it and history drops it.
+        self.history = [slot for slot in history["slots"] if slot["nzo_id"] not in queued]
         for slot in self.history:
             slot["completed"] += shift
             slot["time_added"] += shift
@@ -104,6 +120,8 @@ class SabState:
         self.config = _load("get_config.json", api_key)["config"]
         self.config["servers"][0]["username"] = "newsuser"
         self.config["servers"][0]["password"] = "news-server-password"
+        for section, settings in NOTIFICATION_SECRETS.items():
+            self.config[section].update(settings)
         self._last_tick = self.clock.now()
 
     def tick(self) -> None:
@@ -146,7 +164,9 @@ class SabState:
         )
         return template
 
-    def queue(self, start: int, limit: int) -> dict[str, Any]:
+    def queue(self, start: int, limit: int, nzo_ids: list[str] | None = None) -> dict[str, Any]:
+        """``mode=queue``: ``noofslots`` counts every job (or the ``nzo_ids`` matches), ``noofslots_total``
+        the jobs not paused one by one, as SABnzbd counts them; a ``start`` past the end answers from 0."""
         active = [job for job in self.jobs if not job.paused]
         mb = sum(job.mb for job in active)
         mbleft = sum(job.mbleft for job in active)
@@ -157,6 +177,10 @@ class SabState:
             if not job.paused:
                 cumulative += job.mbleft
             slots.append(self._slot(index, job, cumulative, speed))
+        if nzo_ids:
+            slots = [slot for slot in slots if slot["nzo_id"] in nzo_ids]
+        if start >= len(slots):
+            start = 0
         shown = slots[start : start + limit] if limit else slots[start:]
         return {
             **self.queue_header,
@@ -168,7 +192,7 @@ class SabState:
             "sizeleft": _size(mbleft),
             "size": _size(mb),
             "noofslots_total": len(active),
-            "noofslots": len(self.jobs),
+            "noofslots": len(slots),
             "start": start,
             "limit": limit,
             "finish": start + limit if limit else 0,
@@ -255,7 +279,16 @@ class SabState:
         return {"status": True, "nzo_ids": ids}
 
     def full_status(self) -> dict[str, Any]:
-        return {**self.status, "paused": self.paused_all, "folders": [job.filename for job in self.jobs]}
+        """``mode=fullstatus``; while nothing downloads, the news servers hold no connections (SABnzbd then
+        reports their address as ``null`` and speed as ``"0"``)."""
+        status = {**self.status, "paused": self.paused_all, "folders": [job.filename for job in self.jobs]}
+        if self.paused_all or all(job.paused for job in self.jobs):
+            status["servers"] = [
+                {**server, "serveractiveconn": 0, "serverconnections": [], "serveripaddress": None,
+                 "servercanonname": None, "serverbps": "0"}
+                for server in status["servers"]
+            ]  # fmt: skip
+        return status
 
     def get_config(self, section: str | None, keyword: str | None) -> dict[str, Any]:
         if section is None:
@@ -292,7 +325,8 @@ def _answer(state: SabState, params: Any) -> dict[str, Any]:
     if mode == "queue" and name in ("pause", "resume", "delete"):
         return state.queue_action(name, params.get("value", ""))
     if mode == "queue":
-        return {"queue": state.queue(_number(params, "start"), _number(params, "limit"))}
+        nzo_ids = [nzo_id for nzo_id in params.get("nzo_ids", "").split(",") if nzo_id]
+        return {"queue": state.queue(_number(params, "start"), _number(params, "limit"), nzo_ids)}
     if mode == "history":
         failed_only = params.get("failed_only") == "1"
         page = state.history_page(

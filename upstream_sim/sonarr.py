@@ -1,4 +1,5 @@
-"""Simulated Sonarr v4 (``/api/v3``): series with seasons and episodes, lookup, add, delete, wanted, calendar, queue.
+"""Simulated Sonarr v4 (``/api/v3``): series with seasons and episodes, lookup, add, delete, wanted, calendar, queue,
+commands, quality profiles, root folders, tags and languages.
 
 Air dates are placed around the simulator's start time, so the calendar always has upcoming
 episodes and the wanted list always has missing ones.
@@ -34,6 +35,14 @@ LIBRARY = (81189, 371980, 280619)
 """The tvdb ids already in the library at start; the rest are only found by lookup."""
 FILE_SIZE = 1_500_000_000
 QUALITY = {"id": 3, "name": "WEBDL-1080p", "source": "web", "resolution": 1080}
+QUALITIES = [
+    {"id": 1, "name": "SDTV", "source": "television", "resolution": 480},
+    {"id": 4, "name": "HDTV-720p", "source": "television", "resolution": 720},
+    {"id": 9, "name": "HDTV-1080p", "source": "television", "resolution": 1080},
+    QUALITY,
+    {"id": 7, "name": "Bluray-1080p", "source": "bluray", "resolution": 1080},
+]
+ROOT = "/tv"
 
 
 def _series(title: str, tvdb: int, year: int, network: str, status: str, seasons: list) -> dict[str, Any]:
@@ -85,10 +94,11 @@ class SonarrState:
         self.plans = {row[1]: row[5] for row in CATALOG}
         catalog = [_series(*row) for row in CATALOG]
         self.episodes: dict[int, dict[str, Any]] = {}
-        self.library = arr.Library(self.clock, [], catalog, "tvdbId")
+        profiles = arr.quality_profiles(QUALITIES, {9, 3, 7})
+        self.library = arr.Library(self.clock, [], catalog, "tvdbId", profiles, (ROOT,))
         self.commands = arr.Commands(self.clock)
         for tvdb in LIBRARY:
-            self.library.add({"tvdbId": tvdb, "qualityProfileId": 1, "rootFolderPath": "/tv"}, self.complete)
+            self.library.add({"tvdbId": tvdb, "qualityProfileId": 1, "rootFolderPath": ROOT}, self.complete)
 
     def complete(self, series: dict[str, Any]) -> None:
         """Give a series joining the library its episodes (aired ones in the library have files)."""
@@ -220,6 +230,7 @@ def create(api_key: str, clock: Clock | None = None) -> Simulator:
     routes = [
         *arr.shared_routes("Sonarr", VERSION, state.commands, guard),
         *arr.library_routes("series", state.library, guard, state.complete, state.forget),
+        *arr.settings_routes(state.library, guard),
         Route(f"{arr.API}/episode", guarded(episodes, guard)),
         Route(f"{arr.API}/wanted/missing", guarded(wanted, guard)),
         Route(f"{arr.API}/calendar", guarded(calendar, guard)),

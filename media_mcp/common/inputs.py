@@ -6,7 +6,8 @@ from typing import Annotated
 
 from pydantic import Field
 
-Id = Annotated[int, Field(ge=1, description="Numeric id of the item upstream.")]
+Id = Annotated[int, Field(ge=1, strict=True, description="Numeric id of the item upstream.")]
+"""Strict: a string, float or boolean is refused, so only a positive integer ever reaches a URL path."""
 Page = Annotated[int | None, Field(ge=1, description="Page number, from 1.")]
 PageSize = Annotated[int | None, Field(ge=1, description="Records per page.")]
 Limit = Annotated[int | None, Field(ge=1, description="Most items to return.")]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from importlib import metadata
 from typing import Any
 
 from mcp.server.mcpserver import Context, MCPServer
@@ -27,8 +28,24 @@ DESTROY = ToolAnnotations(read_only_hint=False, destructive_hint=True, idempoten
 """Removes an item (and perhaps files); a second call finds nothing to remove."""
 
 
+DISTRIBUTION = "autoarr-mcp-orchestrator"
+"""The installed distribution the bundled servers ship in; its version is theirs."""
+
+
+def package_version() -> str:
+    """The installed version, reported in ``initialize``'s ``serverInfo`` (``0+unknown`` when not installed)."""
+    try:
+        return metadata.version(DISTRIBUTION)
+    except metadata.PackageNotFoundError:
+        return "0+unknown"
+
+
 class MediaServer(MCPServer):
-    """Rewrites the SDK's ``Error executing tool …`` text so it starts with the tag a caller classifies by."""
+    """Rewrites the SDK's ``Error executing tool …`` text so it starts with the tag a caller classifies by,
+    and reports the package version in ``serverInfo`` (the SDK's default is ``""``)."""
+
+    def __init__(self, name: str, **options: Any) -> None:
+        super().__init__(name=name, **{"version": package_version(), **options})
 
     async def call_tool(
         self, name: str, arguments: dict[str, Any], context: Context[Any, Any] | None = None

@@ -1,1 +1,2 @@
-"""Plex MCP server: libraries, recently added, on deck, sessions, search and history of a Plex server."""
+"""Plex MCP server: libraries, recently added, on deck, sessions, search, history, scans, metadata refresh and
+server status of a Plex server."""

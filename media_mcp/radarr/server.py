@@ -1,4 +1,7 @@
-"""The ``radarr`` MCP server: AutoArr's 9 Radarr tools over ``/api/v3``."""
+"""The ``radarr`` MCP server over ``/api/v3``: AutoArr's 9 Radarr tools, plus the 7 its routers and services call
+(``search_movies``, ``lookup_movie``, ``trigger_movie_search``, ``refresh_movie``, ``get_missing_movies``,
+``get_quality_profiles``, ``get_root_folders``). Where AutoArr's callers send a parameter under another name,
+that name is an alias."""
 
 from __future__ import annotations
 
@@ -8,7 +11,7 @@ from media_mcp.common import arr
 from media_mcp.common.inputs import Id, Limit, Page, PageSize, Text
 from media_mcp.common.models import Item, Items
 from media_mcp.common.runner import ServiceSpec
-from media_mcp.common.server import DESTROY, READ, TRIGGER, MediaServer
+from media_mcp.common.server import DESTROY, READ, SET_STATE, TRIGGER, MediaServer
 from media_mcp.common.upstream import Upstream
 
 Availability = Literal["tba", "announced", "inCinemas", "released"]
@@ -36,8 +39,9 @@ def build(upstream: Upstream) -> MediaServer:
         title: str | None = None,
         monitored: bool = True,
         minimum_availability: Availability | None = None,
+        search_for_movie: bool | None = None,
     ) -> Item:
-        """Add a movie by TMDb id to the library."""
+        """Add a movie by TMDb id to the library; search_for_movie starts an indexer search too."""
         body = arr.supplied(
             title=title,
             tmdbId=tmdb_id,
@@ -45,25 +49,50 @@ def build(upstream: Upstream) -> MediaServer:
             rootFolderPath=root_folder_path,
             monitored=monitored,
             minimumAvailability=minimum_availability,
+            addOptions=arr.supplied(searchForMovie=search_for_movie) or None,
         )
         return await arr.post(upstream, "/movie", body)
 
-    @server.tool(name="radarr_search_movie_lookup", annotations=READ)
-    async def search_movie_lookup(term: Text) -> Items:
-        """Look a movie up on TMDb by title (or ``tmdb:<id>``)."""
-        return await arr.get_items(upstream, "/movie/lookup", term=term)
+    async def search_movies(term: arr.Term = None, query: arr.QueryAlias = None) -> Items:
+        """Look movies up on TMDb by title (or ``tmdb:<id>``); ``query`` is AutoArr's name for ``term``."""
+        return await arr.get_items(upstream, "/movie/lookup", term=arr.required_either("term", term, "query", query))
 
-    @server.tool(name="radarr_search_movie", annotations=TRIGGER)
+    for name in ("radarr_search_movie_lookup", "radarr_search_movies"):
+        server.add_tool(search_movies, name=name, annotations=READ)
+
+    @server.tool(name="radarr_lookup_movie", annotations=READ)
+    async def lookup_movie(tmdb_id: Id) -> Item:
+        """One movie from TMDb by its TMDb id, whether or not it is in the library (``id`` 0 if not)."""
+        return await arr.get_item(upstream, "/movie/lookup/tmdb", tmdbId=tmdb_id)
+
     async def search_movie(movie_id: Id) -> Item:
         """Start an indexer search for one movie; returns the queued command."""
-        return await arr.post(upstream, "/command", {"name": "MoviesSearch", "movieIds": [movie_id]})
+        return await arr.command(upstream, "MoviesSearch", movieIds=[movie_id])
+
+    for name in ("radarr_search_movie", "radarr_trigger_movie_search"):
+        server.add_tool(search_movie, name=name, annotations=TRIGGER)
+
+    @server.tool(name="radarr_refresh_movie", annotations=SET_STATE)
+    async def refresh_movie(movie_id: Id) -> Item:
+        """Re-read one movie's metadata from TMDb and rescan its folder; returns the queued command."""
+        return await arr.command(upstream, "RefreshMovie", movieIds=[movie_id])
 
     @server.tool(name="radarr_get_wanted", annotations=READ)
-    async def get_wanted(page: Page = None, page_size: PageSize = None) -> Item:
-        """Monitored, available movies that have no file, as a paging envelope."""
-        return await arr.get_item(upstream, "/wanted/missing", **arr.paging(page, page_size))
+    async def get_wanted(
+        page: Page = None,
+        page_size: PageSize = None,
+        pageSize: arr.PageSizeAlias = None,  # the name AutoArr's monitoring sends
+    ) -> Item:
+        """Monitored, available movies that have no file, as a paging envelope (``records``)."""
+        size = arr.either("page_size", page_size, "pageSize", pageSize)
+        return await arr.get_item(upstream, "/wanted/missing", **arr.paging(page, size))
 
-    arr.add_queue_and_calendar(server, upstream, "radarr", "movies")
+    @server.tool(name="radarr_get_missing_movies", annotations=READ)
+    async def get_missing_movies() -> Items:
+        """Every monitored, available movie without a file, as a plain list (all pages of ``/wanted/missing``)."""
+        return await arr.all_records(upstream, "/wanted/missing")
+
+    arr.add_shared_tools(server, upstream, "radarr", "movies")
 
     @server.tool(name="radarr_delete_movie", annotations=DESTROY)
     async def delete_movie(movie_id: Id, delete_files: bool = False, add_import_exclusion: bool | None = None) -> Item:

@@ -26,6 +26,19 @@ async def call(upstream: Upstream, mode: str, **params: Any) -> dict[str, Any]:
     return payload
 
 
+async def queued_job_action(upstream: Upstream, name: str, nzo_id: str) -> dict[str, Any]:
+    """``mode=queue&name=pause|resume`` for a job the queue holds, else ``[upstream_not_found]``.
+
+    SABnzbd answers ``status: true`` for any id, even one it never had or one already in history,
+    so the queue is asked first (``nzo_ids=`` filters it to that job). A job that finishes between
+    the two requests is still acknowledged, as SABnzbd itself would.
+    """
+    listed = await call(upstream, "queue", nzo_ids=nzo_id)
+    if not any(slot.get("nzo_id") == nzo_id for slot in listed.get("queue", {}).get("slots", [])):
+        raise TaggedToolError(NOT_FOUND, f"sabnzbd mode=queue name={name}: no job {nzo_id!r} in the queue")
+    return await call(upstream, "queue", name=name, value=nzo_id)
+
+
 def _reported_error(mode: str, params: dict[str, Any], payload: dict[str, Any]) -> TaggedToolError:
     """SABnzbd answers HTTP 200 with `{"status": false, "error": …}`, or `nzo_ids: []` for an unknown job."""
     action = f"sabnzbd mode={mode}" + (f" name={params['name']}" if "name" in params else "")

@@ -60,12 +60,12 @@ def build(upstream: Upstream) -> MediaServer:
     @server.tool(name="sabnzbd_pause_download", annotations=SET_STATE)
     async def pause_download(nzo_id: NzoId) -> JobAck:
         """Pause one job in the queue."""
-        return JobAck.model_validate(await api.call(upstream, "queue", name="pause", value=nzo_id))
+        return JobAck.model_validate(await api.queued_job_action(upstream, "pause", nzo_id))
 
     @server.tool(name="sabnzbd_resume_download", annotations=SET_STATE)
     async def resume_download(nzo_id: NzoId) -> JobAck:
         """Resume one paused job."""
-        return JobAck.model_validate(await api.call(upstream, "queue", name="resume", value=nzo_id))
+        return JobAck.model_validate(await api.queued_job_action(upstream, "resume", nzo_id))
 
     @server.tool(name="sabnzbd_delete_download", annotations=DESTROY)
     async def delete_download(nzo_id: NzoId, delete_files: bool = False) -> JobAck:

@@ -1,4 +1,6 @@
-"""The ``sonarr`` MCP server: AutoArr's 10 Sonarr tools over ``/api/v3``."""
+"""The ``sonarr`` MCP server over ``/api/v3``: AutoArr's 10 Sonarr tools, plus the 5 its routers and services call
+(``trigger_series_search``, ``trigger_episode_search``, ``lookup_series``, ``get_quality_profiles``,
+``get_root_folders``). Where AutoArr's callers send a parameter under another name, that name is an alias."""
 
 from __future__ import annotations
 
@@ -38,8 +40,9 @@ def build(upstream: Upstream) -> MediaServer:
         title: str | None = None,
         monitored: bool = True,
         season_folder: bool = True,
+        search_for_missing_episodes: bool | None = None,
     ) -> Item:
-        """Add a series by TVDB id to the library."""
+        """Add a series by TVDB id to the library; search_for_missing_episodes starts an indexer search too."""
         body = arr.supplied(
             title=title,
             tvdbId=tvdb_id,
@@ -47,32 +50,48 @@ def build(upstream: Upstream) -> MediaServer:
             rootFolderPath=root_folder_path,
             monitored=monitored,
             seasonFolder=season_folder,
+            addOptions=arr.supplied(searchForMissingEpisodes=search_for_missing_episodes) or None,
         )
         return await arr.post(upstream, "/series", body)
 
-    @server.tool(name="sonarr_search_series", annotations=READ)
-    async def search_series(term: Text) -> Items:
-        """Look a series up on TVDB by title (or ``tvdb:<id>``)."""
-        return await arr.get_items(upstream, "/series/lookup", term=term)
+    async def lookup_series(term: arr.Term = None, query: arr.QueryAlias = None) -> Items:
+        """Look a series up on TVDB by title (or ``tvdb:<id>``); ``query`` is AutoArr's name for ``term``."""
+        return await arr.get_items(upstream, "/series/lookup", term=arr.required_either("term", term, "query", query))
+
+    for name in ("sonarr_search_series", "sonarr_lookup_series"):
+        server.add_tool(lookup_series, name=name, annotations=READ)
 
     @server.tool(name="sonarr_get_episodes", annotations=READ)
     async def get_episodes(series_id: Id, season_number: SeasonNumber = None) -> Items:
         """Episodes of a series, optionally of one season."""
         return await arr.get_items(upstream, "/episode", seriesId=series_id, seasonNumber=season_number)
 
-    @server.tool(name="sonarr_search_episode", annotations=TRIGGER)
     async def search_episode(episode_id: Id) -> Item:
         """Start an indexer search for one episode; returns the queued command."""
-        return await arr.post(upstream, "/command", {"name": "EpisodeSearch", "episodeIds": [episode_id]})
+        return await arr.command(upstream, "EpisodeSearch", episodeIds=[episode_id])
+
+    for name in ("sonarr_search_episode", "sonarr_trigger_episode_search"):
+        server.add_tool(search_episode, name=name, annotations=TRIGGER)
+
+    @server.tool(name="sonarr_trigger_series_search", annotations=TRIGGER)
+    async def trigger_series_search(series_id: Id) -> Item:
+        """Start an indexer search for every monitored missing episode of a series; returns the queued command."""
+        return await arr.command(upstream, "SeriesSearch", seriesId=series_id)
 
     @server.tool(name="sonarr_get_wanted", annotations=READ)
-    async def get_wanted(page: Page = None, page_size: PageSize = None, include_series: bool | None = None) -> Item:
-        """Monitored episodes that have aired but have no file, as a paging envelope."""
+    async def get_wanted(
+        page: Page = None,
+        page_size: PageSize = None,
+        include_series: bool | None = None,
+        pageSize: arr.PageSizeAlias = None,  # the name AutoArr's monitoring sends
+    ) -> Item:
+        """Monitored episodes that have aired but have no file, as a paging envelope (``records``)."""
+        size = arr.either("page_size", page_size, "pageSize", pageSize)
         return await arr.get_item(
-            upstream, "/wanted/missing", **arr.paging(page, page_size), includeSeries=arr.flag(include_series)
+            upstream, "/wanted/missing", **arr.paging(page, size), includeSeries=arr.flag(include_series)
         )
 
-    arr.add_queue_and_calendar(server, upstream, "sonarr", "episodes")
+    arr.add_shared_tools(server, upstream, "sonarr", "episodes")
 
     @server.tool(name="sonarr_delete_series", annotations=DESTROY)
     async def delete_series(

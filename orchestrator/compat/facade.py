@@ -163,7 +163,7 @@ class MCPOrchestrator:
         if not self.mapping.options.enable_circuit_breaker:
             warnings.warn(f"enable_circuit_breaker=False: forcing the breaker of {config.name} to 'disabled' for "
                           "every client of this Redis", SeedConfigWarning, stacklevel=2)
-            await self._core.force_breaker(config.name, "closed")
+            await self._core.force_breaker(config.name, "disabled")
         return self._is_up(await self._fresh_check(config))
 
     async def disconnect(self, server: str) -> None:
