@@ -59,8 +59,7 @@ env = {{ RADARR_URL = "${{RADARR_URL}}", RADARR_API_KEY = "${{RADARR_API_KEY}}" 
 
 [servers.plex]
 aliases = ["library"]
-health_tool = "plex_get_libraries"
-health_params = {{}}
+health_tool = "plex_get_server_status"
 [servers.plex.transport]
 type = "stdio"
 command = "python"
