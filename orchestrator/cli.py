@@ -18,6 +18,7 @@ import redis
 from orchestrator.client import Orchestrator
 from orchestrator.config import CONFIG_PATH_ENV, ENV_PREFIX, ConfigError, Settings, load_settings
 from orchestrator.errors import InvalidCall, OrchestratorError
+from orchestrator.health import PROBE_TOOLS_LIST
 from orchestrator.validation import resolve_server, resolve_tool_name
 
 
@@ -194,8 +195,9 @@ def cmd_health(args: argparse.Namespace) -> int:
     else:
         for name, report in reports.items():
             latency = f"{report.latency_ms:.1f}ms" if report.latency_ms is not None else "-"
+            unchecked = "  (tools/list only: upstream not checked)" if report.probe == PROBE_TOOLS_LIST else ""
             print(f"{name:<12} {report.status.value:<9} {latency:>9}  tools={report.tool_count or '-'}  "
-                  f"workers={report.consumers}  {report.reason or ''}")
+                  f"workers={report.consumers}  {report.reason or ''}{unchecked}")
     return 0 if all(report.status.value == "healthy" for report in reports.values()) else 1
 
 

@@ -188,6 +188,9 @@ def test_the_health_task_result_and_the_cli_show_state_and_reason(stack: Upstrea
     shown = subprocess.run([sys.executable, "-m", "orchestrator.cli", "--config", stack.config_path, "health",
                             "sab_oldkey"], capture_output=True, text=True, timeout=30, cwd=REPO)
     assert shown.returncode == 1 and "degraded" in shown.stdout and "refuses the credentials" in shown.stdout
+    fallback = subprocess.run([sys.executable, "-m", "orchestrator.cli", "--config", stack.config_path, "health",
+                               "sab_listonly"], capture_output=True, text=True, timeout=30, cwd=REPO)
+    assert "healthy" in fallback.stdout and "upstream not checked" in fallback.stdout
 
 
 def test_a_probe_reaching_the_upstream_again_half_opens_the_breaker_within_one_interval(stack: UpstreamStack) -> None:
