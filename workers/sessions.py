@@ -79,7 +79,7 @@ def describe_failure(exc: BaseException) -> str:
     to their innermost errors, so a refused token reads as the refusal, not as "unhandled errors"."""
     if isinstance(exc, BaseExceptionGroup):
         leaves = [describe_failure(inner) for inner in exc.exceptions
-                  if not isinstance(inner, asyncio.CancelledError | anyio.get_cancelled_exc_class())]
+                  if not isinstance(inner, asyncio.CancelledError)]
         return "; ".join(dict.fromkeys(leaves)) or f"{type(exc).__name__}: {exc}"
     cause = exc.__cause__
     text = f"{type(exc).__name__}: {exc}"
