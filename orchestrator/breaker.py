@@ -16,8 +16,9 @@ ignored, because the call began before the change. Half-open admits at most
 records is reclaimed after ``trial_lease_seconds``. Time is the caller's clock, in ms, passed
 to the scripts, so tests control it.
 
-What counts as a failure is the caller's decision (``record(success=...)``); a success slower
-than ``slow_call_seconds`` counts as one too.
+What counts as a failure is the caller's decision (``record(success=...)``; ``None`` for an outcome
+that says nothing about the server, which counts neither way); a success slower than
+``slow_call_seconds`` counts as a failure too.
 
 If Redis is unreachable, ``on_redis_error`` decides: ``fail_open`` admits the call unguarded,
 ``fail_closed`` refuses it; outcomes are then dropped. A refused connection is noticed at once,
@@ -177,21 +178,22 @@ class CircuitBreaker:
         """``peek``, raising ``CircuitBreakerOpenError`` when refused (the client's fast fail)."""
         return self._raise_if_refused(self.peek())
 
-    def record(self, admission: Admission, *, success: bool, duration: float = 0.0) -> str:
+    def record(self, admission: Admission, *, success: bool | None, duration: float = 0.0) -> str:
         """Record the outcome of an admitted call; returns the breaker state afterwards.
 
-        ``success`` is the caller's verdict on the call; ``duration`` (seconds) makes a slow
-        success a failure under ``slow_call_seconds``. A refused admission, one made while Redis
-        was unreachable, or one from an older generation records nothing.
+        ``success`` is the caller's verdict on the call, None when the outcome says nothing about
+        the server (a caller's mistake): then nothing is counted and a trial slot is only freed.
+        ``duration`` (seconds) makes a slow success a failure under ``slow_call_seconds``. A refused
+        admission, one made while Redis was unreachable, or one from an older generation records nothing.
         """
         if not admission.allowed or admission.generation < 0:
             return admission.state
-        failed = self.policy.counts_as_failure(success, duration)
+        verdict = "-" if success is None else str(int(self.policy.counts_as_failure(success, duration)))
         try:
             state, generation, _applied, from_state = self._scripts["record"](
                 keys=self._keys,
                 args=[_ms(self._clock()), self.server, keys.BREAKER_EVENTS_CHANNEL, admission.generation,
-                      admission.trial_id, int(failed), self._policy_json])
+                      admission.trial_id, verdict, self._policy_json])
         except _REDIS_DOWN as exc:
             self._on_redis_down(exc, "outcome dropped")
             return admission.state

@@ -1,4 +1,4 @@
-"""The shared circuit breaker where it acts: the client before enqueue, the worker before each attempt."""
+"""The shared circuit breaker where it acts: the client before enqueue, the worker before each call."""
 
 from __future__ import annotations
 

@@ -360,3 +360,19 @@ def test_a_health_probe_from_an_older_generation_or_a_closed_breaker_changes_not
     assert breaker.recover(stale) == "open" and breaker.snapshot().state == "open"
     breaker.force_open()
     assert breaker.recover(breaker.snapshot().generation) == "forced_open"
+
+
+def test_an_outcome_that_says_nothing_about_the_server_neither_counts_nor_resets(store, clock):
+    """``success=None`` (a caller's mistake) keeps the consecutive failures as they were, and in half-open only
+    frees its trial slot: it neither closes nor re-opens the breaker."""
+    breaker = make(store, clock)
+    fail(breaker)
+    breaker.record(breaker.admit(), success=None)
+    assert breaker.snapshot().failures == 1
+    assert fail(breaker) == "open"
+    clock.advance(10)
+    trial = breaker.admit()
+    assert trial.trial and breaker.snapshot().trials_in_flight == 1
+    assert breaker.record(trial, success=None) == "half_open"
+    snapshot = breaker.snapshot()
+    assert snapshot.trials_in_flight == 0 and snapshot.successes == 0

@@ -6,7 +6,7 @@ import logging
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from mcp_types import CallToolResult, ListToolsResult
@@ -25,7 +25,7 @@ from orchestrator.errors import (
 )
 from orchestrator.redaction import Redactor
 from orchestrator.results import ToolResult, extract_data, tool_error
-from workers.policy import counts_against_breaker, retry_delay, safe_to_repeat
+from workers.policy import breaker_verdict, retry_delay, safe_to_repeat
 from workers.sessions import HeldSession, SessionManager
 
 if TYPE_CHECKING:  # workers.state needs the worker app, which imports this module
@@ -96,22 +96,26 @@ def run_call(call: WorkerCall, manager: SessionManager, state: WorkerState) -> T
                                  "run (redelivered after a worker was lost); not running it again",
                                  server=call.server.name, tool=call.tool)
         result = _attempts(call, manager, held, safe, breaker if per_attempt else None)
-        outcome.error = tool_error(result) if result.is_error else None
+        outcome.error, outcome.ended = tool_error(result) if result.is_error else None, True
         return result
 
 
 @dataclass
 class CallOutcome:
-    """How a guarded call ended, for its breaker: the error it failed with, None for a success."""
+    """How a guarded call ended, for its breaker: ``ended`` once the body returned or raised one of our
+    errors, with ``error`` the error it failed with (None: a success). An unexpected exception counts
+    as a failure."""
 
-    error: OrchestratorError | None = field(default_factory=lambda: CallFailed("call ended unexpectedly"))
+    error: OrchestratorError | None = None
+    ended: bool = False
+
+    def verdict(self) -> bool | None:
+        return breaker_verdict(self.error) if self.ended else False
 
 
 @contextmanager
 def breaker_guard(breaker: CircuitBreaker, call: WorkerCall) -> Iterator[CallOutcome]:
-    """One admission before a whole call and one recorded outcome after it; the body sets
-    ``outcome.error`` from its result, a raised error of ours is taken as it is, and any other
-    exception counts as a failure."""
+    """One admission before a whole call and one recorded outcome after it (the body fills ``outcome``)."""
     left = remaining_seconds(call.deadline, call.server.name, call.tool)
     admission = breaker.admit_or_raise(lease_seconds=left + TRIAL_LEASE_MARGIN_SECONDS)
     started = time.perf_counter()
@@ -119,11 +123,10 @@ def breaker_guard(breaker: CircuitBreaker, call: WorkerCall) -> Iterator[CallOut
     try:
         yield outcome
     except OrchestratorError as exc:
-        outcome.error = exc
+        outcome.error, outcome.ended = exc, True
         raise
     finally:
-        breaker.record(admission, success=not counts_against_breaker(outcome.error),
-                       duration=time.perf_counter() - started)
+        breaker.record(admission, success=outcome.verdict(), duration=time.perf_counter() - started)
 
 
 def _attempts(call: WorkerCall, manager: SessionManager, held: HeldSession, safe: bool,
@@ -170,25 +173,24 @@ def _attempt(call: WorkerCall, manager: SessionManager, held: HeldSession, attem
     if safe and cap is not None:
         left = min(left, cap)
     admission = breaker.admit_or_raise(lease_seconds=left + TRIAL_LEASE_MARGIN_SECONDS) if breaker else None
+    outcome = CallOutcome()
     started = time.perf_counter()
     result: ToolResult | None = None
-    error: OrchestratorError | None = CallFailed("attempt ended unexpectedly")
     try:
         raw = manager.run(held.call_tool(call.tool, call.params, left), left)
         result = to_tool_result(raw, server=call.server.name, tool=call.tool,
                                 duration=time.perf_counter() - started, attempts=attempt, worker=call.worker,
                                 task_id=call.task_id)
-        error = tool_error(result) if result.is_error else None
+        outcome.error, outcome.ended = tool_error(result) if result.is_error else None, True
     except DeadlineExceeded as exc:
         exc.details.setdefault("deadline", call.deadline)  # the caller's deadline, as the client would name it
-        error = exc
+        outcome.error, outcome.ended = exc, True
     except (ServerUnavailable, ToolReturnedError) as exc:  # ToolReturnedError: the server's JSON-RPC error
-        error = exc
+        outcome.error, outcome.ended = exc, True
     finally:
         if breaker is not None and admission is not None:
-            breaker.record(admission, success=not counts_against_breaker(error),
-                           duration=time.perf_counter() - started)
-    return result, error
+            breaker.record(admission, success=outcome.verdict(), duration=time.perf_counter() - started)
+    return result, outcome.error
 
 
 def tool_annotations(manager: SessionManager, held: HeldSession, call: WorkerCall) -> dict[str, Any] | None:
