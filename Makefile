@@ -1,11 +1,11 @@
 # Two commands do all the set-up on a fresh machine:
 #   make stack   - install, then run the whole stack on this machine (Ctrl-C stops it)
-#   make test    - install, then run the test suite
+#   make test    - install, then run the test suite (make test-fast: the tests not marked slow)
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: stack test lint bench install thirdparty
+.PHONY: stack test test-fast lint typecheck bench install thirdparty
 THIRDPARTY := .venv-thirdparty/.installed
 
 install: $(STAMP)
@@ -21,7 +21,7 @@ stack: $(STAMP)
 	$(VENV)/bin/mcp-orch stack
 
 # A third-party Sonarr MCP server (needs mcp<2, so it gets a venv of its own) for
-# tests/test_third_party_mcp.py; without it that test skips. FastMCP 4 (the `fastmcp` package)
+# tests/media/test_third_party_mcp.py; without it that test skips. FastMCP 4 (the `fastmcp` package)
 # gets a venv of its own too, for tests/test_error_classes.py (its many dependencies stay out of .venv).
 FASTMCP := .venv-fastmcp/.installed
 thirdparty: $(THIRDPARTY) $(FASTMCP)
@@ -39,8 +39,16 @@ $(FASTMCP):
 test: $(STAMP) $(THIRDPARTY) $(FASTMCP)
 	$(PY) -m pytest
 
+# The tests not marked slow (no stack of real processes per test): a quick check while editing.
+test-fast: $(STAMP)
+	$(PY) -m pytest -m "not slow" -q
+
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
+
+# mypy over orchestrator/, workers/ and beat_schedule.py (settings in pyproject.toml [tool.mypy]).
+typecheck: $(STAMP)
+	$(VENV)/bin/mypy
 
 bench: $(STAMP)
 	$(PY) bench/run_all.py

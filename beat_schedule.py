@@ -20,7 +20,7 @@ from celery import Celery
 from orchestrator import keys
 from orchestrator.celery_app import make_celery
 from orchestrator.config import ConfigError, Settings, load_settings
-from orchestrator.health import HEALTH_CHECK
+from orchestrator.wire import HEALTH_CHECK
 
 SCHEDULER = "redbeat.RedBeatScheduler"
 """The beat scheduler class (Redis-backed, with a lock so that only one beat schedules)."""

@@ -35,8 +35,8 @@ from bench.cpu import PARTS, cpu_ms_per_call, cpu_seconds
 from orchestrator.celery_app import make_celery
 from orchestrator.client import Orchestrator
 from orchestrator.config import load_settings
+from orchestrator.operator.stack import SIMULATED_SERVICES, spawn_simulator, wait_listening
 from orchestrator.results import ToolResult
-from orchestrator.stack import SIMULATED_SERVICES, spawn_simulator, wait_listening
 
 CALLS = [
     ("sabnzbd", "sabnzbd_get_queue", {"limit": 1}),

@@ -34,7 +34,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.common import start_redis, temp_dir
 from orchestrator.breaker import CircuitBreaker
-from orchestrator.breaker_policy import BreakerPolicy
+from orchestrator.breaker.policy import BreakerPolicy
 
 RESULTS = Path(__file__).with_name("results") / "breaker.json"
 PROCESSES = 8

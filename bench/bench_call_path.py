@@ -31,7 +31,7 @@ broker_url = "{broker}"
 [servers.probe.transport]
 type = "stdio"
 command = "python"
-args = ["-m", "tests.servers.probe"]
+args = ["-m", "tests.support.servers.probe"]
 cwd = "{repo}"
 """
 
@@ -49,7 +49,8 @@ class HeldDirect:
 
     async def _own(self) -> None:
         self.done = asyncio.Event()
-        params = StdioServerParameters(command=sys.executable, args=["-m", "tests.servers.probe"], cwd=str(REPO))
+        params = StdioServerParameters(command=sys.executable, args=["-m", "tests.support.servers.probe"],
+                                       cwd=str(REPO))
         async with Client(params, cache=None) as client:
             self.client = client
             self.ready.set()
@@ -67,7 +68,7 @@ class HeldDirect:
 
 async def connect_per_call(calls: int) -> list[float]:
     """Latency of opening a fresh stdio session for each call (spawn, handshake, call, close), in ms."""
-    params = StdioServerParameters(command=sys.executable, args=["-m", "tests.servers.probe"], cwd=str(REPO))
+    params = StdioServerParameters(command=sys.executable, args=["-m", "tests.support.servers.probe"], cwd=str(REPO))
     out = []
     for _ in range(calls):
         started = time.perf_counter()

@@ -13,7 +13,7 @@ from pathlib import Path
 import redis
 from celery import Celery
 
-from orchestrator.processes import ChildProcess, start_redis_server, wait_until
+from orchestrator.operator.processes import ChildProcess, start_redis_server, wait_until
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "bench" / "results"

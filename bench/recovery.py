@@ -23,7 +23,7 @@ from orchestrator.celery_app import make_celery
 from orchestrator.client import Orchestrator
 from orchestrator.config import load_settings
 from orchestrator.errors import OrchestratorError
-from orchestrator.processes import ChildProcess, wait_until
+from orchestrator.operator.processes import ChildProcess, wait_until
 
 INTERVAL = 2.0
 """Health interval of both servers (seconds)."""
@@ -77,9 +77,9 @@ def main() -> int:
         env = {"MCP_ORCH_CONFIG": str(config), "SABNZBD_URL": sim.url, "SABNZBD_API_KEY": KEY}
         children.append(start_worker(app, name="recovery", queues=[s.queue for s in settings.servers.values()],
                                      env=env, log_dir=root, concurrency=4))
-        children.append(ChildProcess("beat", [sys.executable, "-m", "orchestrator.cli", "--config", str(config),
-                                              "beat", "--loglevel", "WARNING"], log=root / "beat.log", env=env,
-                                     cwd=REPO))
+        beat = [sys.executable, "-m", "orchestrator.operator.cli", "--config", str(config), "beat", "--loglevel",
+                "WARNING"]
+        children.append(ChildProcess("beat", beat, log=root / "beat.log", env=env, cwd=REPO))
         client = Orchestrator(settings, app=app)
         wait_until(lambda: all(client.health_detail(name).status.value == "healthy" for name in SERVERS), 30,
                    "both servers healthy")

@@ -19,7 +19,7 @@ from celery.exceptions import TimeoutError as CeleryTimeout
 from celery.result import GroupResult
 
 from orchestrator.breaker import BreakerBoard
-from orchestrator.celery_app import CALL_TOOL, RESULT_GRACE_SECONDS
+from orchestrator.celery_app import RESULT_GRACE_SECONDS
 from orchestrator.config import Settings
 from orchestrator.errors import (
     CallCancelled,
@@ -31,27 +31,33 @@ from orchestrator.errors import (
 )
 from orchestrator.results import ToolResult, tool_error
 from orchestrator.validation import PreparedCall, prepare_call, resolve_server
+from orchestrator.wire import CALL_TOOL
 
 Outcome = ToolResult | OrchestratorError
 """One call's outcome in a batch: its result, or the typed error it ended with."""
 ProgressCallback = Callable[[int, int], Any]
 """Called with (completed, total) each time a call of the batch ends."""
 
-_CALL_FIELDS = ("server", "tool", "params", "timeout")
+CALL_FIELDS = ("server", "tool", "params", "timeout")
 
 
-def _fields_of(call: Any, index: int) -> dict[str, Any]:
-    """A call given as a mapping, a ``(server, tool[, params[, timeout]])`` tuple, or an object."""
+def call_fields(call: Any, index: int, *, ignore_unknown: bool = False) -> dict[str, Any]:
+    """A call given as a mapping, a ``(server, tool[, params[, timeout]])`` tuple, or an object.
+
+    A mapping with a key outside ``CALL_FIELDS`` is refused, unless ``ignore_unknown`` (the AutoArr
+    facade's callers pass extra keys)."""
     if isinstance(call, Mapping):
-        unknown = sorted(set(call) - set(_CALL_FIELDS))
+        unknown = sorted(set(call) - set(CALL_FIELDS))
+        if ignore_unknown:
+            return {name: call[name] for name in CALL_FIELDS if name in call}
         if unknown:
-            raise InvalidCall(f"calls[{index}].{unknown[0]}: unknown field (allowed: {', '.join(_CALL_FIELDS)})",
+            raise InvalidCall(f"calls[{index}].{unknown[0]}: unknown field (allowed: {', '.join(CALL_FIELDS)})",
                               field=f"calls[{index}].{unknown[0]}")
         return dict(call)
     if isinstance(call, Sequence) and not isinstance(call, str) and 2 <= len(call) <= 4:
-        return dict(zip(_CALL_FIELDS, call, strict=False))
+        return dict(zip(CALL_FIELDS, call, strict=False))
     if hasattr(call, "server") and hasattr(call, "tool"):
-        return {name: getattr(call, name, None) for name in _CALL_FIELDS}
+        return {name: getattr(call, name, None) for name in CALL_FIELDS}
     raise InvalidCall(f"calls[{index}]: must be a mapping with server, tool, params, timeout "
                       f"or a (server, tool, params) tuple, got {type(call).__name__}", field=f"calls[{index}]")
 
@@ -62,7 +68,7 @@ def prepare_batch(settings: Settings, calls: Any) -> list[PreparedCall]:
         raise InvalidCall("calls: must be a list of calls", field="calls")
     prepared = []
     for index, call in enumerate(calls):
-        fields = _fields_of(call, index)
+        fields = call_fields(call, index)
         try:
             prepared.append(prepare_call(settings, fields.get("server"), fields.get("tool"), fields.get("params"),
                                          fields.get("timeout")))
@@ -162,14 +168,26 @@ def _collect(app: Celery, prepared: list[PreparedCall], positions: list[int], ou
              handle: GroupResult, batch_deadline: float | None, fail_fast: bool,
              progress: ProgressCallback | None) -> list[Outcome]:
     """Fill ``outcomes`` as results arrive; what is still missing at the end is revoked."""
-    position = {result.id: positions[i] for i, result in enumerate(handle.results)}
     task_ids = {positions[i]: result.id for i, result in enumerate(handle.results)}
     wait_until = max(prepared[p].deadline for p in positions) + RESULT_GRACE_SECONDS
     if batch_deadline is not None:
         wait_until = min(wait_until, batch_deadline)
     done = sum(outcome is not None for outcome in outcomes)
-    failed_fast = False
     _report_done(progress, done, len(prepared))
+    done, failed_fast = _gather_arrivals(app, prepared, task_ids, outcomes, handle, wait_until, fail_fast, progress,
+                                         done)
+    _end_unfinished(app, prepared, task_ids, outcomes, batch_deadline, failed_fast, progress, done)
+    for result in handle.results:
+        app.backend.remove_pending_result(result)
+    return [outcome for outcome in outcomes if outcome is not None]
+
+
+def _gather_arrivals(app: Celery, prepared: list[PreparedCall], task_ids: Mapping[int, str],
+                     outcomes: list[Outcome | None], handle: GroupResult, wait_until: float, fail_fast: bool,
+                     progress: ProgressCallback | None, done: int) -> tuple[int, bool]:
+    """Store each outcome as it arrives until all are in, the wait ends or fail-fast stops it;
+    returns how many are done and whether fail-fast stopped it."""
+    position = {task_id: index for index, task_id in task_ids.items()}
     try:
         for task_id, meta in handle.iter_native(timeout=max(wait_until - time.time(), 0.01), no_ack=True):
             index = position[task_id]
@@ -179,10 +197,16 @@ def _collect(app: Celery, prepared: list[PreparedCall], positions: list[int], ou
             if progress is not None:
                 progress(done, len(prepared))
             if fail_fast and isinstance(outcome, OrchestratorError) and not outcome.transient:
-                failed_fast = True
-                break
+                return done, True
     except CeleryTimeout:
         pass
+    return done, False
+
+
+def _end_unfinished(app: Celery, prepared: list[PreparedCall], task_ids: Mapping[int, str],
+                    outcomes: list[Outcome | None], batch_deadline: float | None, failed_fast: bool,
+                    progress: ProgressCallback | None, done: int) -> None:
+    """Revoke the calls still without an outcome and give each its error: cancelled or past the deadline."""
     unfinished = [index for index, outcome in enumerate(outcomes) if outcome is None]
     if unfinished:
         app.control.revoke([task_ids[index] for index in unfinished])
@@ -198,6 +222,3 @@ def _collect(app: Celery, prepared: list[PreparedCall], positions: list[int], ou
         done += 1
         if progress is not None:
             progress(done, len(prepared))
-    for result in handle.results:
-        app.backend.remove_pending_result(result)
-    return [outcome for outcome in outcomes if outcome is not None]

@@ -117,14 +117,6 @@ class Catalog:
         return {keys.text(k): keys.text(v) for k, v in self.redis.hgetall(keys.tools_meta_key(server)).items()}
 
     # -- resolution and validation before enqueue ------------------------------------------------
-    def check(self, call: PreparedCall) -> None:
-        """Refuse ``call`` (InvalidCall naming the field) if its params fail the cached schema."""
-        self._check_one(call, self.redis.hget(keys.tools_key(call.server.name), call.tool), prefix="")
-
-    def check_batch(self, calls: Sequence[PreparedCall]) -> None:
-        """Check every call of a batch in one round trip; the error names ``calls[i].params...``."""
-        self.resolve_batch(calls)
-
     def resolve(self, call: PreparedCall) -> tuple[PreparedCall, bool]:
         """``call`` with the tool name its server knows, its params checked against the cached schema,
         and whether the catalog lists that tool. One round trip."""

@@ -2,30 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from celery import Celery
 from celery.result import AsyncResult
-from kombu import Queue
+from kombu.entity import Queue
 
 from orchestrator.config import Settings
-from orchestrator.flower import LabelledAMQP
-from orchestrator.keys import queue_name
+from orchestrator.wire import LabelledAMQP, route_by_server
 
-CALL_TOOL = "mcp.call_tool"
-"""Task name of one tool call; the client sends it by name, only workers import its body."""
-LIST_TOOLS = "mcp.list_tools"
-"""Task name of a ``tools/list`` on a server's held session."""
 RESULT_GRACE_SECONDS = 2.0
 """Extra wait past a task's deadline for the worker's own answer (its timeout error) to arrive (seconds)."""
-
-
-def route_by_server(name: str, args: Any, kwargs: dict[str, Any], options: Any, task: Any = None,
-                    **_: Any) -> dict[str, str] | None:
-    """Send every MCP task to its server's own queue, whoever builds the signature."""
-    if name.startswith("mcp.") and isinstance(kwargs, dict) and "server" in kwargs:
-        return {"queue": queue_name(kwargs["server"])}
-    return None
 
 
 def abandon(app: Celery, handle: AsyncResult) -> None:
@@ -41,12 +26,12 @@ def make_celery(settings: Settings, *, main: str = "mcp_orchestrator") -> Celery
                  amqp=LabelledAMQP)  # names MCP tasks <server>.<tool> for Flower and the logs
     transport_options = {"visibility_timeout": settings.visibility_timeout}
     app.conf.update(
-        # Invariant 2: JSON only; a pickled message is refused.
+        # Invariant 2 (docs/ARCHITECTURE.md): JSON only; a pickled message is refused.
         task_serializer="json",
         result_serializer="json",
         accept_content=["json"],
         result_accept_content=["json"],
-        # Invariant 3: nothing lost. Ack after the call, re-deliver when a worker dies mid-call.
+        # Invariant 3 (docs/ARCHITECTURE.md): nothing lost. Ack after the call, re-deliver when a worker dies mid-call.
         task_acks_late=True,
         task_reject_on_worker_lost=True,
         worker_prefetch_multiplier=1,

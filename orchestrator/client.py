@@ -25,7 +25,7 @@ from orchestrator import health
 from orchestrator.batch import Outcome, ProgressCallback, prepare_batch, run_batch
 from orchestrator.breaker import BreakerBoard, BreakerSnapshot
 from orchestrator.catalog import Catalog
-from orchestrator.celery_app import CALL_TOOL, LIST_TOOLS, RESULT_GRACE_SECONDS, abandon, make_celery
+from orchestrator.celery_app import RESULT_GRACE_SECONDS, abandon, make_celery
 from orchestrator.config import ServerConfig, Settings, load_settings
 from orchestrator.errors import CallFailed, DeadlineExceeded, InvalidCall, OrchestratorError, ToolReturnedError
 from orchestrator.results import ToolResult, tool_error
@@ -35,6 +35,7 @@ from orchestrator.validation import (
     prepare_call,
     resolve_server,
 )
+from orchestrator.wire import CALL_TOOL, LIST_TOOLS
 
 ASYNC_THREADS = 64
 """Threads the async client may block in at once while waiting for results."""

@@ -36,20 +36,17 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
-from orchestrator.breaker_policy import BreakerPolicy
+from orchestrator.breaker.policy import BreakerPolicy
 from orchestrator.keys import queue_name
+from orchestrator.services import MEDIA_SERVICES
 
 ENV_PREFIX = "MCP_ORCH_"
 CONFIG_PATH_ENV = "MCP_ORCH_CONFIG"
 DEFAULTS_FILE = Path(__file__).with_name("defaults.toml")
 
-MEDIA_SERVER_VARIABLES = {
-    "sabnzbd": ("SABNZBD_URL", "SABNZBD_API_KEY"),
-    "sonarr": ("SONARR_URL", "SONARR_API_KEY"),
-    "radarr": ("RADARR_URL", "RADARR_API_KEY"),
-    "plex": ("PLEX_URL", "PLEX_TOKEN"),
-}
-"""The bundled media servers (``defaults.toml``) and the variables their MCP server reads: URL and secret."""
+MEDIA_SERVER_VARIABLES = {service.name: (service.url_variable, service.secret_variable) for service in MEDIA_SERVICES}
+"""The bundled media servers (``defaults.toml``) and the variables their MCP server reads: URL and secret
+(from the one table in ``orchestrator.services``)."""
 
 DEFAULT_TIMEOUT_SECONDS = 30.0
 """Default of ``default_timeout``: a call's deadline when neither the call nor its server sets one (s)."""

@@ -50,9 +50,9 @@ from orchestrator.breaker import CircuitBreaker
 from orchestrator.celery_app import RESULT_GRACE_SECONDS, abandon
 from orchestrator.config import ServerConfig, Settings
 from orchestrator.validation import check_timeout, resolve_server
+from orchestrator.wire import HEALTH_CHECK
 
 __all__ = [
-    "HEALTH_CHECK",
     "PROBE_TOOLS_LIST",
     "HealthStatus",
     "HealthStore",
@@ -66,8 +66,6 @@ __all__ = [
 
 log = logging.getLogger("orchestrator.health")
 
-HEALTH_CHECK = "mcp.health_check"
-"""Task name of one health check; beat and clients send it by name to ``mcp.<server>``."""
 CONSUMER_HEARTBEAT_SECONDS = 5.0
 """How often a worker announces the queues it consumes (seconds)."""
 CONSUMER_TTL_SECONDS = 15.0

@@ -25,7 +25,7 @@ class PreparedCall:
     deadline: float
 
     def task_kwargs(self) -> dict[str, Any]:
-        """The task message body: names, params and deadline only (no secret, invariant 1)."""
+        """The task message body: names, params and deadline only (no secret, invariant 1, docs/ARCHITECTURE.md)."""
         return {"server": self.server.name, "tool": self.tool, "params": self.params, "deadline": self.deadline}
 
 
@@ -87,7 +87,7 @@ def check_timeout(timeout: Any, server: ServerConfig, settings: Settings, tool: 
 
 def prepare_call(settings: Settings, server: Any, tool: Any, params: Any = None,
                  timeout: Any = None) -> PreparedCall:
-    """Validate one call and fix its deadline (queue time counts, invariant 5)."""
+    """Validate one call and fix its deadline (queue time counts, invariant 5, docs/ARCHITECTURE.md)."""
     config = resolve_server(settings, server)
     name = check_tool(tool, config.name)
     if name in config.deny_tools:

@@ -14,7 +14,7 @@ import redis
 from orchestrator.celery_app import make_celery
 from orchestrator.client import Orchestrator
 from orchestrator.config import Settings, load_settings
-from orchestrator.processes import ChildProcess
+from orchestrator.operator.processes import ChildProcess
 from tests.support.ports import free_port
 from tests.support.procs import REPO, start_http_probe, start_worker
 from tests.support.redis_proc import RedisServer
@@ -83,14 +83,14 @@ aliases = ["pr", "probe-alias"]
 [servers.probe.transport]
 type = "stdio"
 command = "python"
-args = ["-m", "tests.servers.probe"]
+args = ["-m", "tests.support.servers.probe"]
 cwd = "{repo}"
 env = {{ PROBE_API_KEY = "${{PROBE_API_KEY}}" }}
 
 [servers.forked.transport]
 type = "stdio"
 command = "python"
-args = ["-m", "tests.servers.probe"]
+args = ["-m", "tests.support.servers.probe"]
 cwd = "{repo}"
 env = {{ PROBE_API_KEY = "${{PROBE_API_KEY}}" }}
 
@@ -121,7 +121,7 @@ url = "http://127.0.0.1:{http_port}/mcp"
 [servers.idle.transport]
 type = "stdio"
 command = "python"
-args = ["-m", "tests.servers.probe"]
+args = ["-m", "tests.support.servers.probe"]
 cwd = "{repo}"
 
 [servers.stuck]
@@ -130,7 +130,7 @@ transport = {{ type = "stdio", command = "python", args = ["-c", "import time; t
 
 [servers.off]
 enabled = false
-transport = {{ type = "stdio", command = "python", args = ["-m", "tests.servers.probe"] }}
+transport = {{ type = "stdio", command = "python", args = ["-m", "tests.support.servers.probe"] }}
 """
 
 

@@ -44,7 +44,7 @@ def catalog(redis_client: redis.Redis) -> Catalog:
 
 def refusal(catalog: Catalog, settings: Settings, params: dict) -> InvalidCall:
     with pytest.raises(InvalidCall) as caught:
-        catalog.check(prepare_call(settings, "sonarr", "sonarr_get_series", params))
+        catalog.resolve(prepare_call(settings, "sonarr", "sonarr_get_series", params))
     return caught.value
 
 
@@ -70,10 +70,10 @@ def test_nested_fields_are_named_by_path(catalog: Catalog, settings: Settings) -
 
 def test_valid_params_unknown_tools_and_servers_without_catalog_pass(catalog: Catalog, settings: Settings) -> None:
     """Only what the catalog knows is checked: an unknown tool or an uncached server is left to the server."""
-    catalog.check(prepare_call(settings, "sonarr", "sonarr_get_series", {"series_id": 7, "tags": ["x"]}))
-    catalog.check(prepare_call(settings, "sonarr", "not_in_catalog", {"anything": object.__name__}))
+    catalog.resolve(prepare_call(settings, "sonarr", "sonarr_get_series", {"series_id": 7, "tags": ["x"]}))
+    catalog.resolve(prepare_call(settings, "sonarr", "not_in_catalog", {"anything": object.__name__}))
     catalog.redis.delete(keys.tools_key("sonarr"), keys.tools_meta_key("sonarr"))
-    catalog.check(prepare_call(settings, "sonarr", "sonarr_get_series", {"series_id": "abc"}))
+    catalog.resolve(prepare_call(settings, "sonarr", "sonarr_get_series", {"series_id": "abc"}))
 
 
 def test_a_schema_that_cannot_be_compiled_does_not_refuse_calls(redis_client: redis.Redis, settings: Settings) -> None:
@@ -81,15 +81,15 @@ def test_a_schema_that_cannot_be_compiled_does_not_refuse_calls(redis_client: re
     broken = {"name": "odd", "inputSchema": {"type": "no-such-type"}}
     catalog = Catalog(redis_client)
     catalog.replace("sonarr", [broken], source="test")
-    catalog.check(prepare_call(settings, "sonarr", "odd", {"x": 1}))
+    catalog.resolve(prepare_call(settings, "sonarr", "odd", {"x": 1}))
 
 
 def test_a_batch_is_checked_in_one_go_naming_the_call(catalog: Catalog, settings: Settings) -> None:
-    """check_batch names calls[i].params.<field> of the first bad call."""
+    """resolve_batch names calls[i].params.<field> of the first bad call."""
     calls = [prepare_call(settings, "sonarr", "sonarr_get_series", {"series_id": 1}),
              prepare_call(settings, "sonarr", "sonarr_get_series", {"series_id": True})]
     with pytest.raises(InvalidCall) as caught:
-        catalog.check_batch(calls)
+        catalog.resolve_batch(calls)
     assert caught.value.field == "calls[1].params.series_id"
     assert str(caught.value) == "calls[1].params.series_id: True is not of type 'integer'"
 

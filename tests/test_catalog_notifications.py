@@ -9,7 +9,7 @@ import pytest
 
 from orchestrator.client import Orchestrator
 from orchestrator.config import load_settings
-from orchestrator.processes import wait_until
+from orchestrator.operator.processes import wait_until
 from tests.support.procs import REPO, start_worker
 
 pytestmark = pytest.mark.slow
@@ -18,7 +18,7 @@ CONFIG = """
 broker_url = "{broker}"
 [servers.growing]
 health_interval_seconds = 3600
-transport = {{ type = "stdio", command = "python", args = ["-m", "tests.servers.growing"], cwd = "{repo}" }}
+transport = {{ type = "stdio", command = "python", args = ["-m", "tests.support.servers.growing"], cwd = "{repo}" }}
 """
 
 

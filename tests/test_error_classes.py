@@ -31,7 +31,7 @@ from orchestrator.errors import (
     ToolReturnedError,
     UpstreamUnavailable,
 )
-from orchestrator.processes import ChildProcess
+from orchestrator.operator.processes import ChildProcess
 from tests.support.ports import free_port
 from tests.support.procs import REPO, start_worker
 from tests.support.redis_proc import RedisServer
@@ -66,7 +66,7 @@ connect_timeout = 30
 [servers.fast.transport]
 type = "stdio"
 command = "{fastmcp}"
-args = ["-m", "tests.servers.fastmcp_tools"]
+args = ["-m", "tests.support.servers.fastmcp_tools"]
 cwd = "{repo}"
 env = {{ DEBUG = "True", FASTMCP_SHOW_CLI_BANNER = "false" }}
 

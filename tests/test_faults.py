@@ -19,12 +19,13 @@ import pytest
 import redis
 
 from orchestrator import keys
-from orchestrator.celery_app import CALL_TOOL, make_celery
+from orchestrator.celery_app import make_celery
 from orchestrator.client import Orchestrator
 from orchestrator.config import Settings, load_settings
 from orchestrator.errors import DeadlineExceeded, OrchestratorError, OutcomeUnknown
-from orchestrator.processes import ChildProcess, wait_until
+from orchestrator.operator.processes import ChildProcess, wait_until
 from orchestrator.results import ToolResult
+from orchestrator.wire import CALL_TOOL
 from tests.support.ports import free_port
 from tests.support.procs import REPO, start_http_probe, start_worker
 from tests.support.redis_proc import RedisServer
@@ -48,7 +49,7 @@ url = "http://127.0.0.1:{port}/mcp"
 [servers.probe_stdio.transport]
 type = "stdio"
 command = "python"
-args = ["-m", "tests.servers.probe"]
+args = ["-m", "tests.support.servers.probe"]
 cwd = "{repo}"
 """
 

@@ -2,24 +2,24 @@
 
 from __future__ import annotations
 
+import importlib
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 import uvicorn
 
-from upstream_sim import plex, radarr, sabnzbd, sonarr
+from orchestrator.services import MEDIA_SERVICES
 from upstream_sim.app import Simulator
 from upstream_sim.faults import Faults
 
-FACTORIES = {"sabnzbd": sabnzbd.create, "sonarr": sonarr.create, "radarr": radarr.create, "plex": plex.create}
-SERVICES = tuple(FACTORIES)
-SECRET_VARS = {
-    "sabnzbd": "SABNZBD_API_KEY",
-    "sonarr": "SONARR_API_KEY",
-    "radarr": "RADARR_API_KEY",
-    "plex": "PLEX_TOKEN",
+FACTORIES: dict[str, Callable[[str], Simulator]] = {
+    service.name: importlib.import_module(service.simulator_module).create for service in MEDIA_SERVICES
 }
+"""Each simulated service's ``create(api_key)``, from ``upstream_sim.<name>`` of every registered service."""
+SERVICES = tuple(FACTORIES)
+SECRET_VARS = {service.name: service.secret_variable for service in MEDIA_SERVICES}
 """The environment variable holding each service's key, the same names the MCP servers read."""
 
 

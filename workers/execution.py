@@ -7,7 +7,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from mcp_types import CallToolResult, ListToolsResult
 
@@ -26,10 +26,8 @@ from orchestrator.errors import (
 from orchestrator.redaction import Redactor
 from orchestrator.results import ToolResult, extract_data, tool_error
 from workers.policy import breaker_verdict, retry_delay, safe_to_repeat
+from workers.runtime import WorkerRuntime
 from workers.sessions import HeldSession, SessionManager
-
-if TYPE_CHECKING:  # workers.state needs the worker app, which imports this module
-    from workers.state import WorkerState
 
 log = logging.getLogger("workers.execution")
 
@@ -76,7 +74,7 @@ class WorkerCall:
     worker: str | None
 
 
-def run_call(call: WorkerCall, manager: SessionManager, state: WorkerState) -> ToolResult:
+def run_call(call: WorkerCall, manager: SessionManager, state: WorkerRuntime) -> ToolResult:
     """Run the call on the held session: breaker-checked, retried while safe and worthwhile.
 
     The breaker counts calls (DESIGN invariant 7): one admission before the session is even

@@ -1,55 +1,38 @@
 """Worker side of health: the ``health_check`` task, the catalog refresh on session open, and
 the heartbeat announcing which queues this worker consumes.
 
-Imported by ``workers.app`` (which registers everything here on ``app``).
+``register(app)`` (called by ``workers.app``) binds the task and connects the heartbeat signals;
+``refresh_catalog_on_open`` is given to the session manager as a session hook by ``workers.app``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import threading
 import time
-from functools import cache
 from typing import Any
 
-import redis
-from celery import Task
+from celery import Celery, Task
 from celery.signals import worker_ready, worker_shutdown
 
 from orchestrator.breaker import CircuitBreaker
-from orchestrator.catalog import Catalog
 from orchestrator.config import ServerConfig
 from orchestrator.errors import DeadlineExceeded, OrchestratorError, ServerUnavailable, ToolReturnedError
 from orchestrator.health import (
     CONSUMER_HEARTBEAT_SECONDS,
-    HEALTH_CHECK,
     PROBE_TOOLS_LIST,
     HealthStore,
     breaker_snapshot,
     probe_failure,
     probe_timeout,
 )
-from workers import sessions
-from workers.app import app, redactor, settings
+from orchestrator.wire import HEALTH_CHECK
 from workers.execution import errors_for_caller, remaining_seconds, server_config, wire_tools
-from workers.sessions import HeldSession, SessionManager, get_manager
-from workers.state import worker_state
+from workers.runtime import current
+from workers.sessions import HeldSession, SessionManager
 
 log = logging.getLogger("workers.health")
-
-
-@cache
-def _stores(pid: int) -> tuple[HealthStore, Catalog]:
-    client = redis.Redis.from_url(settings.broker_url, health_check_interval=30, socket_timeout=10,
-                                  socket_connect_timeout=5)
-    return HealthStore(client), Catalog(client)
-
-
-def stores() -> tuple[HealthStore, Catalog]:
-    """This process's health store and catalog (built after a fork, never shared across one)."""
-    return _stores(os.getpid())
 
 
 def run_health_check(manager: SessionManager, server: ServerConfig, deadline: float, *,
@@ -57,8 +40,9 @@ def run_health_check(manager: SessionManager, server: ServerConfig, deadline: fl
     """Probe the whole path: ``tools/list`` on the held session (and refresh the catalog), then the
     server's ``health_tool``, which reaches the upstream with its credentials. Record the outcome,
     and let it move the breaker (``recover_on_health``, ``count_failed_health_checks``)."""
-    health, catalog = stores()
-    breaker = worker_state().breakers.breaker(server.name)
+    runtime = current()
+    health, catalog, redactor = runtime.health, runtime.catalog, runtime.redactor
+    breaker = runtime.breakers.breaker(server.name)
     seen = breaker_snapshot(health.redis, server)  # before the probe: a recovery is checked against it
     probe = f"tool {server.health_tool}" if server.health_tool else PROBE_TOOLS_LIST
     started = time.perf_counter()
@@ -99,6 +83,7 @@ def _failed(health: HealthStore, breaker: CircuitBreaker, server: ServerConfig, 
             exc: Exception | None, started: float, *, worker: str | None, probe: str,
             upstream: tuple[str, str] | None = None) -> dict[str, Any]:
     """Record a failed check: no session (``exc``), or an upstream failure (``upstream``: kind, reason)."""
+    redactor = current().redactor
     latency = time.perf_counter() - started
     if upstream is not None:
         kind, error = upstream[0], redactor.scrub(upstream[1])
@@ -115,13 +100,13 @@ def _failed(health: HealthStore, breaker: CircuitBreaker, server: ServerConfig, 
             "failure_kind": kind, "consecutive_failures": failures}
 
 
-@app.task(name=HEALTH_CHECK, bind=True, throws=(OrchestratorError,))
 def health_check(self: Task, server: str, deadline: float | None = None) -> dict[str, Any]:
     """Check ``server`` through this worker's held session and record its health in Redis."""
-    with errors_for_caller(redactor, server=server, tool=None, task_id=self.request.id):
-        config = server_config(settings, server)
+    runtime = current()
+    with errors_for_caller(runtime.redactor, server=server, tool=None, task_id=self.request.id):
+        config = server_config(runtime.settings, server)
         deadline = deadline or time.time() + probe_timeout(config)
-        return run_health_check(get_manager(), config, deadline, worker=self.request.hostname)
+        return run_health_check(runtime.sessions(), config, deadline, worker=self.request.hostname)
 
 
 # -- the catalog is refreshed every time a session opens (first open and every reconnect) ------
@@ -131,11 +116,9 @@ async def refresh_catalog_on_open(held: HeldSession, client: Any) -> None:
     listing = held.tool_listing
     if listing is None:
         return
-    _, catalog = stores()
-    await asyncio.to_thread(catalog.replace, held.server.name, wire_tools(listing, redactor), source="session_open")
-
-
-sessions.on_session_open.append(refresh_catalog_on_open)
+    runtime = current()
+    await asyncio.to_thread(runtime.catalog.replace, held.server.name, wire_tools(listing, runtime.redactor),
+                            source="session_open")
 
 
 # -- heartbeat: which worker consumes which queue ------------------------------------------------
@@ -161,7 +144,7 @@ class ConsumerHeartbeat:
     def _run(self) -> None:
         while not self._stop.is_set():
             try:
-                stores()[0].beat(self.hostname, self.queues())
+                current().health.beat(self.hostname, self.queues())
             except Exception as exc:  # Redis away for a moment: try again at the next beat
                 log.warning("consumer heartbeat failed: %s", exc)
             self._stop.wait(CONSUMER_HEARTBEAT_SECONDS)
@@ -169,7 +152,7 @@ class ConsumerHeartbeat:
     def stop(self) -> None:
         self._stop.set()
         try:
-            stores()[0].leave(self.hostname, self.queues())
+            current().health.leave(self.hostname, self.queues())
         except Exception as exc:  # shutdown goes on; the entries lapse by themselves
             log.debug("consumer heartbeat could not leave: %s", exc)
 
@@ -177,7 +160,6 @@ class ConsumerHeartbeat:
 _heartbeat: ConsumerHeartbeat | None = None
 
 
-@worker_ready.connect
 def _start_heartbeat(sender: Any = None, **_: Any) -> None:
     global _heartbeat
     if sender is not None and _heartbeat is None:
@@ -185,7 +167,13 @@ def _start_heartbeat(sender: Any = None, **_: Any) -> None:
         _heartbeat.start()
 
 
-@worker_shutdown.connect
 def _stop_heartbeat(**_: Any) -> None:
     if _heartbeat is not None:
         _heartbeat.stop()
+
+
+def register(app: Celery) -> None:
+    """Bind ``health_check`` to ``app`` and start/stop the consumer heartbeat with the worker."""
+    app.task(name=HEALTH_CHECK, bind=True, throws=(OrchestratorError,))(health_check)
+    worker_ready.connect(_start_heartbeat)
+    worker_shutdown.connect(_stop_heartbeat)

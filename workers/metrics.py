@@ -1,6 +1,6 @@
 """Worker side of the metrics: count every finished ``mcp.call_tool`` in Redis.
 
-Connected to Celery's ``task_prerun`` / ``task_postrun`` signals (imported by ``workers.app``),
+Connected to Celery's ``task_prerun`` / ``task_postrun`` signals by ``connect()`` (``workers.app`` calls it),
 so the task body stays untouched. ``task_postrun`` fires after the result is stored: the caller
 already has its answer when the counters are written (one pipelined round trip). A failure to
 count is logged, never raised: metrics must not fail a call.
@@ -14,11 +14,12 @@ from typing import Any
 
 from celery.signals import task_postrun, task_prerun
 
-from orchestrator.celery_app import CALL_TOOL
 from orchestrator.errors import OrchestratorError
-from orchestrator.metrics import record_call
-from workers.app import settings
-from workers.state import worker_state
+from orchestrator.metrics import UNLISTED_TOOL, record_call
+from orchestrator.results import ToolResult, tool_error
+from orchestrator.wire import CALL_TOOL
+from workers.runtime import current
+from workers.sessions import HeldSession
 
 log = logging.getLogger("workers.metrics")
 
@@ -26,37 +27,55 @@ _started: dict[str, float] = {}
 """Start time (perf counter) of each running call_tool task, by task id."""
 
 
-def outcome_of(retval: Any, state: str | None) -> tuple[bool, int, str | None]:
+def task_outcome(retval: Any, state: str | None) -> tuple[bool, int, str | None]:
     """(ok, attempts, error type) of a finished call from what the task returned or raised."""
     if isinstance(retval, BaseException):
         attempts = retval.details.get("attempts", 1) if isinstance(retval, OrchestratorError) else 1
         return False, int(attempts or 1), type(retval).__name__
     if isinstance(retval, dict):
         attempts = int(retval.get("attempts") or 1)
-        if retval.get("is_error"):
-            return False, attempts, "ToolReturnedError"
+        if retval.get("is_error"):  # labelled like the error the client raises (UpstreamUnavailable, ...)
+            return False, attempts, tool_error(ToolResult.model_validate(retval)).__class__.__name__
         return state != "FAILURE", attempts, None if state != "FAILURE" else "unknown"
     return state != "FAILURE", 1, None if state != "FAILURE" else "unknown"
 
 
-@task_prerun.connect
+def tool_label(held: HeldSession | None, tool: Any) -> str:
+    """The ``tool`` label of a call's counters: its name when the server lists it, else ``UNLISTED_TOOL``.
+
+    Callers choose tool names; counting each misspelling under its own label would grow the metrics
+    without bound. Before the session has listed its tools, the name is kept as sent.
+    """
+    name = str(tool)
+    if held is None or held.tool_listing is None or name in held.tool_annotations:
+        return name
+    return UNLISTED_TOOL
+
+
 def _call_started(task_id: str | None = None, task: Any = None, **_: Any) -> None:
     if task_id and getattr(task, "name", None) == CALL_TOOL:
         _started[task_id] = time.perf_counter()
 
 
-@task_postrun.connect
 def _call_ended(task_id: str | None = None, task: Any = None, kwargs: dict[str, Any] | None = None,
                 retval: Any = None, state: str | None = None, **_: Any) -> None:
     if getattr(task, "name", None) != CALL_TOOL or not task_id:
         return
     started = _started.pop(task_id, None)
-    if state == "RETRY" or not kwargs or kwargs.get("server") not in settings.servers:
+    runtime = current()
+    if state == "RETRY" or not kwargs or kwargs.get("server") not in runtime.settings.servers:
         return
     duration = time.perf_counter() - started if started is not None else 0.0
-    ok, attempts, error = outcome_of(retval, state)
+    ok, attempts, error = task_outcome(retval, state)
+    server = str(kwargs["server"])
     try:
-        record_call(worker_state().redis, str(kwargs["server"]), str(kwargs.get("tool", "?")), ok=ok,
-                    duration=duration, attempts=attempts, error=error)
+        record_call(runtime.redis, server, tool_label(runtime.sessions().held(server), kwargs.get("tool")),
+                    ok=ok, duration=duration, attempts=attempts, error=error)
     except Exception as exc:  # counting must never fail a call
         log.warning("could not record call metrics: %s", type(exc).__name__)
+
+
+def connect() -> None:
+    """Count every finished call from Celery's task signals."""
+    task_prerun.connect(_call_started)
+    task_postrun.connect(_call_ended)

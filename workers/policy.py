@@ -2,7 +2,8 @@
 
 A tool is safe to repeat when its MCP annotations say read-only or idempotent, unless the
 server's config overrides it (``[servers.X.tools.<tool>] safe_to_repeat = ...``). Only such
-tools are retried, and only they run again after a redelivery (DESIGN invariant 4).
+tools are retried, and only they run again after a redelivery
+(invariant 4, docs/ARCHITECTURE.md).
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""MCP sessions held by a worker process and reused by every call (DESIGN invariant 6).
+"""MCP sessions held by a worker process and reused by every call (invariant 6, docs/ARCHITECTURE.md).
 
 The MCP SDK wants a session entered and exited by the same task, and a dying HTTP transport
 cancels that task. So each process runs one asyncio loop in a daemon thread; each server's
@@ -18,7 +18,7 @@ import math
 import os
 import threading
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from concurrent.futures import TimeoutError as FutureTimeout
 from typing import Any, TypeVar
 
@@ -46,11 +46,11 @@ CLOSE_TIMEOUT_SECONDS = 5.0
 
 _SESSION_GONE = ("session terminated", "session not found")
 
-SessionHook = Callable[["HeldSession", Client], Awaitable[None]]
-on_session_open: list[SessionHook] = []
-"""Coroutine functions run, each as its own task on the session loop, every time a session opens
-or re-opens, and when the server announces that its tool list changed, with ``tool_listing``
-already read (``workers.health`` stores it in the catalog); a failing hook is only logged."""
+SessionHook = Callable[["HeldSession", Client], Coroutine[Any, Any, None]]
+"""A coroutine function run, as its own task on the session loop, every time a session opens or
+re-opens, and when the server announces that its tool list changed, with ``tool_listing`` already
+read (``workers.health`` stores it in the catalog); a failing hook is only logged. Hooks are given
+to ``SessionManager`` explicitly (``workers.runtime`` does)."""
 
 
 def _is_session_gone(exc: MCPError) -> bool:
@@ -89,9 +89,10 @@ def describe_failure(exc: BaseException) -> str:
 class HeldSession:
     """One server's long-lived MCP session, owned by one coroutine on the session loop."""
 
-    def __init__(self, server: ServerConfig, http_clients: HttpClients) -> None:
+    def __init__(self, server: ServerConfig, http_clients: HttpClients, on_open: Sequence[SessionHook] = ()) -> None:
         self.server = server
         self._http_clients = http_clients
+        self._on_open = tuple(on_open)
         self._stderr = StderrRelay(server.name) if isinstance(server.transport, StdioTransport) else None
         self._client: Client | None = None
         self._changed = asyncio.Condition()
@@ -199,7 +200,7 @@ class HeldSession:
             log.debug("following tool changes of %s ended: %r", self.server.name, exc)
 
     def _run_open_hooks(self, client: Client) -> None:
-        for hook in on_session_open:
+        for hook in self._on_open:
             task = asyncio.get_running_loop().create_task(hook(self, client))
             self._hook_tasks.add(task)
             task.add_done_callback(self._hook_done)
@@ -331,8 +332,9 @@ class HeldSession:
 class SessionManager:
     """The process's session loop thread and its held sessions, one per server."""
 
-    def __init__(self) -> None:
+    def __init__(self, on_open: Sequence[SessionHook] = ()) -> None:
         self.pid = os.getpid()
+        self._on_open = tuple(on_open)
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, name="mcp-sessions", daemon=True)
         self._thread.start()
@@ -352,8 +354,13 @@ class SessionManager:
                 self._sessions[server.name] = held
             return held
 
+    def held(self, name: str) -> HeldSession | None:
+        """The held session of server ``name`` if this process opened one (never creates it)."""
+        with self._lock:
+            return self._sessions.get(name)
+
     async def _create(self, server: ServerConfig) -> HeldSession:
-        held = HeldSession(server, self._http_clients)
+        held = HeldSession(server, self._http_clients, self._on_open)
         held.start()
         return held
 
@@ -368,9 +375,6 @@ class SessionManager:
         except FutureTimeout:
             future.cancel()
             raise DeadlineExceeded(f"call did not finish within {timeout:.2f}s") from None
-
-    def sessions(self) -> dict[str, HeldSession]:
-        return dict(self._sessions)
 
     def close(self) -> None:
         """Close every session cleanly, then stop the loop; safe to call more than once."""
@@ -390,25 +394,3 @@ class SessionManager:
     async def _close_all(self) -> None:
         await asyncio.gather(*(held.aclose() for held in self._sessions.values()), return_exceptions=True)
         await self._http_clients.aclose()
-
-
-_manager: SessionManager | None = None
-_manager_lock = threading.Lock()
-
-
-def get_manager() -> SessionManager:
-    """This process's manager, created lazily (so prefork children each get their own)."""
-    global _manager
-    with _manager_lock:
-        if _manager is None or _manager.pid != os.getpid():
-            _manager = SessionManager()
-        return _manager
-
-
-def close_manager() -> None:
-    """Close this process's sessions, if it has any."""
-    global _manager
-    with _manager_lock:
-        manager, _manager = _manager, None
-    if manager is not None and manager.pid == os.getpid():
-        manager.close()

@@ -1,7 +1,7 @@
 """Process signals: scrub secrets from worker logs, close held sessions at shutdown.
 
-Sessions open lazily on first use (``workers.sessions.get_manager``), so nothing here blocks
-process start-up on a slow MCP server (``worker_process_init`` must return within 4 s).
+Sessions open lazily on first use (``WorkerRuntime.sessions``), so nothing here blocks process
+start-up on a slow MCP server (``worker_process_init`` must return within 4 s).
 """
 
 from __future__ import annotations
@@ -17,20 +17,21 @@ from celery.signals import (
 )
 
 from orchestrator.redaction import install_log_redaction
-from workers.app import redactor
-from workers.sessions import close_manager
+from workers.runtime import current
 
 
-@after_setup_logger.connect
-@after_setup_task_logger.connect
 def _redact_logs(**_: Any) -> None:
-    install_log_redaction(redactor)
+    install_log_redaction(current().redactor)
 
 
-@worker_process_shutdown.connect
-@worker_shutdown.connect
 def _close_sessions(**_: Any) -> None:
-    close_manager()
+    current().close_sessions()
 
 
-atexit.register(close_manager)
+def connect() -> None:
+    """Redact every worker log record; close this process's sessions when it ends."""
+    after_setup_logger.connect(_redact_logs)
+    after_setup_task_logger.connect(_redact_logs)
+    worker_process_shutdown.connect(_close_sessions)
+    worker_shutdown.connect(_close_sessions)
+    atexit.register(_close_sessions)

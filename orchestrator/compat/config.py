@@ -10,7 +10,7 @@ dict ``{name: ServerConfig}``). ``map_seed_config(config, base)`` turns it into:
   ``MCP_ORCH_SERVERS__<NAME>__...`` overrides of their own config file, so both sides of the
   queue apply the same policy.
 
-Secrets never go into a task message (DESIGN invariant 1), so a facade in AutoArr's process
+Secrets never go into a task message (invariant 1, docs/ARCHITECTURE.md), so a facade in AutoArr's process
 cannot hand ``url`` / ``api_key`` to a worker. They are for the workers: give the workers the
 variables ``worker_environment()`` lists (env file, container env, secret store). The facade
 does not keep them and does not drop them silently either: it checks them against its own
@@ -78,6 +78,7 @@ from orchestrator.config import (
     describe_validation_error,
     load_settings,
 )
+from orchestrator.config import ServerConfig as ServerSettings
 
 __all__ = [
     "SECRET_VARIABLES",
@@ -267,25 +268,10 @@ def map_seed_config(config: Any, base: Settings | None = None) -> SeedMapping:
     """
     entries, tunables = _normalise(config)
     base = base or load_settings()
-    definitions = dict(base.servers)
-    missing = [name for name in entries if name not in definitions]
-    if missing:
-        bundled = load_settings(DEFAULTS_FILE).servers
-        for name in missing:
-            if name not in bundled:
-                raise SeedConfigError(f"servers.{name}: no definition of this server (transport) in the base "
-                                      "configuration")
-            definitions[name] = bundled[name]
+    definitions = _definitions(entries, base)
     _warn_unhonoured(tunables)
-    if tunables.max_concurrent_requests < 1 or tunables.max_parallel_calls < 1:
-        raise SeedConfigError("max_concurrent_requests and max_parallel_calls must be positive")
-    if tunables.parallel_timeout is not None and tunables.parallel_timeout <= 0:
-        raise SeedConfigError("parallel_timeout must be positive (or None)")
-    aliases: dict[str, list[str]] = {}
-    for alias, target in tunables.server_aliases.items():
-        if target not in entries or entries[target] is None:
-            raise SeedConfigError(f"server_aliases.{alias}: names {target!r}, which is not a configured server")
-        aliases.setdefault(target, []).append(alias.strip().lower())
+    _check_tunables(tunables)
+    aliases = _seed_aliases(entries, tunables)
 
     servers = {name: server.model_dump() for name, server in base.servers.items()}
     overrides: dict[str, str] = {}
@@ -300,33 +286,7 @@ def map_seed_config(config: Any, base: Settings | None = None) -> SeedMapping:
             servers[name] = data
             continue
         served.append(name)
-        attempts = (entry.max_retries if entry.max_retries != _DEFAULTS.max_retries else tunables.max_retries) + 1
-        if attempts > 20:
-            raise SeedConfigError(f"{name}.max_retries: at most 19 retries are allowed")
-        open_seconds = float(tunables.circuit_breaker_timeout)
-        breaker = {**data["breaker"], "failure_threshold": tunables.circuit_breaker_threshold,
-                   "open_seconds": open_seconds,
-                   "max_open_seconds": max(data["breaker"]["max_open_seconds"], open_seconds),
-                   "success_threshold": tunables.circuit_breaker_success_threshold}
-        retry = {"max_attempts": attempts, "backoff_seconds": float(entry.retry_delay),
-                 "max_backoff_seconds": max(data["retry"]["max_backoff_seconds"], float(entry.retry_delay))}
-        changes = {
-            "enabled": True,
-            "timeout": float(tunables.default_tool_timeout),
-            "connect_timeout": float(entry.timeout),
-            "keepalive_seconds": float(tunables.keepalive_interval),
-            "health_interval_seconds": float(tunables.health_check_interval),
-            "down_after_failures": tunables.health_check_failure_threshold,
-            "aliases": list(dict.fromkeys([*data["aliases"], *aliases.get(name, [])])),
-        }
-        data.update(changes, breaker=breaker, retry=retry)
-        servers[name] = data
-        for key, value in changes.items():
-            overrides[_env_key("servers", name, key)] = _env_value(value)
-        for key in ("failure_threshold", "open_seconds", "max_open_seconds", "success_threshold"):
-            overrides[_env_key("servers", name, "breaker", key)] = _env_value(breaker[key])
-        for key, value in retry.items():
-            overrides[_env_key("servers", name, "retry", key)] = _env_value(value)
+        servers[name] = _served_server(name, entry, data, tunables, aliases.get(name, []), overrides)
         url_var, key_var = _secret_names(name)
         secrets[url_var], secrets[key_var] = entry.url, entry.api_key
         sources[url_var], sources[key_var] = (name, "url"), (name, "api_key")
@@ -344,6 +304,70 @@ def map_seed_config(config: Any, base: Settings | None = None) -> SeedMapping:
                             cancel_on_critical_failure=tunables.cancel_on_critical_failure,
                             enable_circuit_breaker=tunables.enable_circuit_breaker)
     return SeedMapping(settings, tuple(served), options, overrides, secrets, sources)
+
+
+def _definitions(entries: Mapping[str, Any], base: Settings) -> dict[str, ServerSettings]:
+    """How to reach each server of the seed config: from ``base``, else the bundled ``defaults.toml``."""
+    definitions = dict(base.servers)
+    missing = [name for name in entries if name not in definitions]
+    if missing:
+        bundled = load_settings(DEFAULTS_FILE).servers
+        for name in missing:
+            if name not in bundled:
+                raise SeedConfigError(f"servers.{name}: no definition of this server (transport) in the base "
+                                      "configuration")
+            definitions[name] = bundled[name]
+    return definitions
+
+
+def _check_tunables(tunables: Any) -> None:
+    if tunables.max_concurrent_requests < 1 or tunables.max_parallel_calls < 1:
+        raise SeedConfigError("max_concurrent_requests and max_parallel_calls must be positive")
+    if tunables.parallel_timeout is not None and tunables.parallel_timeout <= 0:
+        raise SeedConfigError("parallel_timeout must be positive (or None)")
+
+
+def _seed_aliases(entries: Mapping[str, Any], tunables: Any) -> dict[str, list[str]]:
+    """``server_aliases`` grouped by the server they name (which must be configured)."""
+    aliases: dict[str, list[str]] = {}
+    for alias, target in tunables.server_aliases.items():
+        if target not in entries or entries[target] is None:
+            raise SeedConfigError(f"server_aliases.{alias}: names {target!r}, which is not a configured server")
+        aliases.setdefault(target, []).append(alias.strip().lower())
+    return aliases
+
+
+def _served_server(name: str, entry: Any, data: dict[str, Any], tunables: Any, aliases: list[str],
+                   overrides: dict[str, str]) -> dict[str, Any]:
+    """``data`` (a server's settings) with the seed's values applied; the same values go into
+    ``overrides`` as the worker environment's ``MCP_ORCH_*`` variables."""
+    attempts = (entry.max_retries if entry.max_retries != _DEFAULTS.max_retries else tunables.max_retries) + 1
+    if attempts > 20:
+        raise SeedConfigError(f"{name}.max_retries: at most 19 retries are allowed")
+    open_seconds = float(tunables.circuit_breaker_timeout)
+    breaker = {**data["breaker"], "failure_threshold": tunables.circuit_breaker_threshold,
+               "open_seconds": open_seconds,
+               "max_open_seconds": max(data["breaker"]["max_open_seconds"], open_seconds),
+               "success_threshold": tunables.circuit_breaker_success_threshold}
+    retry = {"max_attempts": attempts, "backoff_seconds": float(entry.retry_delay),
+             "max_backoff_seconds": max(data["retry"]["max_backoff_seconds"], float(entry.retry_delay))}
+    changes = {
+        "enabled": True,
+        "timeout": float(tunables.default_tool_timeout),
+        "connect_timeout": float(entry.timeout),
+        "keepalive_seconds": float(tunables.keepalive_interval),
+        "health_interval_seconds": float(tunables.health_check_interval),
+        "down_after_failures": tunables.health_check_failure_threshold,
+        "aliases": list(dict.fromkeys([*data["aliases"], *aliases])),
+    }
+    data.update(changes, breaker=breaker, retry=retry)
+    for key, value in changes.items():
+        overrides[_env_key("servers", name, key)] = _env_value(value)
+    for key in ("failure_threshold", "open_seconds", "max_open_seconds", "success_threshold"):
+        overrides[_env_key("servers", name, "breaker", key)] = _env_value(breaker[key])
+    for key, value in retry.items():
+        overrides[_env_key("servers", name, "retry", key)] = _env_value(value)
+    return data
 
 
 def _env_value(value: Any) -> str:

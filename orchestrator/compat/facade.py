@@ -18,7 +18,7 @@ import inspect
 import logging
 import time
 import warnings
-from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from datetime import UTC, datetime
 from typing import Any, Literal
 
@@ -27,6 +27,7 @@ from celery import Celery
 from kombu.exceptions import OperationalError
 
 from orchestrator import keys
+from orchestrator.batch import CALL_FIELDS, call_fields
 from orchestrator.client import AsyncOrchestrator
 from orchestrator.compat.config import SeedConfigWarning, SeedMapping, check_worker_secrets, map_seed_config
 from orchestrator.config import ServerConfig as ServerSettings
@@ -259,7 +260,29 @@ class MCPOrchestrator:
     async def _parallel(self, calls: list[Any], return_partial: bool,
                         progress: Callable[[int, int], Any] | None) -> list[dict[str, Any]]:
         total = len(calls)
-        outcomes: list[Any] = [None] * total
+        outcomes, runnable = await self._admit(calls)
+        done = total - len(runnable)
+        for finished in range(1, done + 1):
+            await _maybe_await(progress, finished, total)
+        options = self.mapping.options
+        started = time.monotonic()
+        await self._run_admitted(runnable, outcomes, done, progress)
+        timed_out = (options.parallel_timeout is not None and time.monotonic() - started >= options.parallel_timeout
+                     and any(isinstance(o, DeadlineExceeded) for o in outcomes))
+        if timed_out and not return_partial:
+            unfinished = sum(isinstance(o, DeadlineExceeded) for o in outcomes)
+            raise TimeoutError(f"{unfinished} of {total} calls did not finish within parallel_timeout="
+                               f"{options.parallel_timeout:g}s")
+        entries = [await self._entry(outcome, runnable.get(index, {}), timed_out)
+                   for index, outcome in enumerate(outcomes)]
+        if options.cancel_on_critical_failure:
+            _raise_critical(outcomes)
+        return entries
+
+    async def _admit(self, calls: list[Any]) -> tuple[list[Any], dict[int, dict[str, Any]]]:
+        """Parse each call and check its server is served and ready: an outcome slot per call (the
+        error of a call refused here) and the runnable calls by index."""
+        outcomes: list[Any] = [None] * len(calls)
         runnable: dict[int, dict[str, Any]] = {}
         for index, call in enumerate(calls):
             try:
@@ -269,11 +292,15 @@ class MCPOrchestrator:
                 runnable[index] = {**fields, "server": config.name}
             except OrchestratorError as exc:
                 outcomes[index] = exc
-        done = total - len(runnable)
-        for finished in range(1, done + 1):
-            await _maybe_await(progress, finished, total)
+        return outcomes, runnable
+
+    async def _run_admitted(self, admitted: dict[int, dict[str, Any]], outcomes: list[Any], done: int,
+                            progress: Callable[[int, int], Any] | None) -> None:
+        """Run the admitted calls as one core batch; a call failing its schema fails alone and the rest
+        run again without it."""
+        runnable = dict(admitted)
+        total = len(outcomes)
         options = self.mapping.options
-        started = time.monotonic()
         while runnable:
             order = list(runnable)
             caps = {runnable[i]["server"]: options.max_parallel_calls for i in order}
@@ -293,31 +320,17 @@ class MCPOrchestrator:
                 continue
             for i, outcome in zip(order, results, strict=True):
                 outcomes[i] = outcome
-            break
-        timed_out = (options.parallel_timeout is not None and time.monotonic() - started >= options.parallel_timeout
-                     and any(isinstance(o, DeadlineExceeded) for o in outcomes))
-        if timed_out and not return_partial:
-            unfinished = sum(isinstance(o, DeadlineExceeded) for o in outcomes)
-            raise TimeoutError(f"{unfinished} of {total} calls did not finish within parallel_timeout="
-                               f"{options.parallel_timeout:g}s")
-        entries = []
-        for index, outcome in enumerate(outcomes):
-            if isinstance(outcome, OrchestratorError):
-                call = runnable.get(index, {})
-                if not isinstance(outcome, InvalidCall):
-                    await self._failed(outcome, None, call.get("tool"), call.get("timeout"), server=call.get("server"))
-                error = "Timeout" if timed_out and isinstance(outcome, DeadlineExceeded) else str(outcome)
-                entries.append({"success": False, "data": {}, "error": error})
-            else:
-                self._count_success(outcome.server)
-                entries.append({"success": True, "data": outcome.data, "error": None})
-        if options.cancel_on_critical_failure:
-            for index, outcome in enumerate(outcomes):
-                if isinstance(outcome, CallFailed) and not outcome.transient and not isinstance(outcome, CallCancelled):
-                    raise OrchestratorError(f"critical failure in calls[{index}]: {outcome}; the calls not yet run "
-                                            "were cancelled", server=outcome.server, tool=outcome.tool,
-                                            cause=type(outcome).__name__)
-        return entries
+            return
+
+    async def _entry(self, outcome: Any, call: dict[str, Any], timed_out: bool) -> dict[str, Any]:
+        """One call's ``{success, data, error}``, counted in the facade's stats."""
+        if isinstance(outcome, OrchestratorError):
+            if not isinstance(outcome, InvalidCall):
+                await self._failed(outcome, None, call.get("tool"), call.get("timeout"), server=call.get("server"))
+            error = "Timeout" if timed_out and isinstance(outcome, DeadlineExceeded) else str(outcome)
+            return {"success": False, "data": {}, "error": error}
+        self._count_success(outcome.server)
+        return {"success": True, "data": outcome.data, "error": None}
 
     # -- tools ---------------------------------------------------------------------------------------
     async def list_tools(self, server: str) -> list[dict[str, Any]]:
@@ -489,19 +502,20 @@ class MCPOrchestrator:
 
 
 def _call_fields(call: Any, index: int) -> dict[str, Any]:
-    if isinstance(call, Mapping):
-        fields = dict(call)
-    elif isinstance(call, Sequence) and not isinstance(call, str) and 2 <= len(call) <= 4:
-        fields = dict(zip(("server", "tool", "params", "timeout"), call, strict=False))
-    elif hasattr(call, "server") and hasattr(call, "tool"):
-        fields = {name: getattr(call, name, None) for name in ("server", "tool", "params", "timeout")}
-    else:
-        raise InvalidCall(f"calls[{index}]: must be an MCPToolCall, a dict or a (server, tool, params) tuple",
-                          field=f"calls[{index}]")
+    """The batch's call parsing (extra keys ignored, as AutoArr passes them), with a tool name required."""
+    fields = call_fields(call, index, ignore_unknown=True)
     if not isinstance(fields.get("tool"), str) or not fields["tool"].strip():
         raise InvalidCall("tool: must be a non-empty string", field="tool")
-    return {"server": fields.get("server"), "tool": fields["tool"], "params": fields.get("params"),
-            "timeout": fields.get("timeout")}
+    return {name: fields.get(name) for name in CALL_FIELDS}
+
+
+def _raise_critical(outcomes: list[Any]) -> None:
+    """With ``cancel_on_critical_failure``, the first permanent failure is raised for the whole batch."""
+    for index, outcome in enumerate(outcomes):
+        if isinstance(outcome, CallFailed) and not outcome.transient and not isinstance(outcome, CallCancelled):
+            raise OrchestratorError(f"critical failure in calls[{index}]: {outcome}; the calls not yet run "
+                                    "were cancelled", server=outcome.server, tool=outcome.tool,
+                                    cause=type(outcome).__name__)
 
 
 def _bad_index(error: InvalidCall, order: list[int]) -> int | None:

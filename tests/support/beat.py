@@ -8,13 +8,13 @@ from pathlib import Path
 import redis
 
 from orchestrator import keys
-from orchestrator.processes import ChildProcess, wait_until
+from orchestrator.operator.processes import ChildProcess, wait_until
 from tests.support.procs import start_child
 
 
 def start_beat(name: str, *, config: Path, log: Path, env: dict[str, str] | None = None) -> ChildProcess:
     """``mcp-orch --config <config> beat`` as a child process (returns at once)."""
-    return start_child(name, [sys.executable, "-m", "orchestrator.cli", "--config", str(config), "beat"],
+    return start_child(name, [sys.executable, "-m", "orchestrator.operator.cli", "--config", str(config), "beat"],
                        log=log, env=env)
 
 

@@ -1,8 +1,8 @@
-"""Waiting for a TCP port, with a time limit (free ports come from orchestrator.processes)."""
+"""Waiting for a TCP port, with a time limit (free ports come from orchestrator.operator.processes)."""
 
 from __future__ import annotations
 
-from orchestrator.processes import free_port, port_open, wait_until
+from orchestrator.operator.processes import free_port, port_open, wait_until
 
 __all__ = ["free_port", "wait_for_port"]
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from celery import Celery
 
-from orchestrator.processes import ChildProcess, wait_until
+from orchestrator.operator.processes import ChildProcess, wait_until
 from tests.support.ports import wait_for_port
 
 REPO = Path(__file__).resolve().parents[2]
@@ -19,8 +19,10 @@ def start_child(name: str, args: list[str], *, log: Path, env: dict[str, str] | 
 
 
 def start_http_probe(name: str, port: int, *, log: Path) -> ChildProcess:
-    """The probe MCP server (``tests.servers.probe``) over streamable HTTP on ``port``; returns once it listens."""
-    child = start_child(name, [sys.executable, "-m", "tests.servers.probe", "--transport", "http", "--port", str(port)],
+    """The probe MCP server (``tests.support.servers.probe``) over streamable HTTP on ``port``; returns once it
+    listens."""
+    child = start_child(name, [sys.executable, "-m", "tests.support.servers.probe", "--transport", "http", "--port",
+                               str(port)],
                         log=log)
     try:
         wait_for_port(port)

@@ -1,0 +1,209 @@
+"""The whole stack on one machine, for ``mcp-orch stack`` (the README's run command).
+
+Starts, in order: a private ``redis-server`` on a free port (unless a broker is configured),
+a simulated upstream for every bundled media server whose ``<SERVICE>_URL`` is not set, and
+Celery workers (one per server queue, or one for all), the beat that schedules health
+checks, Flower (basic auth) and the metrics endpoint (``orchestrator.operator.stack_monitoring``).
+It prints what runs where, waits until every server answers ``tools/list`` through the queue, and
+on Ctrl-C, SIGTERM or SIGHUP (the terminal closing) stops every child process group, leaving
+nothing behind; children also get SIGTERM if this process is killed outright (``PR_SET_PDEATHSIG``).
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import shutil
+import signal
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from orchestrator.client import Orchestrator
+from orchestrator.config import (
+    CONFIG_PATH_ENV,
+    DEFAULTS_FILE,
+    ENV_PREFIX,
+    MEDIA_SERVER_VARIABLES,
+    Settings,
+    config_path,
+    load_settings,
+)
+from orchestrator.errors import OrchestratorError
+from orchestrator.operator import stack_state
+from orchestrator.operator.processes import (
+    ChildProcess,
+    RunningStack,
+    free_port,
+    port_open,
+    start_redis_server,
+    wait_until,
+)
+from orchestrator.operator.stack_monitoring import monitoring_notes, start_flower, start_metrics
+
+BROKER_ENV = f"{ENV_PREFIX}BROKER_URL"
+READY_TIMEOUT_SECONDS = 60.0
+"""How long the stack waits for every server to answer through its queue (seconds)."""
+WORKER_THREADS = 8
+"""Threads per worker: calls are I/O-bound waits on the held MCP session."""
+
+SIMULATED_SERVICES = MEDIA_SERVER_VARIABLES
+"""The services the stack simulates when their URL is not set, with the variables that reach them."""
+
+
+class StackError(RuntimeError):
+    """The stack cannot start; the message says what to do."""
+
+
+@dataclass
+class StackOptions:
+    config: str | None = None
+    single_worker: bool = False
+    pool: str = "threads"
+    log_dir: Path | None = None
+
+
+def start_redis(stack: RunningStack) -> str:
+    try:
+        child, url = start_redis_server(stack.log_dir)
+    except FileNotFoundError as exc:
+        raise StackError(f"{exc} (or point {BROKER_ENV} at a running Redis)") from None
+    stack.add(child, "Redis (broker + results + breaker state)", url)
+    return url
+
+
+def spawn_simulator(service: str, log_dir: Path, key: str) -> tuple[ChildProcess, dict[str, str]]:
+    """``service``'s simulated upstream on a free port (not yet listening); the env that reaches it."""
+    url_var, key_var = SIMULATED_SERVICES[service]
+    port = free_port()
+    child = ChildProcess(f"sim-{service}", [sys.executable, "-m", "upstream_sim", service, "--port", str(port)],
+                         log=log_dir / f"sim-{service}.log", env={key_var: key})
+    return child, {url_var: f"http://127.0.0.1:{port}", key_var: key}
+
+
+def wait_listening(child: ChildProcess, url: str) -> None:
+    port = int(url.rsplit(":", 1)[1])
+    wait_until(lambda: port_open(port), 20, f"{child.name} to listen")
+
+
+def services_to_simulate(settings: Settings, environ: Mapping[str, str]) -> list[str]:
+    """The bundled services the stack simulates: enabled in ``settings``, no ``<SERVICE>_URL`` in ``environ``."""
+    planned = []
+    for service, (url_var, _key_var) in SIMULATED_SERVICES.items():
+        server = settings.servers.get(service)
+        if server is None or not server.enabled or environ.get(url_var):
+            continue
+        planned.append(service)
+    return planned
+
+
+def start_simulators(stack: RunningStack) -> None:
+    started: list[tuple[ChildProcess, str]] = []
+    for service in services_to_simulate(stack.settings, os.environ):
+        url_var, key_var = SIMULATED_SERVICES[service]
+        child, env = spawn_simulator(service, stack.log_dir, os.environ.get(key_var) or secrets.token_hex(16))
+        stack.add(child, f"simulated {service} upstream", env[url_var])
+        stack.env.update(env)
+        started.append((child, env[url_var]))
+    for child, url in started:
+        wait_listening(child, url)
+
+
+def start_workers(stack: RunningStack, options: StackOptions) -> None:
+    servers = list(stack.settings.enabled_servers().values())
+    groups = [servers] if options.single_worker else [[server] for server in servers]
+    for group in groups:
+        name = "all" if options.single_worker else group[0].name
+        queues = ",".join(server.queue for server in group)
+        args = [sys.executable, "-m", "celery", "-A", "workers.app", "worker", "-Q", queues, "-P", options.pool,
+                "-c", str(WORKER_THREADS), "-n", f"{name}@%h", "-l", "INFO"]
+        child = ChildProcess(f"worker-{name}", args, log=stack.log_dir / f"worker-{name}.log", env=stack.env)
+        stack.add(child, f"Celery worker ({options.pool} pool)", queues)
+
+
+def start_beat(stack: RunningStack) -> None:
+    """The one beat: schedules each server's health check on its queue (RedBeat, Redis lock)."""
+    args = [sys.executable, "-m", "celery", "-A", "beat_schedule", "beat", "-l", "INFO"]
+    child = ChildProcess("beat", args, log=stack.log_dir / "beat.log", env=stack.env)
+    stack.add(child, "Celery beat (health checks, RedBeat lock)", "every server queue")
+
+
+def wait_ready(stack: RunningStack) -> dict[str, str]:
+    """Every enabled server answers ``tools/list`` through its queue; returns a status per server."""
+    client = Orchestrator(stack.settings)
+    status: dict[str, str] = {}
+    try:
+        for name in stack.settings.enabled_servers():
+            try:
+                tools = client.list_tools(name, timeout=READY_TIMEOUT_SECONDS, refresh=True)
+                status[name] = f"ready, {len(tools)} tools"
+            except OrchestratorError as exc:
+                status[name] = f"NOT READY: {type(exc).__name__}: {exc}"
+    finally:
+        client.close()
+    return status
+
+
+def print_table(stack: RunningStack, status: dict[str, str]) -> None:
+    width = max(len(row[0]) for row in stack.rows)
+    print(f"\nmcp-orch stack is up (logs in {stack.log_dir})\n")
+    for name, what, where in stack.rows:
+        print(f"  {name:<{width}}  {where:<40}  {what}")
+    print()
+    for name, state in status.items():
+        print(f"  server {name:<10} {state}")
+    for line in stack.notes:
+        print(line)
+    cli = Path(sys.executable).with_name("mcp-orch")
+    print(f"\nTry:  {cli if cli.exists() else 'mcp-orch'} call sabnzbd sabnzbd_get_queue      "
+          "(Ctrl-C stops everything)\n", flush=True)
+
+
+def run_stack(options: StackOptions) -> int:
+    """Start everything, report readiness, block until SIGINT/SIGTERM/SIGHUP, stop everything."""
+    log_dir = options.log_dir or Path(tempfile.mkdtemp(prefix="mcp-orch-stack-"))
+    log_dir.mkdir(parents=True, exist_ok=True)
+    path = config_path(options.config)
+    env = {CONFIG_PATH_ENV: str(path.resolve())}
+    stack = RunningStack(log_dir=log_dir, settings=load_settings(path), env=env)
+    stopping = threading.Event()
+    stopped_cleanly = False
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):  # SIGHUP: the terminal closed
+        signal.signal(sig, lambda *_: stopping.set())
+    try:
+        if os.environ.get(BROKER_ENV) is None and path == DEFAULTS_FILE:
+            other = stack_state.find(path).running
+            if other is not None:
+                raise StackError(f"a stack from this checkout is already running (pid {other.pid}); stop it first "
+                                 f"(Ctrl-C in its terminal, or kill {other.pid})")
+            env[BROKER_ENV] = start_redis(stack)
+            os.environ[BROKER_ENV] = env[BROKER_ENV]
+            stack.settings = load_settings(path)
+            stack_state.publish(stack_state.StackState(pid=os.getpid(), broker_url=env[BROKER_ENV],
+                                                       config=str(path.resolve()), started=time.time()))
+        start_simulators(stack)
+        start_workers(stack, options)
+        start_beat(stack)
+        login = start_flower(stack)
+        start_metrics(stack)
+        status = wait_ready(stack)
+        stack.notes += monitoring_notes(stack, login)
+        print_table(stack, status)
+        while not stopping.wait(1.0):
+            dead = [child.name for child in stack.children if not child.alive()]
+            if dead:
+                print(f"stopping: {', '.join(dead)} exited (see {log_dir})", file=sys.stderr)
+                return 1
+        stopped_cleanly = True
+        return 0
+    finally:
+        if stack.children:
+            print("stopping the stack...", file=sys.stderr, flush=True)
+        stack.stop()
+        stack_state.withdraw(path, os.getpid())
+        if stopped_cleanly and options.log_dir is None:  # a failed run keeps its logs
+            shutil.rmtree(log_dir, ignore_errors=True)

@@ -1,0 +1,66 @@
+"""Every CLI error is one line on stderr with a non-zero exit: bad configuration, closed pipes, Ctrl-C."""
+
+from __future__ import annotations
+
+import io
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import redis
+
+from orchestrator.operator import cli
+from tests.support.procs import REPO
+
+
+def test_a_broker_url_that_is_not_a_redis_url_is_one_line_naming_the_variable_and_not_the_value() -> None:
+    """MCP_ORCH_BROKER_URL=notaurl: exit 2, one stderr line naming broker_url and its variable, no traceback."""
+    env = {**os.environ, "MCP_ORCH_BROKER_URL": "notaurl-with-s3cret"}
+    env.pop("MCP_ORCH_CONFIG", None)
+    out = subprocess.run([sys.executable, "-m", "orchestrator.operator.cli", "health"], cwd=REPO, env=env,
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 2
+    lines = out.stderr.strip().splitlines()
+    assert len(lines) == 1, out.stderr
+    assert "broker_url (from MCP_ORCH_BROKER_URL)" in lines[0] and "redis://" in lines[0]
+    assert "s3cret" not in out.stderr and "Traceback" not in out.stderr
+
+
+def test_a_closed_output_pipe_ends_the_command_quietly(redis_url: str, monkeypatch: pytest.MonkeyPatch,
+                                                       capsys: pytest.CaptureFixture[str]) -> None:
+    """Output into a pipe whose reader is gone (``| head``) ends with exit 141 and no traceback."""
+    monkeypatch.setenv("MCP_ORCH_BROKER_URL", redis_url)
+    monkeypatch.delenv("MCP_ORCH_CONFIG", raising=False)
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    broken = io.TextIOWrapper(io.FileIO(write_end, "w"), write_through=True)
+    monkeypatch.setattr(sys, "stdout", broken)
+    try:
+        assert cli.main(["breakers", "--json"]) == 141
+    finally:
+        monkeypatch.undo()
+        broken.close()
+    assert "Traceback" not in capsys.readouterr().err
+
+
+def test_ctrl_c_during_a_call_is_one_line_and_exit_130(redis_url: str) -> None:
+    """SIGINT while ``mcp-orch call`` waits (no worker on the queue): ``error: interrupted``, exit 130."""
+    env = {**os.environ, "MCP_ORCH_BROKER_URL": redis_url}
+    env.pop("MCP_ORCH_CONFIG", None)
+    proc = subprocess.Popen([sys.executable, "-m", "orchestrator.operator.cli", "call", "sabnzbd", "sabnzbd_get_queue"],
+                            cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        queue = redis.Redis.from_url(redis_url)
+        deadline = time.monotonic() + 30
+        while not queue.llen("mcp.sabnzbd") and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert queue.llen("mcp.sabnzbd") == 1, "the call was never enqueued"
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=30)
+    finally:
+        proc.kill()
+    assert proc.returncode == 130
+    assert err.strip().splitlines() == ["error: interrupted"]

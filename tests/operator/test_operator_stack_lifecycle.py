@@ -1,0 +1,127 @@
+"""A stack is its own and dies with its parent: per-checkout state, stale state removed, SIGHUP and kill -9."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from orchestrator.operator import stack_state
+from orchestrator.operator.processes import port_open
+from tests.operator.test_operator_stack import MCP_ORCH, START_TIMEOUT, operator_env, read_until_ready
+from tests.support.procs import REPO
+from tests.support.proctree import alive, descendants
+
+pytestmark = pytest.mark.slow
+
+
+def start_stack(root: Path, *args: str) -> tuple[subprocess.Popen[str], str]:
+    """``mcp-orch stack`` with its state under ``root``; returns once it reported readiness, with its output."""
+    proc = subprocess.Popen([*MCP_ORCH, "stack", *args], env=operator_env(root), cwd=REPO, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, text=True, start_new_session=True)
+    try:
+        return proc, "\n".join(read_until_ready(proc, START_TIMEOUT))
+    except BaseException:
+        proc.kill()
+        raise
+
+
+def wait_gone(pids: list[int], timeout: float = 60) -> list[int]:
+    """The pids still alive after ``timeout`` (empty when all ended)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        left = [pid for pid in pids if alive(pid)]
+        if not left:
+            return []
+        time.sleep(0.2)
+    return [pid for pid in pids if alive(pid)]
+
+
+def cli(root: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([*MCP_ORCH, *args], env=operator_env(root), cwd=REPO, capture_output=True, text=True,
+                          timeout=60)
+
+
+def test_kill_9_of_the_stack_takes_every_child_with_it_and_the_cli_removes_its_stale_state(tmp_path: Path) -> None:
+    """kill -9 of ``mcp-orch stack``: its children end by themselves (parent-death signal); the CLI then finds the
+    state file stale, removes it and says it falls back to the default broker."""
+    proc, _ = start_stack(tmp_path)
+    children = descendants(proc.pid)
+    assert any("celery" in args and "worker" in args for args in children.values())
+    state_files = list((tmp_path / "mcp-orch" / "stacks").glob("*.json"))
+    assert len(state_files) == 1 and json.loads(state_files[0].read_text())["pid"] == proc.pid
+    header = cli(tmp_path, "health").stdout.splitlines()[0]
+    assert re.match(rf"Redis redis://127\.0\.0\.1:\d+/0 \(the stack running from this checkout, pid {proc.pid}\)",
+                    header), header
+
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=10)
+    assert wait_gone(list(children)) == [], {pid: children[pid] for pid in children if alive(pid)}
+
+    done = cli(tmp_path, "--verbose", "breakers", "--json")
+    assert f"removed the state of a stack that is gone (pid {proc.pid})" in done.stderr
+    assert "no stack is running from this checkout" in done.stderr
+    assert not state_files[0].exists()
+
+
+def test_sighup_stops_the_stack_cleanly_and_a_second_stack_of_the_same_checkout_is_refused(tmp_path: Path) -> None:
+    """The terminal closing (SIGHUP) stops the stack like Ctrl-C, leaving no process and no log folder; while it
+    runs, a second ``mcp-orch stack`` from the same checkout refuses to start and names the first."""
+    proc, text = start_stack(tmp_path)
+    log_dir = Path(re.search(r"logs in (\S+)\)", text).group(1))
+    children = descendants(proc.pid)
+
+    second = cli(tmp_path, "stack")
+    assert second.returncode == 1
+    assert second.stderr.strip().splitlines() == [
+        f"error: a stack from this checkout is already running (pid {proc.pid}); stop it first "
+        f"(Ctrl-C in its terminal, or kill {proc.pid})"]
+
+    proc.send_signal(signal.SIGHUP)
+    assert proc.wait(timeout=60) == 0
+    assert wait_gone(list(children), timeout=10) == []
+    assert not log_dir.exists(), "a clean stop leaves no log folder behind"
+    assert not list((tmp_path / "mcp-orch" / "stacks").glob("*.json"))
+
+
+def test_a_port_held_by_another_process_is_named_in_the_stack_notes(tmp_path: Path) -> None:
+    """When Flower's port is taken, the stack says which process holds it and where Flower went instead."""
+    holder = subprocess.Popen(["python3", "-m", "http.server", "--bind", "127.0.0.1", "5555"],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 10
+        while not port_open(5555) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        proc, text = start_stack(tmp_path)
+        try:
+            assert re.search(rf"note: port 5555 is held by pid {holder.pid} \(\S*python3 -m http.server .*\); "
+                             r"Flower is on \d+ instead", text), text
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            proc.wait(timeout=60)
+    finally:
+        holder.kill()
+        holder.wait()
+
+
+def test_state_files_are_keyed_by_checkout_config_and_private(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two configs get two state files; each is readable by its user only; a dead pid reads as stale."""
+    monkeypatch.setenv("XDG_RUNTIME_DIR", str(tmp_path))
+    one, two = tmp_path / "a" / "defaults.toml", tmp_path / "b" / "defaults.toml"
+    stack_state.publish(stack_state.StackState(os.getpid(), "redis://127.0.0.1:1/0", str(one), time.time()))
+    stack_state.publish(stack_state.StackState(os.getpid(), "redis://127.0.0.1:2/0", str(two), time.time()))
+    assert stack_state.find(one).running.broker_url == "redis://127.0.0.1:1/0"
+    assert stack_state.find(two).running.broker_url == "redis://127.0.0.1:2/0"
+    assert stack_state.state_path(one).stat().st_mode & 0o777 == 0o600
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    stack_state.publish(stack_state.StackState(dead.pid, "redis://127.0.0.1:3/0", str(one), time.time()))
+    lookup = stack_state.find(one)
+    assert lookup.running is None and lookup.stale is not None and lookup.stale.pid == dead.pid
+    assert not stack_state.state_path(one).exists()
