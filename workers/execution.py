@@ -77,8 +77,8 @@ class WorkerCall:
 def run_call(call: WorkerCall, manager: SessionManager, state: WorkerRuntime) -> ToolResult:
     """Run the call on the held session: breaker-checked, retried while safe and worthwhile.
 
-    The breaker counts calls (DESIGN invariant 7): one admission before the session is even
-    awaited and one recorded outcome after the last attempt, so a server that cannot be reached
+    The breaker counts calls (invariant 7, docs/ARCHITECTURE.md): one admission before the session
+    is even awaited and one recorded outcome after the last attempt, so a server that cannot be reached
     counts too and retries happen inside the admission. With ``breaker.count = "attempts"`` each
     attempt is admitted and recorded instead. A call not safe to repeat is claimed with an
     execution marker first, so that a redelivery of it becomes ``OutcomeUnknown`` instead of a
