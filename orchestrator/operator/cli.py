@@ -80,8 +80,10 @@ def collect_params(args: argparse.Namespace, properties: dict[str, Any] | None =
 def cmd_call(args: argparse.Namespace) -> int:
     client = Orchestrator(cli_settings(args))
     try:
-        properties = tool_properties(client, args.server, args.tool) if args.param else None
-        result = client.call_tool(args.server, args.tool, collect_params(args, properties), args.timeout)
+        params = collect_params(args)  # malformed input is refused before anything is read from Redis
+        if args.param:
+            params = collect_params(args, tool_properties(client, args.server, args.tool))
+        result = client.call_tool(args.server, args.tool, params, args.timeout)
     finally:
         client.close()
     emit(result.model_dump(mode="json") if args.json else result.data, args.json)

@@ -49,6 +49,8 @@ def test_stats_count_the_retries_of_a_call_that_failed_after_retrying(stack: Sta
                                                                       capsys: pytest.CaptureFixture[str]) -> None:
     """A read-only call whose 3 attempts each time out (``attempt_timeout_seconds = 1``) shows 2 retries."""
     tool = "sleep"
+    client.reset_breaker("flaky")
+    assert client.call_tool("flaky", "echo", {"text": "warm"}).ok  # the session is open: attempts get their time
     main(["--config", str(stack.config_path), "stats", "flaky", "--reset", "--json"])
     capsys.readouterr()
     with pytest.raises(DeadlineExceeded):
