@@ -56,6 +56,8 @@ VISIBILITY_TIMEOUT_SECONDS = 3600
 """Redis re-delivers an unacked message after this long; longer than any call can run (s)."""
 RESULT_EXPIRES_SECONDS = 3600
 """How long a call's result stays in the result backend (seconds)."""
+REDIS_URL_SCHEMES = ("redis", "rediss", "unix")
+"""URL schemes of a Redis the broker, the result backend and the shared state may use."""
 MAX_PARAMS_BYTES = 256 * 1024
 """Default of ``max_params_bytes``: the largest JSON-encoded params a call may carry (bytes); a
 bigger call is refused before enqueue instead of clogging the broker and failing at the upstream."""
@@ -318,10 +320,13 @@ class Settings(BaseSettings):
 
     @field_validator("broker_url", "result_backend")
     @classmethod
-    def _check_redis_url(cls, value: str | None) -> str | None:
-        """Broker and backend are Redis; a bad URL is named here, not as a traceback from redis-py."""
-        if value is not None and not re.match(r"^(rediss?://|unix://)", value):
-            raise ValueError("must be a redis://, rediss:// or unix:// URL")
+    def _check_redis_url(cls, value: str | None, info: ValidationInfo) -> str | None:
+        """Broker and backend are Redis (``memory://`` is Celery's in-process transport, for tests); a bad
+        URL is named here, not as a traceback from redis-py."""
+        allowed = REDIS_URL_SCHEMES + (("memory",) if info.field_name == "broker_url" else ("cache+memory",))
+        scheme, separator, _ = (value or "").partition("://")
+        if value is not None and (not separator or scheme not in allowed):
+            raise ValueError(f"must be a URL with one of the schemes {', '.join(s + '://' for s in allowed)}")
         return value
 
     @field_validator("servers", mode="before")
