@@ -9,6 +9,7 @@ that refuses the worker's token when the session opens.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import threading
@@ -21,6 +22,7 @@ from pathlib import Path
 import pytest
 import redis
 
+from orchestrator import AsyncOrchestrator
 from orchestrator.celery_app import make_celery
 from orchestrator.client import Orchestrator
 from orchestrator.config import load_settings
@@ -214,3 +216,17 @@ def test_a_variable_in_stdio_args_reaches_the_server_and_is_masked_in_what_comes
     assert LOCAL_TZ not in json.dumps(tools)
     schema = next(tool for tool in tools if tool["name"] == "get_current_time")["inputSchema"]
     assert schema["properties"]["timezone"]["description"] == "***"
+
+
+def test_the_async_client_names_the_close_match_of_a_tool_the_server_refused(error_stack: ErrorStack) -> None:
+    """Through ``AsyncOrchestrator`` the server's JSON-RPC refusal of an unknown tool is the same caller error
+    with the catalog's hint."""
+
+    async def call() -> ToolReturnedError:
+        async with AsyncOrchestrator(error_stack.client.settings) as client:
+            with pytest.raises(ToolReturnedError) as caught:
+                await client.call_tool("time", "get_current_tim", {}, timeout=15)
+            return caught.value
+
+    error = asyncio.run(call())
+    assert error.cause == "MCPError -32602" and "close matches on time: get_current_time" in error.message
