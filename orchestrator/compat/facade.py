@@ -114,11 +114,6 @@ class MCPOrchestrator(SeedSurface):
                                        "failed_calls": 0}
 
     # -- servers ---------------------------------------------------------------------------------
-    @property
-    def servers(self) -> tuple[str, ...]:
-        """The servers this facade serves (enabled in the seed config)."""
-        return self.mapping.servers
-
     def _served(self, server: Any) -> ServerSettings:
         """The served server called ``server`` or one of its aliases (else ``InvalidCall``, a ValueError)."""
         server = self._facade_alias(server)

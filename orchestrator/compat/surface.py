@@ -93,11 +93,16 @@ class SeedSurface:
 
     config: Any
     mapping: SeedMapping
-    servers: tuple[str, ...]
     _attached: set[str]
     _closed: bool
     _semaphore: asyncio.Semaphore
     _in_flight: set[asyncio.Task[Any]]
+
+    @property
+    def servers(self) -> tuple[str, ...]:
+        """The servers this facade serves (enabled in the seed config)."""
+        return self.mapping.servers
+
     if TYPE_CHECKING:  # provided by MCPOrchestrator
         async def connect(self, server: str) -> bool: ...
         async def health_check(self, server: str) -> bool: ...

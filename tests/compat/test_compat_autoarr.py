@@ -33,13 +33,11 @@ from orchestrator.compat import (
     exceptions,
 )
 from orchestrator.operator.processes import wait_until
+from tests.compat.test_compat import WAIT, CompatStack, connected, reset_faults_and_breakers, run, running_compat_stack
 from tests.support.proctree import descendants
 from tests.support.redis_proc import RedisServer
-from tests.test_compat import WAIT, CompatStack, connected, reset_faults_and_breakers, run, running_compat_stack
 
 pytestmark = pytest.mark.slow
-
-PLEX_PENDING = pytest.mark.xfail(reason="Plex tools land with branch sabplex", strict=True)
 
 Ids = dict[str, Any]
 
@@ -151,8 +149,6 @@ ROUTER_CALL_SITES = [
     CallSite("media: GET /recently-added", "plex", "get_recently_added", lambda _: {"limit": 20}, _non_empty_list),
     CallSite("media: GET /on-deck", "plex", "get_on_deck", _no_params, _is_list),
     CallSite("media: GET /sessions", "plex", "get_sessions", _no_params, _is_list),
-]
-PLEX_PENDING_CALL_SITES = [
     CallSite("media: GET /libraries/{key}", "plex", "get_library", lambda ids: {"library_key": ids["library"]},
              _object_with("key")),
     CallSite("media: POST /scan", "plex", "scan_library", lambda ids: {"library_key": ids["library"]},
@@ -239,14 +235,6 @@ def _call_site(stack: CompatStack, ids: Ids, site: CallSite) -> None:
 @pytest.mark.parametrize("site", ROUTER_CALL_SITES + SERVICE_CALL_SITES, ids=str)
 def test_each_autoarr_call_site_gets_the_shape_its_caller_reads(stack: CompatStack, ids: Ids, site: CallSite) -> None:
     """The tool as AutoArr names it, with AutoArr's params, answers what that caller reads."""
-    _call_site(stack, ids, site)
-
-
-@PLEX_PENDING
-@pytest.mark.parametrize("site", PLEX_PENDING_CALL_SITES, ids=str)
-def test_each_autoarr_plex_call_site_gets_the_shape_its_router_reads(stack: CompatStack, ids: Ids,
-                                                                       site: CallSite) -> None:
-    """The Plex router's tools (get_library, scan_library, ...) answer what the media router reads."""
     _call_site(stack, ids, site)
 
 
