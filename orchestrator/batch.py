@@ -11,6 +11,7 @@ progress as results arrive, and cap the calls running at once per server across 
 from __future__ import annotations
 
 import contextlib
+import json
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -178,15 +179,59 @@ def run_batch(app: Celery, settings: Settings, prepared: list[PreparedCall], *, 
         _report_done(progress, len(prepared), len(prepared))
         return [outcome for outcome in plan.outcomes if outcome is not None]
     epoch = redis_epoch(markers)
-    enqueued = _enqueue_all(app, prepared, plan.positions, plan.signatures, plan.outcomes, plan.deadline)
-    return _collect(app, prepared, enqueued, plan.outcomes, plan.deadline, fail_fast, progress, markers, epoch)
+    enqueued: dict[int, AsyncResult] = {}
+    try:
+        _enqueue_all(app, prepared, plan.positions, plan.signatures, plan.outcomes, plan.deadline, enqueued)
+        return _collect(app, prepared, enqueued, plan.outcomes, plan.deadline, fail_fast, progress, markers, epoch)
+    except KeyboardInterrupt:
+        raise _interrupted(app, prepared, enqueued, plan.outcomes, markers) from None
+
+
+class BatchInterrupted(KeyboardInterrupt):
+    """Ctrl-C while a batch ran: the calls without an outcome were revoked, and those still waiting in
+    their queue were taken out of it (so they never run, even on a worker started later)."""
+
+    def __init__(self, total: int, ended: int, withdrawn: int, revoked: int) -> None:
+        super().__init__(f"interrupted: {ended} of {total} calls had ended; {withdrawn} were taken out of their "
+                         f"queue before running; {revoked - withdrawn} had been picked up by a worker and were "
+                         f"revoked (one already running finishes there)")
+        self.total, self.ended, self.withdrawn, self.revoked = total, ended, withdrawn, revoked
+
+
+def _interrupted(app: Celery, prepared: list[PreparedCall], enqueued: Mapping[int, AsyncResult],
+                 outcomes: list[Outcome | None], queues: redis.Redis | None) -> BatchInterrupted:
+    """Revoke what has no outcome yet and withdraw what still waits in a queue; say how many of each."""
+    unfinished = {index: handle.id for index, handle in enqueued.items() if outcomes[index] is None}
+    withdrawn = 0
+    with contextlib.suppress(*LIBRARY_ERRORS):
+        app.control.revoke(list(unfinished.values()))
+        if queues is not None:
+            by_queue: dict[str, set[str]] = {}
+            for index, task_id in unfinished.items():
+                by_queue.setdefault(prepared[index].server.queue, set()).add(task_id)
+            withdrawn = sum(withdraw_queued(queues, queue, ids) for queue, ids in by_queue.items())
+    ended = sum(outcome is not None for outcome in outcomes)
+    return BatchInterrupted(len(prepared), ended, withdrawn, len(unfinished))
+
+
+def withdraw_queued(client: redis.Redis, queue: str, task_ids: set[str]) -> int:
+    """Remove the messages of ``task_ids`` still waiting in ``queue`` (kombu's Redis list); how many."""
+    removed = 0
+    for raw in client.lrange(queue, 0, -1):
+        try:
+            task_id = json.loads(raw)["headers"]["id"]
+        except (ValueError, KeyError, TypeError):
+            continue
+        if task_id in task_ids:
+            removed += int(client.lrem(queue, 1, raw))  # type: ignore[arg-type]  # bytes work; the stub says str
+    return removed
 
 
 def _enqueue_all(app: Celery, prepared: list[PreparedCall], positions: list[int], signatures: list[Signature],
-                 outcomes: list[Outcome | None], batch_deadline: float | None) -> dict[int, AsyncResult]:
-    """Publish each call (retrying while the broker is unreachable and its deadline allows); a call that
-    could not be enqueued gets its ``NotEnqueued`` outcome, the others keep their handle."""
-    enqueued: dict[int, AsyncResult] = {}
+                 outcomes: list[Outcome | None], batch_deadline: float | None,
+                 enqueued: dict[int, AsyncResult]) -> None:
+    """Publish each call into ``enqueued`` (retrying while the broker is unreachable and its deadline
+    allows); a call that could not be enqueued gets its ``NotEnqueued`` outcome instead."""
     with app.producer_or_acquire() as producer:  # lazy: connects on the first publish
         for position, signature in zip(positions, signatures, strict=True):
             call = prepared[position]
@@ -195,7 +240,6 @@ def _enqueue_all(app: Celery, prepared: list[PreparedCall], positions: list[int]
                 enqueued[position] = enqueue(app, signature, give_up_at=give_up_at, producer=producer)
             except NotEnqueued as exc:
                 outcomes[position] = exc
-    return enqueued
 
 
 def unfinished_outcome(call: PreparedCall, task_id: str, *, failed_fast: bool,

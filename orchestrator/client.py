@@ -31,6 +31,7 @@ from orchestrator.batch import (
     run_batch,
     settle,
     stored_meta,
+    withdraw_queued,
 )
 from orchestrator.breaker import BreakerBoard, BreakerSnapshot
 from orchestrator.catalog import Catalog
@@ -241,6 +242,11 @@ class Orchestrator:
         except DeadlineExceeded as exc:
             raise (confirmed(exc, self.redis, call, handle.id, epoch) if tool_call else exc) from None
         except OrchestratorError:
+            raise
+        except KeyboardInterrupt:  # the caller gave up: the call must not run later on some worker
+            with contextlib.suppress(*LIBRARY_ERRORS):
+                abandon(self.app, handle)
+                withdraw_queued(self.redis, call.server.queue, {handle.id})
             raise
         except CeleryTimeout:
             with contextlib.suppress(*LIBRARY_ERRORS):

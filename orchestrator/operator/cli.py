@@ -280,8 +280,8 @@ def main(argv: list[str] | None = None) -> int:
     except (redis.RedisError, kombu.exceptions.OperationalError) as exc:
         print(f"error: cannot reach Redis (broker / state): {type(exc).__name__}: {exc}", file=sys.stderr)
         return 1
-    except KeyboardInterrupt:
-        print("error: interrupted", file=sys.stderr)
+    except KeyboardInterrupt as exc:  # a batch says what it revoked and withdrew (BatchInterrupted)
+        print(f"error: {exc}" if str(exc) else "error: interrupted", file=sys.stderr)
         return 130
     except BrokenPipeError:
         # The reader went away (``mcp-orch tools | head``): say nothing more, and keep the interpreter's

@@ -124,6 +124,10 @@ def cmd_batch(args: argparse.Namespace) -> int:
     try:
         outcomes = client.call_tools_parallel(calls, timeout=timeout, fail_fast=fail_fast, progress=progress,
                                               max_concurrency=caps or None)
+    except KeyboardInterrupt:
+        if progress is not None:
+            sys.stderr.write("\n")  # end the progress bar's line before the one-line summary
+        raise
     finally:
         client.close()
     if args.json:

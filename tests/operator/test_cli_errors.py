@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 import os
 import signal
 import subprocess
@@ -47,7 +48,8 @@ def test_a_closed_output_pipe_ends_the_command_quietly(redis_url: str, monkeypat
 
 
 def test_ctrl_c_during_a_call_is_one_line_and_exit_130(redis_url: str) -> None:
-    """SIGINT while ``mcp-orch call`` waits (no worker on the queue): ``error: interrupted``, exit 130."""
+    """SIGINT while ``mcp-orch call`` waits (no worker on the queue): ``error: interrupted``, exit 130, and the
+    call is revoked and taken out of its queue."""
     env = {**os.environ, "MCP_ORCH_BROKER_URL": redis_url}
     env.pop("MCP_ORCH_CONFIG", None)
     proc = subprocess.Popen([sys.executable, "-m", "orchestrator.operator.cli", "call", "sabnzbd", "sabnzbd_get_queue"],
@@ -64,3 +66,30 @@ def test_ctrl_c_during_a_call_is_one_line_and_exit_130(redis_url: str) -> None:
         proc.kill()
     assert proc.returncode == 130
     assert err.strip().splitlines() == ["error: interrupted"]
+    assert queue.llen("mcp.sabnzbd") == 0, "the interrupted call was left to run on a later worker"
+
+
+def test_ctrl_c_during_a_batch_withdraws_what_has_not_started_and_says_so(redis_url: str, tmp_path) -> None:
+    """SIGINT while ``mcp-orch batch`` waits (no worker on the queue): exit 130, one line counting what ended
+    and what was withdrawn, and the queue holds none of the batch's messages afterwards (they never run)."""
+    env = {**os.environ, "MCP_ORCH_BROKER_URL": redis_url}
+    env.pop("MCP_ORCH_CONFIG", None)
+    batch = tmp_path / "calls.json"
+    batch.write_text(json.dumps([{"server": "sabnzbd", "tool": "sabnzbd_get_queue"} for _ in range(5)]))
+    proc = subprocess.Popen([sys.executable, "-m", "orchestrator.operator.cli", "batch", str(batch), "--no-progress"],
+                            cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    queue = redis.Redis.from_url(redis_url)
+    try:
+        deadline = time.monotonic() + 30
+        while queue.llen("mcp.sabnzbd") < 5 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert queue.llen("mcp.sabnzbd") == 5, "the batch was never enqueued"
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=30)
+    finally:
+        proc.kill()
+    assert proc.returncode == 130
+    assert err.strip().splitlines() == [
+        "error: interrupted: 0 of 5 calls had ended; 5 were taken out of their queue before running; 0 had been "
+        "picked up by a worker and were revoked (one already running finishes there)"], err
+    assert queue.llen("mcp.sabnzbd") == 0
