@@ -37,7 +37,14 @@ from orchestrator.breaker import BreakerBoard, BreakerSnapshot
 from orchestrator.catalog import Catalog
 from orchestrator.celery_app import RESULT_GRACE_SECONDS, abandon, enqueue, make_celery
 from orchestrator.config import ServerConfig, Settings, load_settings
-from orchestrator.errors import CallFailed, DeadlineExceeded, InvalidCall, OrchestratorError, ToolReturnedError
+from orchestrator.errors import (
+    CallFailed,
+    DeadlineExceeded,
+    InvalidCall,
+    OrchestratorError,
+    ServerUnavailable,
+    ToolReturnedError,
+)
 from orchestrator.results import ToolResult, tool_error
 from orchestrator.unreachable import LIBRARY_ERRORS, guard_public_methods, is_unreachable
 from orchestrator.validation import (
@@ -54,6 +61,12 @@ def client_urls(client: Any) -> tuple[str, str]:
     return client.settings.broker_url, client.settings.backend_url
 
 
+NO_WORKER_CHECK_SECONDS = 1.0
+"""How long a single call waits for its result before asking whether any live worker consumes its queue."""
+_PENDING = object()
+"""``_unless_no_worker``'s answer when the call should keep waiting."""
+
+
 @guard_public_methods(client_urls)
 class Orchestrator:
     """Synchronous client: one tool call in, one ``ToolResult`` (or typed error) out.
@@ -67,7 +80,8 @@ class Orchestrator:
         self.breakers = BreakerBoard(self.redis, {name: s.breaker for name, s in self.settings.servers.items()})
 
     def call_tool(self, server: str, tool: str, params: dict[str, Any] | None = None,
-                  timeout: float | None = None, *, raise_on_error: bool = True) -> ToolResult:
+                  timeout: float | None = None, *, raise_on_error: bool = True,
+                  wait_for_worker: bool = False) -> ToolResult:
         """Call ``tool`` on ``server`` (name or alias) and wait for its result.
 
         Raises a subclass of ``OrchestratorError``: ``InvalidCall`` before anything is
@@ -78,10 +92,15 @@ class Orchestrator:
         (``get_queue`` on ``sabnzbd`` -> ``sabnzbd_get_queue``). A name the catalog does not list
         is still sent (a stale catalog must not refuse a new tool): the server judges, and its
         error comes back naming the close matches from the catalogs.
+
+        A call still unanswered after ``NO_WORKER_CHECK_SECONDS`` on a queue no live worker consumes
+        (no heartbeat) fails at once with ``ServerUnavailable`` and is taken out of the queue, unless
+        ``wait_for_worker`` asks to wait for one until the deadline.
         """
         call, listed = self._admit(prepare_call(self.settings, server, tool, params, timeout))
         try:
-            result = ToolResult.model_validate(self._run(call, CALL_TOOL, call.task_kwargs()))
+            result = ToolResult.model_validate(self._run(call, CALL_TOOL, call.task_kwargs(),
+                                                         check_worker=not wait_for_worker))
         except DeadlineExceeded as exc:
             exc.details.setdefault("timeout", call.timeout)  # the seed's MCPTimeoutError.timeout
             raise
@@ -203,11 +222,44 @@ class Orchestrator:
         """One server's health with its diagnostics (errors, times, latency, versions, breaker, queue)."""
         return health.health_detail(self.health_store, self.settings, server)
 
-    def _run(self, call: PreparedCall, task: str, kwargs: dict[str, Any]) -> Any:
+    def _run(self, call: PreparedCall, task: str, kwargs: dict[str, Any], *, check_worker: bool = False) -> Any:
         if task != CALL_TOOL:
             return self._wait(call, self._send(call, task, kwargs))
         epoch = redis_epoch(self.redis)  # before enqueueing: did Redis lose the call's marker meanwhile?
-        return self._wait(call, self._send(call, task, kwargs), epoch, tool_call=True)
+        handle = self._send(call, task, kwargs)
+        if check_worker:
+            early = self._unless_no_worker(call, handle)
+            if early is not _PENDING:
+                return early
+        return self._wait(call, handle, epoch, tool_call=True)
+
+    def _unless_no_worker(self, call: PreparedCall, handle: AsyncResult) -> Any:
+        """The result if it comes within ``NO_WORKER_CHECK_SECONDS``; else ``_PENDING`` while a live worker
+        consumes the queue (or that cannot be told); else the call is withdrawn and ``ServerUnavailable``."""
+        if call.deadline - time.time() <= NO_WORKER_CHECK_SECONDS:
+            return _PENDING
+        try:
+            return handle.get(timeout=NO_WORKER_CHECK_SECONDS, propagate=True, disable_sync_subtasks=False)
+        except OrchestratorError:
+            raise
+        except CeleryTimeout:
+            pass
+        except Exception:  # Redis trouble under the listener: the full wait handles it
+            return _PENDING
+        try:
+            if self.health_store.has_consumer(call.server.queue):
+                return _PENDING
+            abandon(self.app, handle)
+            withdrawn = withdraw_queued(self.redis, call.server.queue, {handle.id})
+        except LIBRARY_ERRORS:
+            return _PENDING
+        if not withdrawn:  # a worker took it meanwhile: wait for its answer
+            return _PENDING
+        raise ServerUnavailable(
+            f"no live worker consumes {call.server.queue} (none has sent a heartbeat in the last "
+            f"{health.CONSUMER_TTL_SECONDS:g}s); the call was taken out of the queue. Start one "
+            f"(mcp-orch worker --servers {call.server.name}) or call with wait_for_worker=True",
+            server=call.server.name, tool=call.tool, task_id=handle.id)
 
     def _send(self, call: PreparedCall, task: str, kwargs: dict[str, Any]) -> AsyncResult:
         signature = self.app.signature(task, kwargs=kwargs, queue=call.server.queue,

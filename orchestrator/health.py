@@ -202,6 +202,10 @@ class HealthStore:
             pipe.expire(key, int(CONSUMER_TTL_SECONDS * 4))
         pipe.execute()
 
+    def has_consumer(self, queue: str, *, now: float | None = None) -> bool:
+        """Whether a live worker (one whose heartbeat has not lapsed) consumes ``queue``."""
+        return bool(self.redis.zcount(keys.consumers_key(queue), now or time.time(), "+inf"))
+
     def leave(self, hostname: str, queues: list[str]) -> None:
         """Withdraw ``hostname`` from ``queues`` (worker shutdown)."""
         pipe = self.redis.pipeline(transaction=False)

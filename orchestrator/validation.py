@@ -118,6 +118,8 @@ def close_tool_matches(server: str, tool: str, catalogs: Mapping[str, Collection
     """A hint for a tool name that no catalog lists: similar names on ``server`` (difflib, compared
     with and without the server prefix), and the other servers that have it; '' when none."""
     own = sorted(catalogs.get(server, ()))
+    if resolve_tool_name(server, tool, own):
+        return ""  # listed after all (the catalog caught up): a name that exists needs no hint
     stripped = {name.removeprefix(f"{server}_"): name for name in own}
     wanted = tool.removeprefix(f"{server}_")
     similar = difflib.get_close_matches(wanted, list(stripped), n=CLOSE_MATCHES, cutoff=0.6)

@@ -29,7 +29,7 @@ from orchestrator.errors import (
     CircuitBreakerOpenError,
     OrchestratorError,
     OutcomeUnknown,
-    ServerUnavailable,
+    ToolReturnedError,
     UpstreamUnavailable,
 )
 from orchestrator.keys import execution_marker_key
@@ -146,8 +146,9 @@ def test_a_retry_is_not_scheduled_past_the_deadline_the_last_real_outcome_comes_
 
 def test_a_secret_in_the_text_of_an_error_raised_on_the_worker_is_masked(
         promise_stack: PromiseStack, client: Orchestrator) -> None:
-    """A protocol error whose message holds the server's API key reaches the client and the backend masked."""
-    with pytest.raises(ServerUnavailable) as caught:
+    """A protocol error whose message holds the server's API key reaches the client and the backend masked
+    (a JSON-RPC error the server sends is a tool error: issue 14's classification)."""
+    with pytest.raises(ToolReturnedError) as caught:
         client.call_tool("leaky", "leak_key_protocol_error", timeout=15)
     error = caught.value
     assert "backend refused key ***" in str(error), "the error should still say what went wrong"

@@ -83,7 +83,7 @@ def cmd_call(args: argparse.Namespace) -> int:
         params = collect_params(args)  # malformed input is refused before anything is read from Redis
         if args.param:
             params = collect_params(args, tool_properties(client, args.server, args.tool))
-        result = client.call_tool(args.server, args.tool, params, args.timeout)
+        result = client.call_tool(args.server, args.tool, params, args.timeout, wait_for_worker=args.wait_for_worker)
     finally:
         client.close()
     emit(result.model_dump(mode="json") if args.json else result.data, args.json)
@@ -212,6 +212,8 @@ def build_parser() -> argparse.ArgumentParser:
     call.add_argument("--json-params", dest="params_json", metavar="JSON", help="all parameters as a JSON object")
     call.add_argument("--timeout", type=float, help="deadline in seconds (default: the server's timeout)")
     call.add_argument("--json", action="store_true", help="print the whole result as JSON")
+    call.add_argument("--wait-for-worker", action="store_true",
+                      help="wait until the deadline for a worker to take the call, even if none runs now")
     call.set_defaults(func=cmd_call)
 
     tools = sub.add_parser("tools", help="list the tools of one server, or of all")

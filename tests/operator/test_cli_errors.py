@@ -52,7 +52,8 @@ def test_ctrl_c_during_a_call_is_one_line_and_exit_130(redis_url: str) -> None:
     call is revoked and taken out of its queue."""
     env = {**os.environ, "MCP_ORCH_BROKER_URL": redis_url}
     env.pop("MCP_ORCH_CONFIG", None)
-    proc = subprocess.Popen([sys.executable, "-m", "orchestrator.operator.cli", "call", "sabnzbd", "sabnzbd_get_queue"],
+    proc = subprocess.Popen([sys.executable, "-m", "orchestrator.operator.cli", "call", "sabnzbd", "sabnzbd_get_queue",
+                             "--wait-for-worker"],
                             cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         queue = redis.Redis.from_url(redis_url)
@@ -93,3 +94,19 @@ def test_ctrl_c_during_a_batch_withdraws_what_has_not_started_and_says_so(redis_
         "error: interrupted: 0 of 5 calls had ended; 5 were taken out of their queue before running; 0 had been "
         "picked up by a worker and were revoked (one already running finishes there)"], err
     assert queue.llen("mcp.sabnzbd") == 0
+
+
+def test_a_call_to_a_queue_no_live_worker_consumes_fails_at_once_and_leaves_nothing_queued(redis_url: str) -> None:
+    """No worker heartbeat for mcp.sabnzbd: ``mcp-orch call`` fails within seconds (not at its 30 s deadline) with
+    one line saying no live worker consumes the queue, and the call is no longer queued."""
+    env = {**os.environ, "MCP_ORCH_BROKER_URL": redis_url}
+    env.pop("MCP_ORCH_CONFIG", None)
+    started = time.monotonic()
+    done = subprocess.run([sys.executable, "-m", "orchestrator.operator.cli", "call", "sabnzbd", "sabnzbd_get_queue"],
+                          cwd=REPO, env=env, capture_output=True, text=True, timeout=60)
+    assert time.monotonic() - started < 20
+    assert done.returncode == 1
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and "ServerUnavailable: no live worker consumes mcp.sabnzbd" in lines[0], done.stderr
+    assert "mcp-orch worker --servers sabnzbd" in lines[0]
+    assert redis.Redis.from_url(redis_url).llen("mcp.sabnzbd") == 0
