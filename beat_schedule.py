@@ -17,7 +17,7 @@ from typing import Any
 import redbeat  # noqa: F401  (connects RedBeat's lock handler to beat_init)
 from celery import Celery
 
-from orchestrator import keys
+from orchestrator import keys, redis_conn
 from orchestrator.celery_app import make_celery
 from orchestrator.config import ConfigError, Settings, load_settings
 from orchestrator.wire import HEALTH_CHECK
@@ -55,8 +55,7 @@ def configure_beat(app: Celery, settings: Settings) -> Celery:
         beat_schedule=build_schedule(settings),
         beat_scheduler=SCHEDULER,
         beat_max_loop_interval=settings.beat_max_interval,
-        redbeat_redis_url=settings.broker_url,
-        redbeat_redis_options={"retry_period": REDIS_RETRY_SECONDS},
+        **redis_conn.redbeat_conf(settings, REDIS_RETRY_SECONDS),
         redbeat_key_prefix=keys.REDBEAT_PREFIX,
         redbeat_lock_key=keys.REDBEAT_LOCK_KEY,
         redbeat_lock_timeout=settings.beat_lock_timeout,

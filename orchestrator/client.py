@@ -14,14 +14,13 @@ from datetime import UTC, datetime
 from functools import cached_property
 from typing import Any
 
-import redis
 from asgiref.sync import async_to_sync, sync_to_async
 from celery import Celery
 from celery.exceptions import TaskRevokedError
 from celery.exceptions import TimeoutError as CeleryTimeout
 from celery.result import AsyncResult
 
-from orchestrator import health
+from orchestrator import health, redis_conn
 from orchestrator.batch import Outcome, ProgressCallback, prepare_batch, run_batch
 from orchestrator.breaker import BreakerBoard, BreakerSnapshot
 from orchestrator.catalog import Catalog
@@ -47,7 +46,7 @@ class Orchestrator:
     def __init__(self, settings: Settings | None = None, *, app: Celery | None = None) -> None:
         self.settings = settings or load_settings()
         self.app = app or make_celery(self.settings, main="mcp_orchestrator_client")
-        self.redis = redis.Redis.from_url(self.settings.broker_url, socket_timeout=5, socket_connect_timeout=5)
+        self.redis = redis_conn.connect(self.settings, socket_timeout=5, socket_connect_timeout=5)
         self.breakers = BreakerBoard(self.redis, {name: s.breaker for name, s in self.settings.servers.items()})
 
     def call_tool(self, server: str, tool: str, params: dict[str, Any] | None = None,

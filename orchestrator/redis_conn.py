@@ -1,0 +1,62 @@
+"""Every Redis client the project makes, and Celery's and RedBeat's Redis settings, built from one
+place so that one setting (``redis_sentinel``) moves all of them behind Sentinel.
+
+Without Sentinel a client is ``Redis.from_url(settings.state_url)``. With it, a client is
+``Sentinel(...).master_for(master_name)``: each new connection asks the sentinels for the current
+master, and a connection to a master that was demoted is dropped, so a failover needs no restart.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from redis import Redis
+from redis.sentinel import Sentinel
+
+from orchestrator.config import RedisSentinel, Settings
+
+SENTINEL_SOCKET_TIMEOUT = 1.0
+"""Seconds to wait on one sentinel before asking the next (a dead sentinel must not stall discovery)."""
+
+
+def _sentinel_kwargs(sentinel: RedisSentinel) -> dict[str, Any]:
+    """How to talk to the sentinels themselves (their password is not the master's)."""
+    kwargs: dict[str, Any] = {"socket_timeout": SENTINEL_SOCKET_TIMEOUT,
+                              "socket_connect_timeout": SENTINEL_SOCKET_TIMEOUT}
+    password = sentinel.resolved_sentinel_password()
+    if password:
+        kwargs["password"] = password
+    return kwargs
+
+
+def connect(settings: Settings, **options: Any) -> Redis:
+    """A client of the project's shared-state Redis (``options`` go to redis-py: timeouts, retries)."""
+    sentinel = settings.redis_sentinel
+    if sentinel is None:
+        return Redis.from_url(settings.state_url, **options)
+    manager = Sentinel(sentinel.addresses(), sentinel_kwargs=_sentinel_kwargs(sentinel))
+    return manager.master_for(sentinel.master_name, db=sentinel.db, password=sentinel.resolved_password(),
+                              **options)
+
+
+def transport_options(settings: Settings) -> dict[str, Any]:
+    """What Celery's broker and result backend need besides the URL (``master_name`` with Sentinel)."""
+    sentinel = settings.redis_sentinel
+    if sentinel is None:
+        return {}
+    return {"master_name": sentinel.master_name, "sentinel_kwargs": _sentinel_kwargs(sentinel)}
+
+
+def redbeat_conf(settings: Settings, retry_period: float) -> dict[str, Any]:
+    """RedBeat's ``redbeat_redis_url`` and ``redbeat_redis_options`` (its own Sentinel support)."""
+    sentinel = settings.redis_sentinel
+    if sentinel is None:
+        return {"redbeat_redis_url": settings.state_url, "redbeat_redis_options": {"retry_period": retry_period}}
+    return {
+        "redbeat_redis_url": "redis-sentinel://",
+        "redbeat_redis_options": {
+            "sentinels": sentinel.addresses(), "service_name": sentinel.master_name, "db": sentinel.db,
+            "password": sentinel.resolved_password(), "sentinel_kwargs": _sentinel_kwargs(sentinel),
+            "socket_timeout": 5, "retry_period": retry_period,
+        },
+    }
