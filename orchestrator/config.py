@@ -359,8 +359,8 @@ class Settings(BaseSettings):
             named = sorted(f for f in ("broker_url", "result_backend") if f in self.model_fields_set
                            and not (f == "broker_url" and self.broker_is_amqp))
             if named:
-                raise ValueError(f"{' and '.join(named)} name one Redis while redis_sentinel is set: "
-                                 "leave them out (the sentinels give the master) or use an amqp:// broker")
+                raise ValueError(f"{' and '.join(named)}: leave out when redis_sentinel is set (the sentinels "
+                                 "name the master); only an amqp:// broker_url may stand beside it")
         elif self.broker_is_amqp and self.result_backend is None:
             raise ValueError("an amqp:// broker_url needs result_backend (a redis:// URL) or redis_sentinel: "
                              "results, breakers, health and limits live in Redis")
