@@ -314,6 +314,7 @@ class Settings(BaseSettings):
     """The whole configuration of clients, workers and beat."""
 
     model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, env_nested_delimiter="__", extra="forbid",
+                                      env_ignore_empty=True,  # a blank variable is unset (compose variants)
                                       frozen=True)
 
     broker_url: str = "redis://127.0.0.1:6379/0"
