@@ -5,7 +5,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: stack test test-fast lint typecheck bench install thirdparty
+.PHONY: stack test test-fast lint typecheck bench install thirdparty mutate
 THIRDPARTY := .venv-thirdparty/.installed
 
 install: $(STAMP)
@@ -45,3 +45,15 @@ typecheck: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) bench/run_all.py
+
+# Mutation testing (cosmic-ray) of the modules fast unit tests judge, in a scratch copy of the tree:
+# score and surviving mutants per module (tests/mutation_survivors.md keeps the reasons). Takes
+# minutes, so not part of `make test` or CI. `make mutate MUTATE="redaction backoff"` picks targets.
+MUTATION := $(VENV)/.mutation-installed
+
+$(MUTATION): $(STAMP)
+	$(PY) -m pip install -q -e '.[dev,mutation]'
+	touch $(MUTATION)
+
+mutate: $(MUTATION)
+	$(PY) mutation/run.py $(MUTATE)

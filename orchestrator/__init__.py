@@ -3,8 +3,9 @@
 Everything a caller needs is exported here; the modules behind it are free to move.
 """
 
+from orchestrator.aio.client import AsyncOrchestrator
 from orchestrator.batch import Outcome
-from orchestrator.client import AsyncOrchestrator, Orchestrator
+from orchestrator.client import Orchestrator
 from orchestrator.config import ConfigError, ServerConfig, Settings, load_settings
 from orchestrator.errors import (
     CallCancelled,

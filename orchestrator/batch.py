@@ -11,10 +11,11 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from celery import Celery, group
+from celery import Celery, Signature, group
 from celery.exceptions import TimeoutError as CeleryTimeout
 from celery.result import GroupResult
 
@@ -109,21 +110,28 @@ def outcome_of(app: Celery, call: PreparedCall, task_id: str, meta: Mapping[str,
                       tool=call.tool, task_id=task_id, cause=type(error).__name__)
 
 
-def run_batch(app: Celery, settings: Settings, prepared: list[PreparedCall], *, timeout: float | None = None,
-              fail_fast: bool = False, progress: ProgressCallback | None = None,
-              max_concurrency: Mapping[str, int] | None = None,
-              breakers: BreakerBoard | None = None) -> list[Outcome]:
-    """Enqueue validated calls (``prepare_batch``) as one group; one outcome per call, in input order.
+@dataclass
+class BatchPlan:
+    """A validated batch ready to enqueue: what its breakers refused, and one signature per other call."""
 
-    A server whose breaker is open fails its own calls at once (not enqueued); the others run.
-    """
+    deadline: float | None
+    """The batch's overall deadline (epoch seconds), if it has one."""
+    outcomes: list[Outcome | None]
+    """One slot per call, filled already for the calls their breaker refused."""
+    positions: list[int]
+    """The index in the batch of each signature's call."""
+    signatures: list[Signature]
+
+
+def plan_batch(app: Celery, settings: Settings, prepared: list[PreparedCall], *, timeout: float | None = None,
+               max_concurrency: Mapping[str, int] | None = None,
+               breakers: BreakerBoard | None = None) -> BatchPlan:
+    """Check the batch options, fail fast the servers whose breaker is open, sign the other calls."""
     caps = _check_caps(settings, max_concurrency)
     if timeout is not None and (isinstance(timeout, bool) or not isinstance(timeout, int | float) or timeout <= 0):
         raise InvalidCall("timeout: the batch deadline must be a positive number of seconds", field="timeout")
-    if not prepared:
-        return []
     batch_deadline = time.time() + timeout if timeout is not None else None
-    refused = _refused_servers(prepared, breakers)
+    refused = _refused_servers(prepared, breakers) if prepared else {}
     signatures, positions = [], []
     for position, call in enumerate(prepared):
         if call.server.name in refused:
@@ -136,12 +144,36 @@ def run_batch(app: Celery, settings: Settings, prepared: list[PreparedCall], *, 
         expires = min(call.deadline, batch_deadline) if batch_deadline else call.deadline
         signatures.append(app.signature(CALL_TOOL, kwargs=kwargs, queue=call.server.queue,
                                         expires=datetime.fromtimestamp(expires, tz=UTC)))
-    outcomes: list[Outcome | None] = [refused.get(call.server.name) for call in prepared]
-    if not signatures:
-        _report_done(progress, len(outcomes), len(outcomes))
-        return [outcome for outcome in outcomes if outcome is not None]
-    handle: GroupResult = group(signatures, app=app).apply_async()
-    return _collect(app, prepared, positions, outcomes, handle, batch_deadline, fail_fast, progress)
+    return BatchPlan(batch_deadline, [refused.get(call.server.name) for call in prepared], positions, signatures)
+
+
+def run_batch(app: Celery, settings: Settings, prepared: list[PreparedCall], *, timeout: float | None = None,
+              fail_fast: bool = False, progress: ProgressCallback | None = None,
+              max_concurrency: Mapping[str, int] | None = None,
+              breakers: BreakerBoard | None = None) -> list[Outcome]:
+    """Enqueue validated calls (``prepare_batch``) as one group; one outcome per call, in input order.
+
+    A server whose breaker is open fails its own calls at once (not enqueued); the others run.
+    """
+    plan = plan_batch(app, settings, prepared, timeout=timeout, max_concurrency=max_concurrency, breakers=breakers)
+    if not prepared:
+        return []
+    if not plan.signatures:
+        _report_done(progress, len(prepared), len(prepared))
+        return [outcome for outcome in plan.outcomes if outcome is not None]
+    handle: GroupResult = group(plan.signatures, app=app).apply_async()
+    return _collect(app, prepared, plan.positions, plan.outcomes, handle, plan.deadline, fail_fast, progress)
+
+
+def unfinished_outcome(call: PreparedCall, task_id: str, *, failed_fast: bool,
+                       batch_deadline: float | None) -> OrchestratorError:
+    """What a call of a batch that had not ended when the batch stopped waiting (and revoked it) reports."""
+    if failed_fast:
+        return CallCancelled("cancelled: another call of the batch failed (fail_fast)",
+                             server=call.server.name, tool=call.tool, task_id=task_id)
+    return DeadlineExceeded(f"batch deadline passed before the call to {call.server.name} ended",
+                            server=call.server.name, tool=call.tool, task_id=task_id,
+                            deadline=batch_deadline or call.deadline)
 
 
 def _refused_servers(prepared: list[PreparedCall], breakers: BreakerBoard | None) -> dict[str, OrchestratorError]:
@@ -211,14 +243,8 @@ def _end_unfinished(app: Celery, prepared: list[PreparedCall], task_ids: Mapping
     if unfinished:
         app.control.revoke([task_ids[index] for index in unfinished])
     for index in unfinished:
-        call, task_id = prepared[index], task_ids[index]
-        if failed_fast:
-            outcomes[index] = CallCancelled("cancelled: another call of the batch failed (fail_fast)",
-                                            server=call.server.name, tool=call.tool, task_id=task_id)
-        else:
-            outcomes[index] = DeadlineExceeded(f"batch deadline passed before the call to {call.server.name} ended",
-                                               server=call.server.name, tool=call.tool, task_id=task_id,
-                                               deadline=batch_deadline or call.deadline)
+        outcomes[index] = unfinished_outcome(prepared[index], task_ids[index], failed_fast=failed_fast,
+                                             batch_deadline=batch_deadline)
         done += 1
         if progress is not None:
             progress(done, len(prepared))

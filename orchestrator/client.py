@@ -1,20 +1,17 @@
 """The client library AutoArr uses: validate, enqueue on the server's queue, wait, re-raise.
 
-``Orchestrator`` is synchronous; ``AsyncOrchestrator`` runs the same code in a dedicated
-thread pool through asgiref, so an async caller (FastAPI) never blocks its event loop.
+``Orchestrator`` is synchronous; ``AsyncOrchestrator`` (``orchestrator.aio``) waits for results on
+the caller's event loop and shares this module's validation, admission and error translation.
 """
 
 from __future__ import annotations
 
-import inspect
 import time
-from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from functools import cached_property
 from typing import Any
 
-from asgiref.sync import async_to_sync, sync_to_async
 from celery import Celery
 from celery.exceptions import TaskRevokedError
 from celery.exceptions import TimeoutError as CeleryTimeout
@@ -35,9 +32,6 @@ from orchestrator.validation import (
     resolve_server,
 )
 from orchestrator.wire import CALL_TOOL, LIST_TOOLS
-
-ASYNC_THREADS = 64
-"""Threads the async client may block in at once while waiting for results."""
 
 
 class Orchestrator:
@@ -62,9 +56,7 @@ class Orchestrator:
         is still sent (a stale catalog must not refuse a new tool): the server judges, and its
         error comes back naming the close matches from the catalogs.
         """
-        call = prepare_call(self.settings, server, tool, params, timeout)
-        call, listed = self.catalog.resolve(call)  # and params against the cached schema, nothing enqueued
-        self.breakers.breaker(call.server.name).check_or_raise()  # fail fast, nothing enqueued
+        call, listed = self._admit(prepare_call(self.settings, server, tool, params, timeout))
         try:
             result = ToolResult.model_validate(self._run(call, CALL_TOOL, call.task_kwargs()))
         except DeadlineExceeded as exc:
@@ -89,9 +81,22 @@ class Orchestrator:
         resolved, listed = self.catalog.resolve_batch(prepare_batch(self.settings, calls))
         outcomes = run_batch(self.app, self.settings, resolved, timeout=timeout, fail_fast=fail_fast,
                              progress=progress, max_concurrency=max_concurrency, breakers=self.breakers)
+        return self._hinted(outcomes, resolved, listed)
+
+    def _admit(self, call: PreparedCall) -> tuple[PreparedCall, bool]:
+        """Resolve the tool name, check params against the cached schema, fail fast on an open breaker.
+
+        Nothing is enqueued; returns the call and whether the catalog lists its tool.
+        """
+        call, listed = self.catalog.resolve(call)
+        self.breakers.breaker(call.server.name).check_or_raise()
+        return call, listed
+
+    def _hinted(self, outcomes: list[Outcome], calls: list[PreparedCall], listed: list[bool]) -> list[Outcome]:
+        """A batch's outcomes, the tool errors of names no catalog lists naming the close matches."""
         return [self._with_close_matches(outcome, call)
                 if isinstance(outcome, ToolReturnedError) and not known else outcome
-                for outcome, call, known in zip(outcomes, resolved, listed, strict=True)]
+                for outcome, call, known in zip(outcomes, calls, listed, strict=True)]
 
     def _with_close_matches(self, error: ToolReturnedError, call: PreparedCall) -> ToolReturnedError:
         """The tool error of a name no catalog lists, its message naming the close matches."""
@@ -214,69 +219,3 @@ class Orchestrator:
         """Release the broker, backend and Redis connections."""
         self.redis.close()
         self.app.close()
-
-
-class AsyncOrchestrator:
-    """The same API as ``Orchestrator``, awaitable, never blocking the caller's event loop."""
-
-    def __init__(self, settings: Settings | None = None, *, app: Celery | None = None) -> None:
-        self.sync = Orchestrator(settings, app=app)
-        self._executor = ThreadPoolExecutor(max_workers=ASYNC_THREADS, thread_name_prefix="mcp-orch-wait")
-
-    @property
-    def settings(self) -> Settings:
-        return self.sync.settings
-
-    def _off_loop(self, method: Any) -> Any:
-        return sync_to_async(method, thread_sensitive=False, executor=self._executor)
-
-    async def call_tool(self, server: str, tool: str, params: dict[str, Any] | None = None,
-                        timeout: float | None = None, *, raise_on_error: bool = True) -> ToolResult:
-        return await self._off_loop(self.sync.call_tool)(server, tool, params, timeout, raise_on_error=raise_on_error)
-
-    async def call_tools_parallel(self, calls: Sequence[Any], *, timeout: float | None = None,
-                                  fail_fast: bool = False, progress: Callable[[int, int], Any] | None = None,
-                                  max_concurrency: Mapping[str, int] | None = None) -> list[Outcome]:
-        """As ``Orchestrator.call_tools_parallel``; ``progress`` may be a coroutine function."""
-        report = async_to_sync(progress) if inspect.iscoroutinefunction(progress) else progress
-        return await self._off_loop(self.sync.call_tools_parallel)(
-            calls, timeout=timeout, fail_fast=fail_fast, progress=report, max_concurrency=max_concurrency)
-
-    async def list_tools(self, server: str, timeout: float | None = None, *,
-                         refresh: bool = False) -> list[dict[str, Any]]:
-        return await self._off_loop(self.sync.list_tools)(server, timeout, refresh=refresh)
-
-    async def health_check(self, server: str, timeout: float | None = None) -> health.ServerHealth:
-        return await self._off_loop(self.sync.health_check)(server, timeout)
-
-    async def health_check_all(self, timeout: float | None = None) -> dict[str, health.ServerHealth]:
-        return await self._off_loop(self.sync.health_check_all)(timeout)
-
-    async def health_status(self) -> dict[str, str]:
-        return await self._off_loop(self.sync.health_status)()
-
-    async def health_detail(self, server: str) -> health.ServerHealth:
-        return await self._off_loop(self.sync.health_detail)(server)
-
-    async def breaker_states(self) -> dict[str, BreakerSnapshot]:
-        return await self._off_loop(self.sync.breaker_states)()
-
-    async def reset_breaker(self, server: str) -> BreakerSnapshot:
-        return await self._off_loop(self.sync.reset_breaker)(server)
-
-    async def force_breaker(self, server: str, state: str) -> BreakerSnapshot:
-        return await self._off_loop(self.sync.force_breaker)(server, state)
-
-    async def list_all_tools(self, timeout: float | None = None, *,
-                             refresh: bool = False) -> dict[str, list[dict[str, Any]]]:
-        return await self._off_loop(self.sync.list_all_tools)(timeout, refresh=refresh)
-
-    async def aclose(self) -> None:
-        await self._off_loop(self.sync.close)()
-        self._executor.shutdown(wait=False)
-
-    async def __aenter__(self) -> AsyncOrchestrator:
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.aclose()

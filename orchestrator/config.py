@@ -55,6 +55,8 @@ VISIBILITY_TIMEOUT_SECONDS = 3600
 """Redis re-delivers an unacked message after this long; longer than any call can run (s)."""
 RESULT_EXPIRES_SECONDS = 3600
 """How long a call's result stays in the result backend (seconds)."""
+REDIS_URL_SCHEMES = ("redis", "rediss", "unix")
+"""URL schemes of a Redis the broker, the result backend and the shared state may use."""
 MAX_PARAMS_BYTES = 256 * 1024
 """Default of ``max_params_bytes``: the largest JSON-encoded params a call may carry (bytes); a
 bigger call is refused before enqueue instead of clogging the broker and failing at the upstream."""
@@ -305,11 +307,6 @@ class RedisSentinel(_Strict):
         return [v for v in (self.resolved_password(), self.resolved_sentinel_password()) if v]
 
 
-BROKER_SCHEMES = ("redis://", "rediss://", "unix://", "amqp://", "amqps://")
-"""The brokers this project runs on: Redis (alone or, via ``redis_sentinel``, behind Sentinel) or RabbitMQ."""
-REDIS_SCHEMES = ("redis://", "rediss://", "unix://")
-
-
 class Settings(BaseSettings):
     """The whole configuration of clients, workers and beat."""
 
@@ -333,14 +330,15 @@ class Settings(BaseSettings):
     @field_validator("broker_url", "result_backend")
     @classmethod
     def _check_url(cls, value: str | None, info: ValidationInfo) -> str | None:
-        """A bad URL is named here, not as a traceback from redis-py or kombu."""
-        if value is None or value.startswith("memory://") or value.startswith("cache+memory://"):
-            return value  # in-process transports for tests
-        if value.startswith("sentinel://"):
+        """A bad URL is named here, not as a traceback from redis-py or kombu (``memory://`` and
+        ``cache+memory://`` are Celery's in-process transports, for tests)."""
+        if value is not None and value.startswith("sentinel://"):
             raise ValueError("for Redis Sentinel leave this out and set [redis_sentinel] (sentinels, master_name)")
-        schemes = BROKER_SCHEMES if info.field_name == "broker_url" else REDIS_SCHEMES
-        if not value.startswith(schemes):
-            raise ValueError(f"must be a {', '.join(schemes[:-1])} or {schemes[-1]} URL")
+        broker = info.field_name == "broker_url"
+        allowed = REDIS_URL_SCHEMES + (("amqp", "amqps", "memory") if broker else ("cache+memory",))
+        scheme, separator, _ = (value or "").partition("://")
+        if value is not None and (not separator or scheme not in allowed):
+            raise ValueError(f"must be a URL with one of the schemes {', '.join(s + '://' for s in allowed)}")
         return value
 
     @field_validator("servers", mode="before")

@@ -10,7 +10,9 @@ from __future__ import annotations
 
 from typing import Any
 
+import redis.asyncio as aioredis
 from redis import Redis
+from redis.asyncio.sentinel import Sentinel as AsyncSentinel
 from redis.sentinel import Sentinel
 
 from orchestrator.config import RedisSentinel, Settings
@@ -35,6 +37,16 @@ def connect(settings: Settings, **options: Any) -> Redis:
     if sentinel is None:
         return Redis.from_url(settings.state_url, **options)
     manager = Sentinel(sentinel.addresses(), sentinel_kwargs=_sentinel_kwargs(sentinel))
+    return manager.master_for(sentinel.master_name, db=sentinel.db, password=sentinel.resolved_password(),
+                              **options)
+
+
+def connect_results_async(settings: Settings, **options: Any) -> aioredis.Redis:
+    """An asyncio client of the result backend's Redis (the async client waits for results on it)."""
+    sentinel = settings.redis_sentinel
+    if sentinel is None:
+        return aioredis.Redis.from_url(settings.backend_url, **options)
+    manager = AsyncSentinel(sentinel.addresses(), sentinel_kwargs=_sentinel_kwargs(sentinel))
     return manager.master_for(sentinel.master_name, db=sentinel.db, password=sentinel.resolved_password(),
                               **options)
 

@@ -8,7 +8,8 @@ import time
 import pytest
 import redis
 
-from orchestrator.client import AsyncOrchestrator, Orchestrator
+from orchestrator.aio.client import AsyncOrchestrator
+from orchestrator.client import Orchestrator
 from orchestrator.errors import CallCancelled, DeadlineExceeded, InvalidCall, ToolReturnedError, UnknownServer
 from orchestrator.results import ToolResult
 from tests.conftest import Stack
@@ -49,6 +50,7 @@ def test_overall_deadline_returns_partial_results_and_revokes_the_rest(stack: St
     """What finished by the batch deadline is returned; the rest is reported timed out and revoked."""
     calls = [("probe", "add", {"a": i, "b": 0}) for i in range(3)]
     calls += [("idle", "echo", {"text": "never consumed"}) for _ in range(3)]  # no worker serves mcp.idle
+    client.call_tool("probe", "add", {"a": 0, "b": 0})  # the worker's session is open: the deadline is the point
     started = time.monotonic()
     outcomes = client.call_tools_parallel(calls, timeout=2)
     assert time.monotonic() - started < 5

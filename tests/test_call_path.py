@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 import redis
 
-from orchestrator.client import AsyncOrchestrator, Orchestrator
+from orchestrator.aio.client import AsyncOrchestrator
+from orchestrator.client import Orchestrator
 from orchestrator.config import load_settings
 from orchestrator.errors import DeadlineExceeded, InvalidCall, ServerUnavailable, ToolReturnedError, UnknownServer
 from orchestrator.results import ToolResult

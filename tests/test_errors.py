@@ -12,10 +12,12 @@ from orchestrator.config import Settings
 
 
 def all_error_types() -> list[type[errors.OrchestratorError]]:
+    """The tree of ``orchestrator.errors`` (subclasses made elsewhere, e.g. by the compat facade, excluded)."""
     found, todo = [], [errors.OrchestratorError]
     while todo:
         cls = todo.pop()
-        found.append(cls)
+        if cls.__module__ == errors.__name__ and cls not in found:
+            found.append(cls)
         todo.extend(cls.__subclasses__())
     return found
 

@@ -27,15 +27,17 @@ from celery import Celery
 from kombu.exceptions import OperationalError
 
 from orchestrator import keys
+from orchestrator.aio.client import AsyncOrchestrator
 from orchestrator.batch import CALL_FIELDS, call_fields
-from orchestrator.client import AsyncOrchestrator
 from orchestrator.compat.config import SeedConfigWarning, SeedMapping, check_worker_secrets, map_seed_config
+from orchestrator.compat.exceptions import check_params, for_caller
+from orchestrator.compat.shapes import caller_data, tool_names
+from orchestrator.compat.surface import SeedSurface
 from orchestrator.config import ServerConfig as ServerSettings
 from orchestrator.config import Settings
 from orchestrator.errors import (
     CallCancelled,
     CallFailed,
-    CircuitBreakerOpenError,
     DeadlineExceeded,
     InvalidCall,
     OrchestratorError,
@@ -79,20 +81,24 @@ def _iso(epoch: float | None) -> str | None:
     return datetime.fromtimestamp(epoch, tz=UTC).isoformat() if epoch else None
 
 
-class MCPOrchestrator:
+class MCPOrchestrator(SeedSurface):
     """The seed orchestrator's public surface on top of the distributed orchestrator.
 
     ``config`` is the seed's ``MCPOrchestratorConfig`` or ``{name: ServerConfig}`` (see
     ``orchestrator.compat.config`` for what each setting becomes); ``settings`` is the base
     configuration that says how each server is reached (default: ``load_settings()``).
-    ``on_error`` (attribute, sync or async) receives ``{server, tool, error, attempt}`` for a
-    call that failed after the workers' retries (connection, upstream unavailable, timeout).
+    ``on_error`` (attribute, sync or async) receives ``{server, tool, error, attempt}`` for every
+    failed call (after the workers' retries): bad input, connection, timeout, open breaker, tool error.
+    Results reach the caller shaped by ``orchestrator.compat.shapes``; errors by
+    ``orchestrator.compat.exceptions.for_caller``; the seed's other attributes and loops are in
+    ``orchestrator.compat.surface``.
     """
 
     def __init__(self, config: Any, *, settings: Settings | None = None, app: Celery | None = None,
                  on_secrets: Literal["warn", "error"] = "warn") -> None:
         mapping = map_seed_config(config, settings)
         check_worker_secrets(mapping, on_secrets)
+        self._init_surface(config)
         self.mapping: SeedMapping = mapping.without_secrets()
         self.settings = mapping.settings
         self.on_error: Callable[[dict[str, Any]], Any] | None = None
@@ -108,13 +114,9 @@ class MCPOrchestrator:
                                        "failed_calls": 0}
 
     # -- servers ---------------------------------------------------------------------------------
-    @property
-    def servers(self) -> tuple[str, ...]:
-        """The servers this facade serves (enabled in the seed config)."""
-        return self.mapping.servers
-
     def _served(self, server: Any) -> ServerSettings:
         """The served server called ``server`` or one of its aliases (else ``InvalidCall``, a ValueError)."""
+        server = self._facade_alias(server)
         try:
             config = resolve_server(self.settings, server)
         except UnknownServer as exc:
@@ -147,16 +149,21 @@ class MCPOrchestrator:
 
     # -- connection --------------------------------------------------------------------------------
     async def connect_all(self) -> dict[str, bool]:
-        """``connect`` every served server; ``{server: connected}``."""
+        """``connect`` every served server; ``{server: connected}`` (a connect that raised reads False)."""
         names = list(self.servers)
-        return dict(zip(names, await asyncio.gather(*(self.connect(name) for name in names)), strict=True))
+        outcomes = await asyncio.gather(*(self.connect(name) for name in names), return_exceptions=True)
+        for name, outcome in zip(names, outcomes, strict=True):
+            if isinstance(outcome, BaseException):
+                log.warning("connect_all: %s: %s", name, outcome)
+        return {name: outcome is True for name, outcome in zip(names, outcomes, strict=True)}
 
     async def connect(self, server: str) -> bool:
-        """Use ``server`` from now on and check it through its queue now.
+        """Use ``server`` from now on and check it through its queue now, retried with backoff.
 
-        True when it is connected: enabled, a live worker consumes its queue, and this fresh
-        health check passed. The server stays in use even when False: its workers re-open
-        sessions by themselves, and ``is_connected`` turns True once a check passes.
+        True when it is connected: enabled, a live worker consumes its queue, and a fresh health
+        check passed; False when ``max_retries`` retries failed; ``asyncio.TimeoutError`` when the
+        server's seed ``timeout`` ran out first (see ``orchestrator.compat.surface``). The server
+        stays in use either way: ``is_connected`` turns True once a check passes.
         """
         config = self._served(server)
         self._check_open()
@@ -165,7 +172,7 @@ class MCPOrchestrator:
             warnings.warn(f"enable_circuit_breaker=False: forcing the breaker of {config.name} to 'disabled' for "
                           "every client of this Redis", SeedConfigWarning, stacklevel=2)
             await self._core.force_breaker(config.name, "disabled")
-        return self._is_up(await self._fresh_check(config))
+        return await self._connect_with_backoff(config)
 
     async def disconnect(self, server: str) -> None:
         """Stop using ``server``: its calls raise ``MCPConnectionError`` until ``connect``. The
@@ -198,41 +205,50 @@ class MCPOrchestrator:
 
     # -- calls -------------------------------------------------------------------------------------
     async def call_tool(self, server: str, tool: str, params: dict[str, Any] | None = None,
-                        timeout: float | None = None, include_metadata: bool = False) -> Any:
+                        timeout: float | None = None, include_metadata: bool = False, *,
+                        arguments: dict[str, Any] | None = None) -> Any:
         """Call ``tool`` on ``server`` (name or alias; an unprefixed tool name resolves to the server's
-        prefixed one) through its queue; the tool's data, or ``{data, metadata: {server, tool,
-        duration}}`` with ``include_metadata``.
+        prefixed one) through its queue; the tool's data as ``orchestrator.compat.shapes`` gives it,
+        or ``{data, metadata: {server, tool, duration}}`` with ``include_metadata`` (``data`` then is
+        the tool's whole JSON object, see ``shapes``). ``arguments``
+        is another name for ``params`` (AutoArr's recovery service passes it).
 
-        Raises ``InvalidCall`` (a ValueError) for bad input, ``MCPConnectionError`` when the server
-        is not in use or no worker consumes its queue, ``MCPTimeoutError`` (``.timeout``),
-        ``CircuitBreakerOpenError``, ``MCPToolError`` when the tool answered with an error.
+        Raises ``InvalidCall`` (a ValueError; ``ParamsNotADict`` is also a TypeError) for bad input,
+        ``MCPConnectionError`` when the server is not in use, no worker consumes its queue or its
+        upstream is unreachable, ``MCPTimeoutError`` (``.timeout``), ``CircuitBreakerOpenError``,
+        ``MCPToolError`` when the tool refused the call. ``.tool`` is ``tool`` as passed.
         """
-        config = self._served(server)
-        return await self._tracked(self._call(config, tool, params, timeout, include_metadata))
+        try:
+            if arguments is not None and params is not None:
+                raise InvalidCall("arguments: pass params or arguments, not both", field="arguments", tool=tool)
+            params = arguments if params is None else params
+            check_params(params, tool)
+            config = self._served(server)
+            if timeout is None:
+                timeout = self._tunables["default_tool_timeout"]
+            return await self._tracked(self._call(config, tool, params, timeout, include_metadata))
+        except OrchestratorError as exc:
+            error = for_caller(exc, tool)
+            await self._failed(error, None, tool, timeout,
+                               server=exc.details.get("server") or (server if isinstance(server, str) else None))
+            raise error from exc.__cause__
 
-    async def _call(self, config: ServerSettings, tool: str, params: Any, timeout: float | None,
+    async def _call(self, config: ServerSettings, tool: str, params: Any, timeout: float,
                     include_metadata: bool) -> Any:
         await self._ready(config, tool)
         async with self._semaphore:
             started = time.perf_counter()
             try:
                 result = await self._core.call_tool(config.name, tool, params, timeout)
-            except InvalidCall:
-                raise
-            except OrchestratorError as exc:
-                await self._failed(exc, config, tool, timeout)
-                raise
             except (redis.RedisError, OperationalError, OSError) as exc:
-                error = ServerUnavailable(f"cannot reach the broker for {config.name}: {exc}", server=config.name,
-                                          tool=tool, original_error=exc)
-                await self._failed(error, config, tool, timeout)
-                raise error from None
+                raise ServerUnavailable(f"cannot reach the broker for {config.name}: {exc}", server=config.name,
+                                        tool=tool, original_error=exc) from None
             duration = time.perf_counter() - started
         self._count_success(config.name)
         if not include_metadata:
-            return result.data
+            return caller_data(result.data)
         return {"data": result.data,
-                "metadata": {"server": result.server, "tool": result.tool, "duration": duration,
+                "metadata": {"server": result.server, "tool": tool, "resolved_tool": result.tool, "duration": duration,
                              "worker_duration": result.duration, "attempts": result.attempts,
                              "worker": result.worker, "task_id": result.task_id}}
 
@@ -333,14 +349,15 @@ class MCPOrchestrator:
         return {"success": True, "data": outcome.data, "error": None}
 
     # -- tools ---------------------------------------------------------------------------------------
-    async def list_tools(self, server: str) -> list[dict[str, Any]]:
-        """``server``'s tools (name, description, inputSchema, annotations), from the catalog or a worker."""
+    async def list_tools(self, server: str) -> list[str]:
+        """``server``'s tool names as AutoArr calls them (``orchestrator.compat.shapes.tool_names``),
+        from the catalog or a worker."""
         config = self._served(server)
         await self._ready(config, "tools/list")
-        return await self._tracked(self._core.list_tools(config.name))
+        return tool_names(config.name, await self._tracked(self._core.list_tools(config.name)))
 
-    async def list_all_tools(self) -> dict[str, list[dict[str, Any]]]:
-        """Tools of every connected server; a server that cannot list them gets ``[]`` (logged)."""
+    async def list_all_tools(self) -> dict[str, list[str]]:
+        """Tool names of every connected server; a server that cannot list them gets ``[]`` (logged)."""
         names = [name for name in self.servers if name in self._attached]
         listed = await asyncio.gather(*(self.list_tools(name) for name in names), return_exceptions=True)
         result = {}
@@ -362,7 +379,8 @@ class MCPOrchestrator:
         return await self._core.health_check(config.name)
 
     async def health_check(self, server: str) -> bool:
-        """A fresh health check of ``server`` through its queue; False when not connected.
+        """A fresh health check of ``server`` through its queue, retried once when a worker has no
+        session; False when not connected.
 
         ``health_check_failure_threshold`` failed checks in a row mark it ``down`` in
         ``get_server_status``; one passing check brings it back up."""
@@ -370,7 +388,7 @@ class MCPOrchestrator:
         self._stats["total_health_checks"] += 1
         if config.name not in self._attached:
             return False
-        return self._is_up(await self._fresh_check(config))
+        return await self._checked_health(config)
 
     async def health_check_all(self) -> dict[str, bool]:
         """``health_check`` of every served server, in parallel."""
@@ -405,11 +423,19 @@ class MCPOrchestrator:
 
     def get_circuit_breaker_state(self, server: str) -> dict[str, Any]:
         """The seed's breaker dict from the shared breaker in Redis. ``last_failure_time`` is when
-        the breaker last opened (epoch seconds; None while closed): failures are not timestamped."""
+        the breaker last opened (epoch seconds; None while closed): failures are not timestamped.
+        An open breaker whose open time has passed reads ``half_open`` (its next call is a trial),
+        as the seed's did; ``failure_count`` keeps the failures that opened it."""
         config = self._served(server)
         snapshot = self._core.sync.breakers.breaker(config.name).snapshot()
         policy = config.breaker
-        return {"state": snapshot.state, "failure_count": snapshot.failures, "success_count": snapshot.successes,
+        state = snapshot.state
+        if state == "open" and snapshot.next_trial_at is not None and snapshot.next_trial_at <= time.time():
+            state = "half_open"
+        failures = snapshot.failures
+        if state in ("open", "half_open"):
+            failures = max(failures, snapshot.window_failures, policy.failure_threshold)
+        return {"state": state, "failure_count": failures, "success_count": snapshot.successes,
                 "last_failure_time": snapshot.opened_at if snapshot.state != "closed" else None,
                 "threshold": policy.failure_threshold, "timeout": policy.open_seconds,
                 "success_threshold": policy.success_threshold, "retry_after": snapshot.retry_after,
@@ -430,6 +456,8 @@ class MCPOrchestrator:
         if self._closed:
             return
         self._closed = True
+        self.stop_keepalive()
+        self.stop_periodic_health_checks()
         pending = set(self._in_flight)
         if pending and graceful and not force:
             await asyncio.wait(pending, timeout=timeout)
@@ -484,14 +512,14 @@ class MCPOrchestrator:
 
     async def _failed(self, error: OrchestratorError, config: ServerSettings | None, tool: str | None,
                       timeout: float | None, *, server: str | None = None) -> None:
-        """Fill the seed's fields, count, and tell ``on_error`` about a failure retries could not fix."""
+        """Fill the seed's fields, count, and tell ``on_error`` about the failure (any kind)."""
         name = config.name if config else server
         error.details.setdefault("server", name)
         error.details.setdefault("tool", tool)
         if isinstance(error, DeadlineExceeded) and name in self.settings.servers:
             error.details.setdefault("timeout", timeout or self.settings.servers[name].timeout)
         self._stats["failed_calls"] += 1
-        if self.on_error is None or not error.transient or isinstance(error, CircuitBreakerOpenError):
+        if self.on_error is None:
             return
         payload = {"server": name, "tool": tool, "error": error, "attempt": error.details.get("attempts", 1)}
         try:

@@ -84,7 +84,7 @@ def test_a_sentinel_address_without_a_port_is_refused_naming_it() -> None:
 def test_an_amqp_broker_needs_a_redis_for_results_and_state() -> None:
     with pytest.raises(ValueError, match=r"amqp:// broker_url needs result_backend"):
         Settings(broker_url="amqp://guest:guest@127.0.0.1:5672//")
-    with pytest.raises(ValueError, match=r"result_backend[\s\S]*must be a redis://"):
+    with pytest.raises(ValueError, match=r"result_backend[\s\S]*must be a URL with one of the schemes redis://"):
         Settings(broker_url="amqp://127.0.0.1//", result_backend="amqp://127.0.0.1//")
 
 

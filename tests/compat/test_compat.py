@@ -10,6 +10,7 @@ retries) shows the mapping reached them.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import time
 import warnings
@@ -90,9 +91,9 @@ def run(coro: Coroutine[Any, Any, Any], timeout: float = WAIT) -> Any:
     return asyncio.run(asyncio.wait_for(coro, timeout))
 
 
-@pytest.fixture(scope="module")
-def compat_stack(redis_server: RedisServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[CompatStack]:
-    root = tmp_path_factory.mktemp("compat")
+@contextlib.contextmanager
+def running_compat_stack(redis_server: RedisServer, root: Path) -> Iterator[CompatStack]:
+    """The simulators and workers of a compat stack on database 17, stopped on exit."""
     broker = f"{redis_server.url}/{DATABASE}"
     conn = redis.Redis.from_url(broker)
     conn.flushdb()
@@ -118,15 +119,26 @@ def compat_stack(redis_server: RedisServer, tmp_path_factory: pytest.TempPathFac
         conn.close()
 
 
+def reset_faults_and_breakers(stack: CompatStack) -> None:
+    """Simulator faults and breakers back to normal (after each test)."""
+    for sim in stack.sims.values():
+        sim.faults = {}
+    for name in MEDIA_SERVICES:
+        for key in stack.redis.scan_iter(match=f"mcpo:breaker:{name}*"):
+            stack.redis.delete(key)
+
+
+@pytest.fixture(scope="module")
+def compat_stack(redis_server: RedisServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[CompatStack]:
+    with running_compat_stack(redis_server, tmp_path_factory.mktemp("compat")) as stack:
+        yield stack
+
+
 @pytest.fixture
 def stack(compat_stack: CompatStack) -> Iterator[CompatStack]:
     """The module stack, with simulator faults and breakers back to normal after each test."""
     yield compat_stack
-    for sim in compat_stack.sims.values():
-        sim.faults = {}
-    for name in MEDIA_SERVICES:
-        for key in compat_stack.redis.scan_iter(match=f"mcpo:breaker:{name}*"):
-            compat_stack.redis.delete(key)
+    reset_faults_and_breakers(compat_stack)
 
 
 async def connected(stack: CompatStack, **tunables: Any) -> MCPOrchestrator:
@@ -143,7 +155,7 @@ def test_the_seed_exception_names_are_our_classes_and_keep_their_attributes_afte
     assert MCPConnectionError is errors.ServerUnavailable and MCPToolError is errors.ToolReturnedError
     assert MCPTimeoutError is errors.DeadlineExceeded and CircuitBreakerOpenError is errors.CircuitBreakerOpenError
     assert issubclass(errors.InvalidCall, ValueError)
-    backend = make_celery(Settings(broker_url="memory://", result_backend="cache+memory://")).backend
+    backend = make_celery(Settings(broker_url="redis://127.0.0.1:1/0", result_backend="redis://127.0.0.1:1/0")).backend
 
     def round_trip(error: Exception) -> Any:
         return backend.exception_to_python(json.loads(json.dumps(backend.prepare_exception(error, "json"))))
@@ -238,13 +250,14 @@ def test_calls_route_to_the_named_server_or_an_alias_and_return_the_tools_data(s
 
 
 def test_an_unprefixed_tool_name_resolves_and_an_unknown_one_names_close_matches(stack: CompatStack) -> None:
-    """get_queue on sabnzbd runs sabnzbd_get_queue; get_queu and get_series get errors naming the near names."""
+    """get_queue on sabnzbd runs sabnzbd_get_queue (metadata keeps the name passed); get_queu and
+    get_series get errors naming the near names."""
     async def scenario() -> None:
         async with await connected(stack) as mcp:
             meta = (await mcp.call_tool("sabnzbd", "get_queue", {}, include_metadata=True))["metadata"]
-            assert meta["tool"] == "sabnzbd_get_queue"
+            assert (meta["tool"], meta["resolved_tool"]) == ("get_queue", "sabnzbd_get_queue")
             meta = (await mcp.call_tool("movies", "get_movies", {}, include_metadata=True))["metadata"]
-            assert meta["tool"] == "radarr_get_movies"
+            assert (meta["tool"], meta["resolved_tool"]) == ("get_movies", "radarr_get_movies")
             with pytest.raises(MCPToolError, match="close matches on sabnzbd: sabnzbd_get_queue"):
                 await mcp.call_tool("sabnzbd", "get_queu", {})
             with pytest.raises(MCPToolError, match="found as sonarr_get_series on sonarr"):
@@ -262,11 +275,11 @@ def test_bad_input_is_refused_as_a_value_error_before_anything_is_enqueued(stack
                 await mcp.call_tool("lidarr", "get_artists", {})
             with pytest.raises(ValueError, match="tool: must be a non-empty string"):
                 await mcp.call_tool("sonarr", "", {})
-            with pytest.raises(ValueError, match="params: must be a dict"):
+            with pytest.raises(ValueError, match="params must be a dict"):
                 await mcp.call_tool("sonarr", "sonarr_get_series", ["not", "a", "dict"])
             with pytest.raises(ValueError, match=r"params\.series_id") as caught:
                 await mcp.call_tool("sonarr", "get_series_by_id", {"series_id": "one"})
-            assert caught.value.field == "params.series_id" and caught.value.tool == "sonarr_get_series_by_id"
+            assert caught.value.field == "params.series_id" and caught.value.tool == "get_series_by_id"
             assert stack.redis.llen("mcp.sonarr") == queued
     run(scenario())
 
@@ -369,7 +382,7 @@ def test_the_breaker_opens_after_the_seed_threshold_and_closes_after_its_timeout
             assert mcp.get_circuit_breaker_state("sonarr")["state"] == "closed"
             stack.sims["sonarr"].faults = {"down": True}
             for _ in range(2):
-                with pytest.raises(MCPToolError, match="upstream_unavailable"):
+                with pytest.raises(MCPConnectionError, match="upstream_unavailable"):
                     await mcp.call_tool("sonarr", "sonarr_get_series", {})
             with pytest.raises(CircuitBreakerOpenError) as caught:
                 await mcp.call_tool("sonarr", "sonarr_get_series", {})
@@ -379,7 +392,7 @@ def test_the_breaker_opens_after_the_seed_threshold_and_closes_after_its_timeout
             assert (state["threshold"], state["timeout"], state["success_threshold"]) == (2, 1.0, 1)
             stack.sims["sonarr"].faults = {}
             await asyncio.sleep(1.2)
-            assert isinstance(await mcp.call_tool("sonarr", "sonarr_get_series", {}), dict)
+            assert isinstance(await mcp.call_tool("sonarr", "sonarr_get_series", {}), list)
             assert mcp.get_circuit_breaker_state("sonarr")["state"] == "closed"
     run(scenario())
 
@@ -400,8 +413,7 @@ def test_connection_state_follows_connect_disconnect_and_reconnect(stack: Compat
         with pytest.raises(MCPConnectionError):
             await mcp.call_tool("sonarr", "sonarr_get_series", {})
         assert await mcp.reconnect("sonarr") and await mcp.is_connected("sonarr")
-        tools = await mcp.list_tools("sonarr")
-        assert "sonarr_get_series" in {tool["name"] for tool in tools}
+        assert "get_series" in await mcp.list_tools("sonarr")
         assert set(await mcp.list_all_tools()) == set(MEDIA_SERVICES)
         await mcp.disconnect_all()
         assert mcp.get_connected_servers() == []
@@ -432,7 +444,7 @@ def test_failed_health_checks_mark_a_server_down_and_one_passing_check_brings_it
                 status = mcp.get_server_status("plex")
                 assert status["status"] == "healthy" and status["consecutive_failures"] == 0
                 assert (await mcp.health_check_all())["plex"] is True  # the others are not in use here
-                assert isinstance(await mcp.call_tool("plex", "plex_get_libraries", {}), dict)
+                assert isinstance(await mcp.call_tool("plex", "plex_get_libraries", {}), list)
                 assert mcp.get_stats()["total_health_checks"] == 5
 
     run(scenario("up-first"))
@@ -487,7 +499,7 @@ def test_a_graceful_shutdown_waits_for_in_flight_calls_and_a_short_one_cancels_t
         assert mcp.get_stats()["in_flight_calls"] == 1
         started = time.monotonic()
         await mcp.shutdown(graceful=True, timeout=10)
-        assert call.done() and isinstance(call.result(), dict) and time.monotonic() - started > 0.5
+        assert call.done() and isinstance(call.result(), list) and time.monotonic() - started > 0.5
         impatient = await connected(stack)
         call = asyncio.ensure_future(impatient.call_tool("radarr", "radarr_get_movies", {}))
         await asyncio.sleep(0.3)
@@ -501,10 +513,13 @@ def test_the_facade_has_the_seeds_whole_public_surface() -> None:
     """Every seed method exists, async where the seed's was."""
     asynchronous = ["connect_all", "connect", "disconnect", "disconnect_all", "reconnect", "is_connected",
                     "call_tool", "call_tools_parallel", "list_tools", "list_all_tools", "health_check",
-                    "health_check_all", "health_check_detailed", "shutdown", "restart", "__aenter__", "__aexit__"]
+                    "health_check_all", "health_check_detailed", "shutdown", "restart", "__aenter__", "__aexit__",
+                    "restore_connection_state"]
     for name in asynchronous:
         assert asyncio.iscoroutinefunction(getattr(MCPOrchestrator, name)), name
-    for name in ("get_server_status", "get_circuit_breaker_state", "get_stats", "get_connected_servers"):
+    for name in ("get_server_status", "get_circuit_breaker_state", "get_stats", "get_connected_servers",
+                 "get_connection_state", "start_keepalive", "stop_keepalive", "start_periodic_health_checks",
+                 "stop_periodic_health_checks", "get_pending_tasks", "get_connection_pool_state", "check_for_leaks"):
         assert callable(getattr(MCPOrchestrator, name)) and not asyncio.iscoroutinefunction(
             getattr(MCPOrchestrator, name))
 

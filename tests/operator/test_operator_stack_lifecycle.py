@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from orchestrator.operator import stack_state
-from orchestrator.operator.processes import port_open
+from orchestrator.operator.processes import free_port, port_open
 from tests.operator.test_operator_stack import MCP_ORCH, START_TIMEOUT, operator_env, read_until_ready
 from tests.support.procs import REPO
 from tests.support.proctree import alive, descendants
@@ -21,9 +21,10 @@ from tests.support.proctree import alive, descendants
 pytestmark = pytest.mark.slow
 
 
-def start_stack(root: Path, *args: str) -> tuple[subprocess.Popen[str], str]:
+def start_stack(root: Path, *args: str, env: dict[str, str] | None = None) -> tuple[subprocess.Popen[str], str]:
     """``mcp-orch stack`` with its state under ``root``; returns once it reported readiness, with its output."""
-    proc = subprocess.Popen([*MCP_ORCH, "stack", *args], env=operator_env(root), cwd=REPO, stdout=subprocess.PIPE,
+    proc = subprocess.Popen([*MCP_ORCH, "stack", *args], env={**operator_env(root), **(env or {})}, cwd=REPO,
+                            stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, text=True, start_new_session=True)
     try:
         return proc, "\n".join(read_until_ready(proc, START_TIMEOUT))
@@ -91,16 +92,17 @@ def test_sighup_stops_the_stack_cleanly_and_a_second_stack_of_the_same_checkout_
 
 
 def test_a_port_held_by_another_process_is_named_in_the_stack_notes(tmp_path: Path) -> None:
-    """When Flower's port is taken, the stack says which process holds it and where Flower went instead."""
-    holder = subprocess.Popen(["python3", "-m", "http.server", "--bind", "127.0.0.1", "5555"],
+    """When Flower's configured port is taken, the stack says which process holds it and where Flower went."""
+    port = free_port()
+    holder = subprocess.Popen(["python3", "-m", "http.server", "--bind", "127.0.0.1", str(port)],
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         deadline = time.monotonic() + 10
-        while not port_open(5555) and time.monotonic() < deadline:
+        while not port_open(port) and time.monotonic() < deadline:
             time.sleep(0.1)
-        proc, text = start_stack(tmp_path)
+        proc, text = start_stack(tmp_path, env={"MCP_ORCH_FLOWER__PORT": str(port)})
         try:
-            assert re.search(rf"note: port 5555 is held by pid {holder.pid} \(\S*python3 -m http.server .*\); "
+            assert re.search(rf"note: port {port} is held by pid {holder.pid} \(\S*python3 -m http.server .*\); "
                              r"Flower is on \d+ instead", text), text
         finally:
             proc.send_signal(signal.SIGTERM)

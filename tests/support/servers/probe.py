@@ -16,6 +16,7 @@ from typing import Any
 import uvicorn
 from mcp.server.mcpserver import MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
+from mcp.shared.exceptions import MCPError
 from mcp_types import ToolAnnotations
 from pydantic import BaseModel, Field
 
@@ -118,6 +119,14 @@ def leak_key_error() -> str:
     """A careless tool whose error text contains its API key."""
     _count()
     raise ToolError(f"login failed with key {os.environ.get('PROBE_API_KEY', '')}")
+
+
+@server.tool(annotations=READ_ONLY)
+def leak_key_protocol_error() -> str:
+    """A careless tool that fails at the protocol level (a JSON-RPC error, not an isError result)
+    with its API key in the message: the worker raises that text as its own error."""
+    _count()
+    raise MCPError(code=-32603, message=f"backend refused key {os.environ.get('PROBE_API_KEY', '')}")
 
 
 @server.tool(annotations=ToolAnnotations(readOnlyHint=False, destructiveHint=True, idempotentHint=False))

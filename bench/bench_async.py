@@ -1,0 +1,186 @@
+"""N concurrent calls from one event loop: the native async client vs the old thread-wrapping one.
+
+Run: ``python bench/bench_async.py [--n 100 1000 10000]``. Starts its own redis-server and a
+threads-pool worker serving the probe MCP server over stdio (``add``, a fast tool). For each N
+and each client it reports wall time, calls/s, the client's threads (before and at the peak),
+client RSS growth per call in flight, and event-loop lag (a 5 ms ticker's overshoot, max and
+p99); the native client's RSS per pending call (N calls parked on a queue no worker reads, then
+cancelled); then the p50 of a single call, interleaved with the old client and the sync one. Prints a table and writes
+``bench/results/async.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import statistics
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import psutil
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+
+
+from bench.common import REPO, percentile, print_table, start_redis, start_worker, temp_dir, write_json
+from bench.threaded_client import ThreadedAsyncOrchestrator
+from orchestrator.aio.client import AsyncOrchestrator
+from orchestrator.celery_app import make_celery
+from orchestrator.client import Orchestrator
+from orchestrator.config import Settings, load_settings
+
+CONFIG = """
+broker_url = "{broker}"
+default_timeout = 120
+[servers.probe.transport]
+type = "stdio"
+command = "python"
+args = ["-m", "tests.support.servers.probe"]
+cwd = "{repo}"
+
+[servers.parked.transport]  # no worker consumes mcp.parked: its calls stay pending
+type = "stdio"
+command = "python"
+args = ["-m", "tests.support.servers.probe"]
+"""
+TICK = 0.005
+"""Seconds the lag ticker sleeps; its overshoot is the loop's lag."""
+CLIENTS: dict[str, type[Any]] = {"native": AsyncOrchestrator, "threaded (old)": ThreadedAsyncOrchestrator}
+
+
+class Sampler:
+    """A ticker on the loop: how late each 5 ms sleep wakes, the process's threads and RSS at each tick."""
+
+    def __init__(self) -> None:
+        self.lags: list[float] = []
+        self.threads = threading.active_count()
+        self.rss = psutil.Process().memory_info().rss
+        self.running = True
+
+    async def run(self) -> None:
+        process = psutil.Process()
+        while self.running:
+            started = time.perf_counter()
+            await asyncio.sleep(TICK)
+            self.lags.append((time.perf_counter() - started - TICK) * 1000)
+            self.threads = max(self.threads, threading.active_count())
+            if len(self.lags) % 10 == 0:
+                self.rss = max(self.rss, process.memory_info().rss)
+
+
+async def burst(client: Any, n: int) -> dict[str, Any]:
+    """``n`` concurrent calls; wall time, threads, RSS and loop lag while they are in flight."""
+    await asyncio.gather(*(client.call_tool("probe", "add", {"a": 1, "b": 1}) for _ in range(20)))  # warm
+    threads_before = threading.active_count()
+    rss_before = psutil.Process().memory_info().rss
+    sampler = Sampler()
+    ticker = asyncio.create_task(sampler.run())
+    started = time.perf_counter()
+    results = await asyncio.gather(*(client.call_tool("probe", "add", {"a": i, "b": 1}) for i in range(n)),
+                                   return_exceptions=True)
+    wall = time.perf_counter() - started
+    sampler.running = False
+    await ticker
+    failed = sum(not hasattr(r, "data") for r in results)
+    return {"n": n, "wall_s": round(wall, 2), "calls_per_s": round(n / wall), "failed": failed,
+            "threads_before": threads_before, "threads_peak": sampler.threads,
+            "rss_kb_per_call": round((sampler.rss - rss_before) / 1024 / n, 2),
+            "lag_max_ms": round(max(sampler.lags), 1), "lag_p99_ms": round(percentile(sampler.lags, 0.99), 1)}
+
+
+async def parked(client: AsyncOrchestrator, n: int) -> dict[str, Any]:
+    """RSS per pending call: ``n`` calls to a queue no worker reads, all subscribed, then cancelled (revoked)."""
+    await asyncio.gather(*(client.call_tool("probe", "add", {"a": 1, "b": 1}) for _ in range(20)))  # warm
+    rss_before = psutil.Process().memory_info().rss
+    calls = [asyncio.create_task(client.call_tool("parked", "add", {"a": 1, "b": 1}, timeout=120)) for _ in range(n)]
+    deadline = time.monotonic() + 120
+    while client.results.pending < n and time.monotonic() < deadline:
+        await asyncio.sleep(0.05)
+    pending, rss = client.results.pending, psutil.Process().memory_info().rss
+    for call in calls:
+        call.cancel()
+    await asyncio.gather(*calls, return_exceptions=True)
+    return {"n": n, "pending": pending, "threads": threading.active_count(),
+            "rss_kb_per_pending_call": round((rss - rss_before) / 1024 / n, 2)}
+
+
+def measure(settings: Settings, sizes: list[int], single: int
+            ) -> tuple[list[dict[str, Any]], list[dict[str, Any]], dict[str, float]]:
+    """Pending calls (native), bursts per client, then single calls interleaved round-robin."""
+    pending: list[dict[str, Any]] = []
+
+    async def park() -> None:
+        async with AsyncOrchestrator(settings) as client:
+            for n in sizes:
+                pending.append(await parked(client, n))
+    asyncio.run(park())
+    rows: list[dict[str, Any]] = []
+    for name, cls in CLIENTS.items():
+        async def bursts(cls: type[Any] = cls, name: str = name) -> None:
+            async with cls(settings) as client:
+                for n in sizes:
+                    rows.append({"client": name, **await burst(client, n)})
+        asyncio.run(bursts())
+    return pending, rows, asyncio.run(single_calls(settings, single))
+
+
+async def single_calls(settings: Settings, rounds: int) -> dict[str, float]:
+    """p50 (ms) of one call at a time: each round calls native, threaded and sync once."""
+    latencies: dict[str, list[float]] = {name: [] for name in [*CLIENTS, "sync"]}
+    sync = Orchestrator(settings)
+    clients = {name: cls(settings) for name, cls in CLIENTS.items()}
+    try:
+        for _ in range(rounds + 1):  # the first round warms up
+            for name, client in clients.items():
+                started = time.perf_counter()
+                await client.call_tool("probe", "add", {"a": 1, "b": 1})
+                latencies[name].append((time.perf_counter() - started) * 1000)
+            started = time.perf_counter()
+            sync.call_tool("probe", "add", {"a": 1, "b": 1})
+            latencies["sync"].append((time.perf_counter() - started) * 1000)
+    finally:
+        sync.close()
+        for client in clients.values():
+            await client.aclose()
+    return {name: round(statistics.median(values[1:]), 2) for name, values in latencies.items()}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--n", type=int, nargs="+", default=[100, 1000, 10000], help="concurrent calls per burst")
+    parser.add_argument("--single", type=int, default=100, help="sequential calls for the single-call p50")
+    parser.add_argument("--concurrency", type=int, default=16, help="worker threads")
+    args = parser.parse_args()
+    root = temp_dir()
+    redis_child, url = start_redis(root)
+    worker = None
+    try:
+        config = root / "bench.toml"
+        config.write_text(CONFIG.format(broker=url, repo=REPO))
+        settings = load_settings(config)
+        app = make_celery(settings)
+        worker = start_worker(app, name="bench", queues=["mcp.probe"], env={"MCP_ORCH_CONFIG": str(config)},
+                              log_dir=root, concurrency=args.concurrency)
+        app.close()
+        pending, rows, p50 = measure(settings, args.n, args.single)
+    finally:
+        if worker is not None:
+            worker.stop()
+        redis_child.stop()
+    print_table("N concurrent calls from one event loop", rows,
+                ["client", "n", "wall_s", "calls_per_s", "failed", "threads_before", "threads_peak",
+                 "rss_kb_per_call", "lag_max_ms", "lag_p99_ms"])
+    print_table("Calls pending at once (native client; no worker reads their queue)", pending,
+                ["n", "pending", "threads", "rss_kb_per_pending_call"])
+    print_table("Single call p50 (ms)", [{"client": k, "p50_ms": v} for k, v in p50.items()], ["client", "p50_ms"])
+    path = write_json("async", {"pending": pending, "rows": rows, "single_call_p50_ms": p50,
+                                "worker_threads": args.concurrency})
+    print(f"\nwritten to {path}")
+
+
+if __name__ == "__main__":
+    main()

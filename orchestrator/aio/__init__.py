@@ -1,0 +1,1 @@
+"""The asyncio client (``AsyncOrchestrator``) and the result waiter it shares between calls."""

@@ -1,0 +1,390 @@
+"""The asyncio client: calls in flight wait on the event loop, not in a thread each.
+
+Validation runs on the loop (it is pure). Admission (catalog, breaker) and publishing are
+short blocking Redis/kombu work, run on a small fixed pool of publisher threads; the wait for
+the result is a future resolved by one shared pub/sub connection (``ResultWaiter``). So the
+client's thread count is the same with 10 or 10,000 calls in flight.
+
+Cancelling the task that awaits a call revokes the call (a worker drops a revoked message it
+has not started) and drops its subscription; a call whose result cannot be had and whose
+execution marker says it may have run is ``OutcomeUnknown``, as everywhere in the orchestrator.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import inspect
+import logging
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from functools import partial
+from typing import Any, TypeVar
+
+from celery import Celery, group
+from redis.exceptions import RedisError
+
+from orchestrator import health, keys
+from orchestrator.aio.waiter import Meta, ResultWaiter
+from orchestrator.batch import Outcome, outcome_of, plan_batch, prepare_batch, unfinished_outcome
+from orchestrator.breaker import BreakerSnapshot
+from orchestrator.celery_app import RESULT_GRACE_SECONDS
+from orchestrator.client import Orchestrator
+from orchestrator.config import Settings
+from orchestrator.errors import CallFailed, DeadlineExceeded, OrchestratorError, OutcomeUnknown
+from orchestrator.results import ToolResult, tool_error
+from orchestrator.validation import PreparedCall, prepare_call
+from orchestrator.wire import CALL_TOOL
+
+log = logging.getLogger("orchestrator.aio")
+
+PUBLISH_THREADS = 2
+"""Threads that admit and enqueue calls (a few Redis round trips each, never a wait for a result)."""
+BLOCKING_THREADS = 4
+"""Threads for the operations that stay synchronous (health checks, tool listings, breaker admin)."""
+
+MARKER_CHECK_SECONDS = 1.0
+"""At most this long past a deadline is spent reading execution markers (Redis may be the thing that is down)."""
+
+OUTBOX_CHUNK = 32
+"""Sends per publisher-thread job: small enough that both publisher threads share a burst."""
+
+T = TypeVar("T")
+AsyncProgress = Callable[[int, int], Any]
+"""``progress(completed, total)``; a coroutine function is awaited on the loop."""
+
+
+def _publisher_thread(app: Celery) -> None:
+    """Each publisher thread has its own Celery backend (thread-local): make it leave results to the loop.
+
+    Celery's ``send_task`` would otherwise subscribe that backend's own pub/sub connection to every
+    task's channel, a second subscription per call that nobody reads or releases.
+    """
+    app.backend.on_task_call = _results_are_awaited_on_the_loop
+
+
+def _results_are_awaited_on_the_loop(producer: Any, task_id: str) -> None:
+    """``Backend.on_task_call`` of the publisher threads: subscribe nothing."""
+
+
+class Outbox:
+    """Sends handed over by the loop, run in chunks on the publisher threads: one thread hand-off (and one
+    loop wake-up) per chunk instead of per call, so a burst of calls costs the loop little."""
+
+    def __init__(self, executor: ThreadPoolExecutor, revoke: Callable[[list[str]], None]) -> None:
+        self._executor = executor
+        self._revoke = revoke
+        self._queued: list[tuple[Callable[[], Any], Callable[[Any], list[str]], asyncio.Future[Any]]] = []
+
+    def submit(self, send: Callable[[], T], sent_ids: Callable[[T], list[str]]) -> asyncio.Future[T]:
+        """``send()``'s outcome, later; if the future is cancelled once ``send`` ran, ``sent_ids`` are revoked."""
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[T] = loop.create_future()
+        if not self._queued:
+            loop.call_soon(self._flush, loop)
+        self._queued.append((send, sent_ids, future))
+        return future
+
+    def _flush(self, loop: asyncio.AbstractEventLoop) -> None:
+        jobs = [job for job in self._queued if not job[2].cancelled()]  # cancelled before sending: nothing to do
+        self._queued = []
+        for start in range(0, len(jobs), OUTBOX_CHUNK):
+            chunk = jobs[start:start + OUTBOX_CHUNK]
+            done = self._executor.submit(_run_each, [send for send, _, _ in chunk])
+            done.add_done_callback(partial(self._hand_back, loop, chunk))
+
+    def _hand_back(self, loop: asyncio.AbstractEventLoop, chunk: list[Any], done: Future[list[Any]]) -> None:
+        with contextlib.suppress(RuntimeError):  # the loop is closed: nobody is waiting any more
+            loop.call_soon_threadsafe(self._deliver, chunk, done.result())
+
+    def _deliver(self, chunk: list[Any], outcomes: list[tuple[bool, Any]]) -> None:
+        for (_send, sent_ids, future), (ok, value) in zip(chunk, outcomes, strict=True):
+            if future.cancelled():
+                if ok:
+                    self._revoke(sent_ids(value))
+            elif ok:
+                future.set_result(value)
+            else:
+                future.set_exception(value)
+
+
+def _run_each(sends: list[Callable[[], Any]]) -> list[tuple[bool, Any]]:
+    """(publisher thread) Every send of a chunk, each one's result or exception."""
+    outcomes: list[tuple[bool, Any]] = []
+    for send in sends:
+        try:
+            outcomes.append((True, send()))
+        except Exception as exc:  # boundary: handed back to the caller, who types it
+            outcomes.append((False, exc))
+    return outcomes
+
+
+class AsyncOrchestrator:
+    """The same API as ``Orchestrator``, awaitable; a call in flight costs a future, not a thread."""
+
+    def __init__(self, settings: Settings | None = None, *, app: Celery | None = None) -> None:
+        self.sync = Orchestrator(settings, app=app)
+        self.app = self.sync.app
+        self._publisher = ThreadPoolExecutor(PUBLISH_THREADS, "mcp-orch-publish",
+                                             initializer=_publisher_thread, initargs=(self.app,))
+        started = threading.Barrier(PUBLISH_THREADS)
+        for _ in range(PUBLISH_THREADS):  # every publisher thread now, so the thread count is flat from the start
+            self._publisher.submit(started.wait, 10)
+        self._blocking = ThreadPoolExecutor(BLOCKING_THREADS, "mcp-orch-sync")
+        self._outbox = Outbox(self._publisher, self._revoke)
+        self._waiter: ResultWaiter | None = None
+
+    @property
+    def settings(self) -> Settings:
+        return self.sync.settings
+
+    @property
+    def results(self) -> ResultWaiter:
+        """The one pub/sub connection this client waits on (opened on first use, on the running loop)."""
+        if self._waiter is None:
+            backend = self.app.backend
+            self._waiter = ResultWaiter(self.settings, backend.get_key_for_task, backend.decode_result)
+        return self._waiter
+
+    def _off_loop(self, method: Callable[..., T]) -> Callable[..., Any]:
+        """``method`` run on the fixed pool of blocking threads, awaitable."""
+        async def run(*args: Any, **kwargs: Any) -> T:
+            return await asyncio.get_running_loop().run_in_executor(self._blocking, partial(method, *args, **kwargs))
+        return run
+
+    async def call_tool(self, server: str, tool: str, params: dict[str, Any] | None = None,
+                        timeout: float | None = None, *, raise_on_error: bool = True) -> ToolResult:
+        """As ``Orchestrator.call_tool``: validated before enqueue, one typed outcome, by its deadline."""
+        call = prepare_call(self.settings, server, tool, params, timeout)
+        call, listed, task_id = await self._publish(call, partial(self._admit_and_send, call), lambda sent: [sent[2]])
+        try:
+            meta = await self.results.wait(task_id, max(call.deadline - time.time(), 0.0) + RESULT_GRACE_SECONDS)
+        except TimeoutError:
+            self._revoke([task_id])
+            raise (await self._unknown_if_started([call], [task_id], [None]))[0] from None
+        except asyncio.CancelledError:
+            self._revoke([task_id])
+            raise
+        except Exception as exc:  # boundary: an undecodable stored result
+            raise self._failed(call, task_id, exc) from None
+        if meta.get("status") != "SUCCESS":
+            error = self._outcome(call, task_id, meta)
+            if not isinstance(error, OrchestratorError):  # a non-SUCCESS status always maps to an error
+                raise self._failed(call, task_id, TypeError(f"status {meta.get('status')} without an error"))
+            if isinstance(error, DeadlineExceeded):
+                error.details.setdefault("timeout", call.timeout)
+            raise error
+        result = ToolResult.model_validate(meta["result"])
+        if result.is_error and raise_on_error:
+            error = tool_error(result)
+            raise error if listed else await self._off_loop(self.sync._with_close_matches)(error, call)
+        return result
+
+    def _admit_and_send(self, call: PreparedCall) -> tuple[PreparedCall, bool, str]:
+        """(publisher thread) Resolve, fail fast on an open breaker, enqueue; the call and its task id."""
+        call, listed = self.sync._admit(call)
+        return call, listed, self.sync._send(call, CALL_TOOL, call.task_kwargs()).id
+
+    async def _publish(self, call: PreparedCall, send: Callable[[], T], sent_ids: Callable[[T], list[str]]) -> T:
+        """Run ``send`` on a publisher thread within ``call``'s deadline; typed errors only.
+
+        If the caller stops waiting (cancelled, or the deadline passed) while the message is being
+        sent, whatever it enqueued is revoked once the send ends.
+        """
+        future: asyncio.Future[T] = self._outbox.submit(send, sent_ids)
+        try:
+            async with asyncio.timeout(max(call.deadline - time.time(), 0.0)):
+                return await future
+        except TimeoutError:
+            raise DeadlineExceeded(f"could not enqueue the call to {call.server.name} within {call.timeout:g}s",
+                                   server=call.server.name, tool=call.tool, deadline=call.deadline,
+                                   timeout=call.timeout) from None
+        except OrchestratorError:
+            raise
+        except Exception as exc:  # boundary: kombu/redis errors while admitting or publishing; nothing enqueued
+            raise CallFailed(f"could not enqueue the call to {call.server.name}: {type(exc).__name__}: {exc}",
+                             server=call.server.name, tool=call.tool, cause=type(exc).__name__) from None
+
+    def _revoke(self, task_ids: list[str]) -> None:
+        """Revoke calls nobody waits for any more, from a publisher thread (never blocks the loop)."""
+        if task_ids:
+            self._publisher.submit(self._revoke_now, task_ids)
+
+    def _revoke_now(self, task_ids: list[str]) -> None:
+        try:
+            self.app.control.revoke(task_ids)
+        except Exception as exc:  # boundary: a revoke is best effort; the calls also expire at their deadline
+            log.warning("could not revoke %d abandoned calls: %s: %s", len(task_ids), type(exc).__name__, exc)
+
+    def _outcome(self, call: PreparedCall, task_id: str, meta: Meta) -> Outcome:
+        try:
+            return outcome_of(self.app, call, task_id, meta)
+        except Exception as exc:  # boundary: a stored result that is not a ToolResult nor an error
+            return self._failed(call, task_id, exc)
+
+    @staticmethod
+    def _failed(call: PreparedCall, task_id: str, exc: Exception) -> CallFailed:
+        return CallFailed(f"call to {call.server.name} failed: {type(exc).__name__}: {exc}", server=call.server.name,
+                          tool=call.tool, task_id=task_id, cause=type(exc).__name__)
+
+    async def _unknown_if_started(self, calls: list[PreparedCall], task_ids: list[str],
+                                  fallbacks: Sequence[OrchestratorError | None]) -> list[OrchestratorError]:
+        """The outcome of calls whose result cannot be had: ``OutcomeUnknown`` where the execution marker
+        says a call not safe to repeat started, else the fallback (``DeadlineExceeded`` when None)."""
+        try:
+            pipe = self.results.reader.pipeline(transaction=False)
+            for task_id in task_ids:
+                pipe.exists(keys.execution_marker_key(task_id))
+            async with asyncio.timeout(MARKER_CHECK_SECONDS):
+                started = [bool(n) for n in await pipe.execute()]
+        except (RedisError, OSError, TimeoutError):
+            started = [False] * len(task_ids)  # Redis is gone and its markers with it (no persistence)
+        outcomes: list[OrchestratorError] = []
+        for call, task_id, claimed, fallback in zip(calls, task_ids, started, fallbacks, strict=True):
+            if claimed:
+                outcomes.append(OutcomeUnknown(
+                    f"{call.tool} on {call.server.name} is not safe to repeat, started, and its result could "
+                    f"not be had within {call.timeout:g}s: it may have run", server=call.server.name,
+                    tool=call.tool, task_id=task_id, deadline=call.deadline))
+            else:
+                outcomes.append(fallback or DeadlineExceeded(
+                    f"no result from {call.server.name} within {call.timeout:g}s", server=call.server.name,
+                    tool=call.tool, task_id=task_id, deadline=call.deadline, timeout=call.timeout))
+        return outcomes
+
+    async def call_tools_parallel(self, calls: Sequence[Any], *, timeout: float | None = None,
+                                  fail_fast: bool = False, progress: AsyncProgress | None = None,
+                                  max_concurrency: Mapping[str, int] | None = None) -> list[Outcome]:
+        """As ``Orchestrator.call_tools_parallel``; ``progress`` may be a coroutine function (awaited).
+
+        Cancelling the awaiting task revokes every call of the batch that has not ended.
+        """
+        prepared = prepare_batch(self.settings, calls)
+        if not prepared:
+            plan_batch(self.app, self.settings, [], timeout=timeout, max_concurrency=max_concurrency)
+            return []
+        first = min(prepared, key=lambda call: call.deadline)
+        resolved, listed, plan, task_ids = await self._publish(
+            first, partial(self._plan_and_send, prepared, timeout, max_concurrency), lambda sent: sent[3])
+        outcomes = plan.outcomes
+        total, done = len(outcomes), 0
+        for _refused in range(sum(outcome is not None for outcome in outcomes)):
+            done += 1
+            await _report(progress, done, total)
+        if not plan.positions:  # every server of the batch refused by its breaker
+            return [outcome for outcome in outcomes if outcome is not None]
+        wait_until = max(resolved[p].deadline for p in plan.positions) + RESULT_GRACE_SECONDS
+        if plan.deadline is not None:
+            wait_until = min(wait_until, plan.deadline)
+        arrivals: asyncio.Queue[tuple[int, Outcome | None]] = asyncio.Queue()
+        waits = [asyncio.create_task(self._arrival(arrivals, index, resolved[index], task_id, wait_until))
+                 for index, task_id in zip(plan.positions, task_ids, strict=True)]
+        ids = dict(zip(plan.positions, task_ids, strict=True))
+        failed_fast = False
+        try:
+            for _ in waits:
+                index, outcome = await arrivals.get()
+                if outcome is None:
+                    continue  # not ended by the deadline: reported below with the rest
+                outcomes[index] = outcome
+                done += 1
+                await _report(progress, done, total)
+                if fail_fast and isinstance(outcome, OrchestratorError) and not outcome.transient:
+                    failed_fast = True
+                    break
+        finally:
+            for wait in waits:
+                wait.cancel()
+            unfinished = [index for index in ids if outcomes[index] is None]
+            self._revoke([ids[index] for index in unfinished])
+        fallbacks = [unfinished_outcome(resolved[index], ids[index], failed_fast=failed_fast,
+                                        batch_deadline=plan.deadline) for index in unfinished]
+        if not failed_fast:
+            fallbacks = await self._unknown_if_started([resolved[i] for i in unfinished],
+                                                       [ids[i] for i in unfinished], fallbacks)
+        for index, outcome in zip(unfinished, fallbacks, strict=True):
+            outcomes[index] = outcome
+            done += 1
+            await _report(progress, done, total)
+        final = [outcome for outcome in outcomes if outcome is not None]
+        if all(known for known in listed):
+            return final
+        return await self._off_loop(self.sync._hinted)(final, resolved, listed)
+
+    def _plan_and_send(self, prepared: list[PreparedCall], timeout: float | None,
+                       max_concurrency: Mapping[str, int] | None) -> tuple[list[PreparedCall], list[bool], Any,
+                                                                           list[str]]:
+        """(publisher thread) Resolve and check the batch, fail fast open breakers, enqueue the rest."""
+        resolved, listed = self.sync.catalog.resolve_batch(prepared)
+        plan = plan_batch(self.app, self.settings, resolved, timeout=timeout, max_concurrency=max_concurrency,
+                          breakers=self.sync.breakers)
+        if not plan.signatures:
+            return resolved, listed, plan, []
+        handle = group(plan.signatures, app=self.app).apply_async()
+        return resolved, listed, plan, [result.id for result in handle.results]
+
+    async def _arrival(self, arrivals: asyncio.Queue[tuple[int, Outcome | None]], index: int, call: PreparedCall,
+                       task_id: str, wait_until: float) -> None:
+        """Wait for one call of a batch and queue its outcome (None: it did not end by ``wait_until``)."""
+        try:
+            meta = await self.results.wait(task_id, max(wait_until - time.time(), 0.0))
+        except TimeoutError:
+            arrivals.put_nowait((index, None))
+        except Exception as exc:  # boundary: an undecodable stored result
+            arrivals.put_nowait((index, self._failed(call, task_id, exc)))
+        else:
+            arrivals.put_nowait((index, self._outcome(call, task_id, meta)))
+
+    async def list_tools(self, server: str, timeout: float | None = None, *,
+                         refresh: bool = False) -> list[dict[str, Any]]:
+        return await self._off_loop(self.sync.list_tools)(server, timeout, refresh=refresh)
+
+    async def list_all_tools(self, timeout: float | None = None, *,
+                             refresh: bool = False) -> dict[str, list[dict[str, Any]]]:
+        return await self._off_loop(self.sync.list_all_tools)(timeout, refresh=refresh)
+
+    async def health_check(self, server: str, timeout: float | None = None) -> health.ServerHealth:
+        return await self._off_loop(self.sync.health_check)(server, timeout)
+
+    async def health_check_all(self, timeout: float | None = None) -> dict[str, health.ServerHealth]:
+        return await self._off_loop(self.sync.health_check_all)(timeout)
+
+    async def health_status(self) -> dict[str, str]:
+        return await self._off_loop(self.sync.health_status)()
+
+    async def health_detail(self, server: str) -> health.ServerHealth:
+        return await self._off_loop(self.sync.health_detail)(server)
+
+    async def breaker_states(self) -> dict[str, BreakerSnapshot]:
+        return await self._off_loop(self.sync.breaker_states)()
+
+    async def reset_breaker(self, server: str) -> BreakerSnapshot:
+        return await self._off_loop(self.sync.reset_breaker)(server)
+
+    async def force_breaker(self, server: str, state: str) -> BreakerSnapshot:
+        return await self._off_loop(self.sync.force_breaker)(server, state)
+
+    async def aclose(self) -> None:
+        """Close the result connection, then the broker/backend connections and both pools."""
+        if self._waiter is not None:
+            await self._waiter.aclose()
+            self._waiter = None
+        await asyncio.get_running_loop().run_in_executor(self._publisher, self.sync.close)
+        self._publisher.shutdown(wait=False)
+        self._blocking.shutdown(wait=False)
+
+    async def __aenter__(self) -> AsyncOrchestrator:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+
+async def _report(progress: AsyncProgress | None, done: int, total: int) -> None:
+    """Call ``progress(done, total)``; await what it returns when that is awaitable."""
+    if progress is not None:
+        answer = progress(done, total)
+        if inspect.isawaitable(answer):
+            await answer

@@ -1,0 +1,226 @@
+"""The asyncio client against real Redis and workers: results on the loop, typed errors, cancellation."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import pytest
+import redis
+
+from orchestrator import keys
+from orchestrator.aio.client import AsyncOrchestrator
+from orchestrator.errors import (
+    CircuitBreakerOpenError,
+    DeadlineExceeded,
+    InvalidCall,
+    OrchestratorError,
+    OutcomeUnknown,
+    ToolReturnedError,
+)
+from orchestrator.results import ToolResult
+from tests.conftest import Stack
+from tests.test_batch import revoked_ids
+from tests.test_faults import FaultStack, fault_stack  # noqa: F401  (fixture)
+
+pytestmark = pytest.mark.slow
+
+
+def run(stack_settings: Any, body: Callable[[AsyncOrchestrator], Awaitable[Any]]) -> Any:
+    """Run ``body`` with a fresh async client on a fresh loop, closing the client after it."""
+    async def main() -> Any:
+        async with AsyncOrchestrator(stack_settings) as aclient:
+            return await body(aclient)
+    return asyncio.run(main())
+
+
+def test_an_async_call_returns_the_tool_result(stack: Stack) -> None:
+    """A call awaited on the loop comes back as the worker's ToolResult."""
+    result = run(stack.settings, lambda c: c.call_tool("probe", "echo", {"text": "hi"}))
+    assert isinstance(result, ToolResult) and result.data == {"text": "hi", "length": 2}
+    assert result.worker and result.task_id
+
+
+def test_async_calls_raise_the_same_typed_errors_as_the_sync_client(stack: Stack) -> None:
+    """Bad input before enqueue, a tool's isError, a deadline and an open breaker are typed errors."""
+    async def body(c: AsyncOrchestrator) -> dict[str, OrchestratorError]:
+        caught: dict[str, OrchestratorError] = {}
+        for name, call in {
+            "invalid": c.call_tool("probe", "echo", {"text": float("nan")}),
+            "tool": c.call_tool("probe", "fail", {"message": "boom"}),
+            "deadline": c.call_tool("probe", "sleep", {"seconds": 5}, timeout=0.5),
+        }.items():
+            try:
+                await call
+            except OrchestratorError as exc:
+                caught[name] = exc
+        await c.force_breaker("probe_http", "open")
+        try:
+            await c.call_tool("probe_http", "echo", {"text": "x"})
+        except OrchestratorError as exc:
+            caught["breaker"] = exc
+        finally:
+            await c.reset_breaker("probe_http")
+        return caught
+
+    caught = run(stack.settings, body)
+    assert isinstance(caught["invalid"], InvalidCall) and caught["invalid"].field == "params"
+    assert isinstance(caught["tool"], ToolReturnedError) and "boom" in str(caught["tool"])
+    assert isinstance(caught["deadline"], DeadlineExceeded) and caught["deadline"].timeout == 0.5
+    assert isinstance(caught["breaker"], CircuitBreakerOpenError)
+    with pytest.raises(ToolReturnedError):
+        run(stack.settings, lambda c: c.call_tool("probe", "fail", {"message": "x"}))
+    result = run(stack.settings, lambda c: c.call_tool("probe", "fail", {"message": "x"}, raise_on_error=False))
+    assert result.is_error and not result.ok
+
+
+def queued_task_id(conn: redis.Redis, queue: str, timeout: float = 10) -> str:
+    """The id of the task message waiting in ``queue`` (a list in the Redis broker)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        raw = conn.lindex(queue, 0)
+        if raw is not None:
+            return json.loads(raw)["headers"]["id"]
+        time.sleep(0.02)
+    raise AssertionError(f"no message appeared in {queue}")
+
+
+def test_cancelling_the_awaiting_task_revokes_a_call_not_yet_started_and_drops_its_subscription(
+        stack: Stack, redis_server: Any) -> None:
+    """``idle`` has no worker: its call waits in the queue; cancelling its awaiter revokes it and leaves
+    no subscription to its result channel."""
+    conn = redis.Redis.from_url(stack.broker_url)
+
+    async def body(c: AsyncOrchestrator) -> tuple[str, int, int]:
+        task = asyncio.create_task(c.call_tool("idle", "echo", {"text": "never"}))
+        task_id = await asyncio.to_thread(queued_task_id, conn, "mcp.idle")
+        await asyncio.sleep(0.2)
+        channel = c.app.backend.get_key_for_task(task_id)
+        subscribed = dict(conn.pubsub_numsub(channel))[channel]
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        await asyncio.sleep(0.3)
+        return task_id, subscribed, dict(conn.pubsub_numsub(channel))[channel] + c.results.pending
+
+    try:
+        task_id, before, after = run(stack.settings, body)
+        assert before == 1 and after == 0
+        deadline = time.monotonic() + 10
+        while task_id not in revoked_ids(stack):
+            assert time.monotonic() < deadline, "the cancelled call was never revoked"
+            time.sleep(0.2)
+    finally:
+        conn.delete("mcp.idle")
+        conn.close()
+
+
+def test_an_unsafe_call_that_started_but_never_answered_is_outcome_unknown(stack: Stack) -> None:
+    """A call whose execution marker is claimed (a worker started it, then vanished) and whose result never
+    comes ends as OutcomeUnknown, not as a deadline that suggests it did not run."""
+    conn = redis.Redis.from_url(stack.broker_url)
+
+    async def body(c: AsyncOrchestrator) -> OrchestratorError:
+        task = asyncio.create_task(c.call_tool("idle", "delete_thing", {"name": "x"}, timeout=1))
+        task_id = await asyncio.to_thread(queued_task_id, conn, "mcp.idle")
+        conn.set(keys.execution_marker_key(task_id), "gone-worker", ex=60)
+        with pytest.raises(OrchestratorError) as caught:
+            await task
+        return caught.value
+
+    try:
+        error = run(stack.settings, body)
+        assert isinstance(error, OutcomeUnknown), repr(error)
+    finally:
+        conn.delete("mcp.idle")
+        conn.close()
+
+
+def test_a_batch_on_the_async_client_awaits_a_coroutine_progress_and_honours_fail_fast(stack: Stack) -> None:
+    """Progress is awaited once per call up to the total; a permanent failure revokes what is left."""
+    seen: list[tuple[int, int]] = []
+
+    async def progress(done: int, total: int) -> None:
+        await asyncio.sleep(0)
+        seen.append((done, total))
+
+    async def body(c: AsyncOrchestrator) -> tuple[list[Any], list[Any]]:
+        ok = await c.call_tools_parallel([("probe", "add", {"a": i, "b": 1}) for i in range(20)], progress=progress)
+        failing = await c.call_tools_parallel([("probe", "fail", {"message": "no"})]
+                                              + [("probe", "sleep", {"seconds": 3})] * 3, fail_fast=True)
+        return ok, failing
+
+    ok, failing = run(stack.settings, body)
+    assert [o.data["result"] for o in ok] == list(range(1, 21))
+    assert seen[:20] == [(n, 20) for n in range(1, 21)]
+    assert isinstance(failing[0], ToolReturnedError)
+    assert all(type(o).__name__ == "CallCancelled" for o in failing[1:]), failing
+
+
+def test_a_batch_whose_every_server_has_its_breaker_open_fails_fast_on_the_async_client(stack: Stack) -> None:
+    """Nothing is enqueued: each call of the batch is CircuitBreakerOpenError, progress still reaches the total."""
+    seen: list[int] = []
+
+    async def body(c: AsyncOrchestrator) -> list[Any]:
+        await c.force_breaker("probe_http", "open")
+        try:
+            return await c.call_tools_parallel([("probe_http", "echo", {"text": "x"})] * 3,
+                                               progress=lambda done, total: seen.append(done))
+        finally:
+            await c.reset_breaker("probe_http")
+
+    outcomes = run(stack.settings, body)
+    assert [type(o) for o in outcomes] == [CircuitBreakerOpenError] * 3 and seen == [1, 2, 3]
+
+
+def test_two_thousand_concurrent_calls_run_with_a_constant_thread_count(stack: Stack) -> None:
+    """The client's threads are the same with 20 or 2,000 calls in flight (waiting costs no thread)."""
+    async def body(c: AsyncOrchestrator) -> tuple[int, int, list[ToolResult]]:
+        await asyncio.gather(*(c.call_tool("probe", "add", {"a": 1, "b": 1}) for _ in range(20)))
+        before = threading.active_count()
+        peak = before
+        calls = [asyncio.create_task(c.call_tool("probe", "add", {"a": i, "b": 1}, timeout=120))
+                 for i in range(2000)]
+        while not all(call.done() for call in calls):
+            peak = max(peak, threading.active_count())
+            await asyncio.sleep(0.01)
+        return before, peak, [call.result() for call in calls]
+
+    before, peak, results = run(stack.settings, body)
+    assert peak == before, (before, peak)
+    assert [r.data["result"] for r in results] == [i + 1 for i in range(2000)]
+
+
+def test_a_pending_async_call_survives_redis_restarting_with_an_outcome_by_its_deadline(
+        fault_stack: FaultStack) -> None:  # noqa: F811
+    """Redis restarts while calls wait: each ends with its result or a typed error, none past its deadline,
+    and the same client works afterwards."""
+    worker = fault_stack.worker("threads", "threads", 4)
+
+    async def body(c: AsyncOrchestrator) -> tuple[list[Any], float, ToolResult]:
+        await c.call_tool("probe_http", "add", {"a": 1, "b": 1})
+        started = time.monotonic()
+        calls = [asyncio.create_task(c.call_tool("probe_http", "hold", {"seconds": 1.0}, timeout=8))
+                 for _ in range(4)]
+        await asyncio.sleep(0.3)
+        await asyncio.to_thread(fault_stack.redis.restart, 1.0)
+        outcomes = await asyncio.gather(*calls, return_exceptions=True)
+        elapsed = time.monotonic() - started
+        for _ in range(60):
+            try:
+                return outcomes, elapsed, await c.call_tool("probe_http", "add", {"a": 2, "b": 3}, timeout=5)
+            except OrchestratorError:
+                await asyncio.sleep(0.5)
+        raise AssertionError("the client never worked again after the restart")
+
+    try:
+        outcomes, elapsed, after = run(fault_stack.settings, body)
+    finally:
+        worker.stop()
+    assert all(isinstance(o, ToolResult | OrchestratorError) for o in outcomes), outcomes
+    assert elapsed < 8 + 2.0 + 3, elapsed  # deadline + result grace + slack for a loaded machine
+    assert after.data == {"result": 5}
