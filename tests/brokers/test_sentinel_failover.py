@@ -3,6 +3,7 @@ two workers, beat and a client running a batch; the master is killed with ``kill
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
 from collections import Counter
@@ -14,6 +15,7 @@ import pytest
 import redis
 
 from orchestrator import keys, redis_conn
+from orchestrator.aio.client import AsyncOrchestrator
 from orchestrator.batch import Outcome
 from orchestrator.celery_app import make_celery
 from orchestrator.client import Orchestrator
@@ -99,9 +101,12 @@ def test_a_master_killed_mid_batch_fails_over_and_every_call_gets_one_outcome(
     and workers, beat and the client carry on against the promoted replica without a restart."""
     group = failover_stack.group
     client = Orchestrator(failover_stack.settings)
+    async_client = AsyncOrchestrator(failover_stack.settings)
+    loop = asyncio.new_event_loop()  # the async client's result waiter lives on one loop across the kill
     state = redis_conn.connect(failover_stack.settings, socket_timeout=2, socket_connect_timeout=2)
     try:
         assert client.call_tool("probe_http", "echo", {"text": "warm"}).ok
+        assert loop.run_until_complete(async_client.call_tool("probe_http", "echo", {"text": "warm"})).ok
         old_master = group.master_port_now()
         calls = [{"server": "probe_http", "tool": "record_delete", "params": {"name": f"d{i}", "seconds": 0.3}}
                  if i % 3 == 0 else {"server": "probe_http", "tool": "sleep", "params": {"seconds": 0.3}}
@@ -129,6 +134,8 @@ def test_a_master_killed_mid_batch_fails_over_and_every_call_gets_one_outcome(
         def beat_checked_after_kill() -> bool:
             checked = client.health_detail("probe_http").last_check_at
             return checked is not None and checked > time.time() - (time.monotonic() - killed) + 1
+        async_after = loop.run_until_complete(async_client.call_tool("probe_http", "add", {"a": 2, "b": 2}))
+        assert async_after.data == {"result": 4}, "the async client's waiter follows the new master"
         wait_until(beat_checked_after_kill, 20, "beat's health check to run against the new master")
         assert state.exists(keys.REDBEAT_LOCK_KEY)
 
@@ -137,5 +144,7 @@ def test_a_master_killed_mid_batch_fails_over_and_every_call_gets_one_outcome(
             print(f"\nsentinel failover: first success {recovery:.1f}s after kill -9 of the master; batch of "
                   f"{len(calls)}: {len(calls) - errors.total()} results, typed errors {dict(errors)}")
     finally:
+        loop.run_until_complete(async_client.aclose())
+        loop.close()
         state.close()
         client.close()
