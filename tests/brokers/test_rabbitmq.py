@@ -8,6 +8,7 @@ import os
 import signal
 import threading
 import time
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,12 +19,13 @@ from orchestrator.batch import Outcome
 from orchestrator.celery_app import RABBITMQ_DELIVERY_LIMIT, make_celery
 from orchestrator.client import Orchestrator
 from orchestrator.config import Settings, load_settings
-from orchestrator.errors import OutcomeUnknown
+from orchestrator.errors import OrchestratorError, OutcomeUnknown
 from orchestrator.operator.processes import ChildProcess, wait_until
 from orchestrator.results import ToolResult
 from tests.support import rabbitmq
 from tests.support.ports import free_port
 from tests.support.procs import start_http_probe, start_worker
+from tests.support.recovery import first_success_after
 
 pytestmark = pytest.mark.slow
 
@@ -123,3 +125,56 @@ def test_calls_of_a_worker_killed_with_sigkill_are_redelivered_at_once(
                   "(read-only re-run by another worker, destructive one OutcomeUnknown)")
     finally:
         client.close()
+
+
+@pytest.fixture
+def private_broker() -> Iterator[rabbitmq.PrivateBroker]:
+    broker = rabbitmq.PrivateBroker()
+    try:
+        broker.start()
+        yield broker
+    finally:
+        broker.cleanup()
+
+
+def test_a_broker_restart_mid_batch_gives_every_call_one_outcome_and_workers_reconnect(
+        private_broker: rabbitmq.PrivateBroker, redis_url: str, tmp_path: Path,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """Calls queued or running when RabbitMQ stops are kept on disk by the quorum queue and delivered
+    after it is back; every call ends with a result or a typed error, no destructive call runs twice."""
+    http_port = free_port()
+    config_path = tmp_path / "orchestrator.toml"
+    config_path.write_text(CONFIG.format(broker=private_broker.url, backend=redis_url, http_port=http_port))
+    stack = RabbitStack("/", load_settings(config_path), {"MCP_ORCH_CONFIG": str(config_path)}, tmp_path,
+                        [start_http_probe("probe-http", http_port, log=tmp_path / "probe.log")])
+    client = Orchestrator(stack.settings)
+    try:
+        stack.worker("w1")
+        stack.worker("w2")
+        assert client.call_tool("probe_http", "echo", {"text": "warm"}).ok
+        calls = [{"server": "probe_http", "tool": "record_delete", "params": {"name": f"d{i}", "seconds": 0.5}}
+                 if i % 3 == 0 else {"server": "probe_http", "tool": "sleep", "params": {"seconds": 0.5}}
+                 for i in range(30)]
+        outcomes: list[Outcome] = []
+        batch = threading.Thread(target=lambda: outcomes.extend(client.call_tools_parallel(calls, timeout=60)))
+        batch.start()
+        time.sleep(1.0)
+        private_broker.stop()
+        stopped = time.monotonic()
+        private_broker.start()
+        recovery = first_success_after(Orchestrator(stack.settings), stopped, "probe_http", limit=60)
+        batch.join(90)
+        assert not batch.is_alive(), "the batch did not end"
+
+        assert len(outcomes) == len(calls)
+        assert all(isinstance(outcome, ToolResult | OrchestratorError) for outcome in outcomes), outcomes
+        deletions = client.call_tool("probe_http", "deletions").data
+        assert all(count == 1 for count in deletions.values()), f"a destructive call ran twice: {deletions}"
+        errors = Counter(type(outcome).__name__ for outcome in outcomes if not isinstance(outcome, ToolResult))
+        with capsys.disabled():
+            print(f"\nrabbitmq broker restart: first success {recovery:.1f}s after the stop (node start included); "
+                  f"batch of {len(calls)}: {len(calls) - errors.total()} results, typed errors {dict(errors)}")
+    finally:
+        client.close()
+        for child in reversed(stack.children):
+            child.stop()

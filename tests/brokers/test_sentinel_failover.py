@@ -12,7 +12,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-import redis
 
 from orchestrator import keys, redis_conn
 from orchestrator.aio.client import AsyncOrchestrator
@@ -26,6 +25,7 @@ from orchestrator.results import ToolResult
 from tests.support.beat import start_beat
 from tests.support.ports import free_port
 from tests.support.procs import start_http_probe, start_worker
+from tests.support.recovery import first_success_after
 from tests.support.sentinel_proc import MASTER_NAME, SentinelGroup
 
 pytestmark = pytest.mark.slow
@@ -81,20 +81,6 @@ def failover_stack(tmp_path: Path) -> Iterator[FailoverStack]:
         group.cleanup()
 
 
-def first_success_after(client: Orchestrator, killed: float, limit: float = 40.0) -> float:
-    """Seconds from the kill until a read-only call first succeeds (each try has a short deadline).
-
-    A single call may still raise redis-py's own error while no master answers (its catalog read is
-    not wrapped yet; issue 13 turns that into a typed error), so both count as "not yet"."""
-    while time.monotonic() - killed < limit:
-        try:
-            if client.call_tool("probe_http", "echo", {"text": "back?"}, timeout=3).ok:
-                return time.monotonic() - killed
-        except (OrchestratorError, redis.RedisError):
-            time.sleep(0.2)
-    raise AssertionError(f"no call succeeded within {limit:g}s of the master's kill")
-
-
 def test_a_master_killed_mid_batch_fails_over_and_every_call_gets_one_outcome(
         failover_stack: FailoverStack, capsys: pytest.CaptureFixture[str]) -> None:
     """Every call of the batch ends with a result or a typed error, no destructive call runs twice,
@@ -116,7 +102,7 @@ def test_a_master_killed_mid_batch_fails_over_and_every_call_gets_one_outcome(
         batch.start()
         time.sleep(1.0)
         killed = group.kill_master()
-        recovery = first_success_after(Orchestrator(failover_stack.settings), killed)
+        recovery = first_success_after(Orchestrator(failover_stack.settings), killed, "probe_http")
         batch.join(60)
         assert not batch.is_alive(), "the batch did not end"
         assert group.master_port_now() != old_master
