@@ -28,6 +28,9 @@ class BrokerChoice:
         sentinel = self.settings.redis_sentinel
         if sentinel is not None:
             return f"Redis Sentinel {sentinel.master_name!r} via {', '.join(sentinel.sentinels)} ({self.source})"
+        if self.settings.broker_is_amqp:
+            return (f"RabbitMQ {maybe_sanitize_url(self.settings.broker_url)} with Redis "
+                    f"{maybe_sanitize_url(self.settings.state_url)} ({self.source})")
         return f"Redis {maybe_sanitize_url(self.settings.broker_url)} ({self.source})"
 
 

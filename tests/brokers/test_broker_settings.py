@@ -13,6 +13,7 @@ import beat_schedule
 from orchestrator import redis_conn
 from orchestrator.celery_app import RABBITMQ_DELIVERY_LIMIT, make_celery
 from orchestrator.config import ConfigError, Settings, load_settings
+from orchestrator.operator.cli_support import BrokerChoice
 
 REPO = Path(__file__).resolve().parents[2]
 SENTINEL = {"sentinels": ["10.0.0.1:26379", "10.0.0.2:26380"], "master_name": "mymaster",
@@ -115,3 +116,12 @@ def test_every_redis_client_of_the_project_is_built_by_redis_conn() -> None:
                 if name in {"from_url", "Redis", "StrictRedis", "Sentinel"}:
                     offenders.append(f"{path.relative_to(REPO)}:{node.lineno}")
     assert not offenders, f"Redis clients built outside orchestrator/redis_conn.py: {offenders}"
+
+
+def test_the_cli_names_the_sentinels_or_rabbitmq_it_uses_without_a_password(passwords: None) -> None:
+    sentinel = BrokerChoice(Settings(redis_sentinel=SENTINEL), "configured").describe()
+    assert sentinel == "Redis Sentinel 'mymaster' via 10.0.0.1:26379, 10.0.0.2:26380 (configured)"
+    rabbit = BrokerChoice(Settings(broker_url="amqp://u:rabbit-secret@mq:5672//",
+                                   result_backend="redis://:redis-secret@r:6379/0"), "configured").describe()
+    assert rabbit.startswith("RabbitMQ amqp://u:**@mq:5672// with Redis redis://:**@r:6379/0")
+    assert "secret" not in sentinel + rabbit
