@@ -6,7 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-BENCHES = ["bench_call_path.py", "bench_breaker.py", "bench_batch.py"]
+BENCHES = ["bench_call_path.py", "bench_breaker.py", "bench_batch.py", "footprint.py"]
 
 
 def main() -> int:

@@ -42,6 +42,8 @@ from orchestrator.services import MEDIA_SERVICES
 ENV_PREFIX = "MCP_ORCH_"
 CONFIG_PATH_ENV = "MCP_ORCH_CONFIG"
 DEFAULTS_FILE = Path(__file__).with_name("defaults.toml")
+EMBEDDED_FILE = Path(__file__).with_name("embedded.toml")
+"""``DEFAULTS_FILE``'s servers served in-process: what the compact stack's worker loads by default."""
 
 MEDIA_SERVER_VARIABLES = {service.name: (service.url_variable, service.secret_variable) for service in MEDIA_SERVICES}
 """The bundled media servers (``defaults.toml``) and the variables their MCP server reads: URL and secret
@@ -127,7 +129,20 @@ def _reveal(values: dict[str, SecretStr], where: str) -> dict[str, str]:
     return {k: expand_env_refs(v.get_secret_value(), f"{where}.{k}") for k, v in values.items()}
 
 
-class StdioTransport(_Strict):
+class _ServerEnv(_Strict):
+    """The variables a server launched by the worker gets (``${VAR}`` read from the worker's environment)."""
+
+    env: SecretMap = Field(default_factory=dict)
+
+    def resolved_env(self) -> dict[str, str]:
+        """The server's extra environment, ``${VAR}`` read from this process (secrets inside)."""
+        return _reveal(self.env, "env")
+
+    def secret_values(self) -> list[str]:
+        return list(_resolvable(self.env.values()))
+
+
+class StdioTransport(_ServerEnv):
     """Launch the MCP server as a child process and speak MCP over its stdin/stdout.
 
     ``command = "python"`` means the interpreter of the worker itself, so a bundled server
@@ -137,18 +152,23 @@ class StdioTransport(_Strict):
     type: Literal["stdio"] = "stdio"
     command: str = Field(min_length=1)
     args: list[str] = Field(default_factory=list)
-    env: SecretMap = Field(default_factory=dict)
     cwd: str | None = None
 
     def resolved_command(self) -> str:
         return sys.executable if self.command == "python" else self.command
 
-    def resolved_env(self) -> dict[str, str]:
-        """The child's extra environment, ``${VAR}`` read from this process (secrets inside)."""
-        return _reveal(self.env, "env")
 
-    def secret_values(self) -> list[str]:
-        return list(_resolvable(self.env.values()))
+class InProcessTransport(_ServerEnv):
+    """Run a Python MCP server inside the worker and speak MCP to it in memory: no child process.
+
+    ``module`` (e.g. ``media_mcp.sonarr``) defines ``open_server(env)``, an async context manager
+    that builds the server from ``env`` and yields it. ``env`` is the worker's environment with
+    this table's ``env`` on top, so the server reads the same variables it reads when run with
+    ``python -m module``.
+    """
+
+    type: Literal["inprocess"] = "inprocess"
+    module: str = Field(pattern=r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)*$")
 
 
 class HttpTransport(_Strict):
@@ -185,7 +205,7 @@ def _resolvable(secrets: Any) -> Any:
             continue
 
 
-Transport = Annotated[StdioTransport | HttpTransport, Field(discriminator="type")]
+Transport = Annotated[StdioTransport | HttpTransport | InProcessTransport, Field(discriminator="type")]
 
 
 class RetryPolicy(_Strict):
@@ -465,7 +485,7 @@ def describe_validation_error(exc: ValidationError, source: str) -> str:
     it, that variable's name (never the bad value: it may be a password or a URL with one)."""
     problems = []
     for error in exc.errors(include_input=False, include_url=False):
-        path = [str(part) for part in error["loc"] if part not in ("stdio", "http")]
+        path = [str(part) for part in error["loc"] if part not in ("stdio", "http", "inprocess")]
         where = ".".join(path) or "(top level)"
         variable = ENV_PREFIX + "__".join(path).upper()
         if path and variable in os.environ:

@@ -60,6 +60,10 @@ class SimHandle:
         """Replace all faults; a dict is validated (unknown knobs are refused by name)."""
         self.simulator.control.faults = value if isinstance(value, Faults) else Faults.from_dict(value)
 
+    def alive(self) -> bool:
+        """Still serving (its thread runs)."""
+        return self._thread.is_alive()
+
     def stats(self) -> dict[str, Any]:
         """Requests per path, total, in flight now, and the most ever in flight at once."""
         return self.simulator.control.stats.snapshot()

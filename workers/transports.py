@@ -6,6 +6,7 @@ import logging
 import os
 import sys
 import threading
+from contextlib import AbstractAsyncContextManager
 from typing import TextIO
 
 import httpx2
@@ -14,7 +15,8 @@ from mcp.client.stdio import StdioServerParameters, stdio_client
 from mcp.client.streamable_http import streamable_http_client
 from mcp.shared._httpx_utils import create_mcp_http_client
 
-from orchestrator.config import HttpTransport, ServerConfig, StdioTransport
+from orchestrator.config import HttpTransport, InProcessTransport, ServerConfig, StdioTransport
+from workers.inprocess import inprocess_client
 
 
 class StderrRelay:
@@ -55,9 +57,12 @@ class HttpClients:
         self._clients.clear()
 
 
-def build_client(server: ServerConfig, http_clients: HttpClients, stderr: StderrRelay | None) -> Client:
+def build_client(server: ServerConfig, http_clients: HttpClients,
+                 stderr: StderrRelay | None) -> AbstractAsyncContextManager[Client]:
     """A new, un-entered MCP client for ``server`` (secrets are read here, in the worker)."""
     transport = server.transport
+    if isinstance(transport, InProcessTransport):
+        return inprocess_client(server, transport)
     if isinstance(transport, StdioTransport):
         params = StdioServerParameters(command=transport.resolved_command(), args=transport.args,
                                        env=transport.resolved_env(), cwd=transport.cwd)

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
 import anyio
@@ -26,6 +28,15 @@ class ServiceSpec:
     auth: Callable[[str], Auth]
     build: Callable[[Upstream], MediaServer]
 
+    @asynccontextmanager
+    async def open_server(self, env: Mapping[str, str]) -> AsyncIterator[MediaServer]:
+        """The server built from ``env`` (``<SERVICE>_URL``, the secret, ``<SERVICE>_TIMEOUT``), its
+        upstream client open until exit: what ``python -m media_mcp.<service>`` serves, and what
+        the worker's ``inprocess`` transport speaks to in memory. Raises SettingsError naming the variable."""
+        settings = Settings.from_env(self.name, self.secret_var, env)
+        async with Upstream(settings, self.auth(settings.secret)) as upstream:
+            yield self.build(upstream)
+
 
 def parse_args(service: str, argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
@@ -41,15 +52,13 @@ def main(spec: ServiceSpec, argv: Sequence[str] | None = None) -> None:
     """Read settings from the environment (exit with a one-line error if incomplete) and serve."""
     args = parse_args(spec.name, argv)
     try:
-        settings = Settings.from_env(spec.name, spec.secret_var)
+        anyio.run(_serve, spec, args)
     except SettingsError as exc:
         sys.exit(f"media_mcp.{spec.name}: {exc}")
-    anyio.run(_serve, spec, settings, args)
 
 
-async def _serve(spec: ServiceSpec, settings: Settings, args: argparse.Namespace) -> None:
-    async with Upstream(settings, spec.auth(settings.secret)) as upstream:
-        server = spec.build(upstream)
+async def _serve(spec: ServiceSpec, args: argparse.Namespace) -> None:
+    async with spec.open_server(os.environ) as server:
         if args.transport == "stdio":
             await server.run_stdio_async()
         else:

@@ -155,7 +155,8 @@ def cmd_stack(args: argparse.Namespace) -> int:
     from orchestrator.operator.stack import StackError, StackOptions, run_stack
 
     try:
-        return run_stack(StackOptions(config=args.config, single_worker=args.single_worker, pool=args.pool,
+        return run_stack(StackOptions(config=args.config, layout=args.layout, single_worker=args.single_worker,
+                                      pool=args.pool, flower=not args.no_flower,
                                       log_dir=Path(args.log_dir) if args.log_dir else None))
     except StackError as exc:  # e.g. redis-server missing: one line saying how to install it
         print(f"error: {exc}", file=sys.stderr)
@@ -215,8 +216,14 @@ def build_parser() -> argparse.ArgumentParser:
     add_operator_commands(sub)  # batch, stats, metrics, flower
 
     stack = sub.add_parser("stack", help="run the whole stack on this machine (Ctrl-C stops it)")
-    stack.add_argument("--single-worker", action="store_true", help="one worker for every queue")
-    stack.add_argument("--pool", choices=["threads", "prefork"], default="threads")
+    stack.add_argument("--layout", choices=["compact", "distributed"], default="compact",
+                       help="compact (default): one worker with the bundled servers in-process, beat, metrics and "
+                            "simulators inside the stack process; distributed: a worker per server queue with "
+                            "stdio servers, every part a process of its own")
+    stack.add_argument("--no-flower", action="store_true", help="leave Flower out (saves its process)")
+    stack.add_argument("--single-worker", action="store_true", help="distributed layout: one worker for every queue")
+    stack.add_argument("--pool", choices=["threads", "prefork"], default="threads",
+                       help="distributed layout: the workers' pool")
     stack.add_argument("--log-dir", help="keep the logs here (default: a temporary folder, removed after a clean stop)")
     stack.set_defaults(func=cmd_stack)
     return parser

@@ -1,5 +1,5 @@
-"""Child processes of the stack command (and the tests): own process group, log file, clean stop;
-and ``RunningStack``, the set of children one stack started."""
+"""The parts of the stack command (and the tests): child processes (own process group, log file, clean
+stop), threads of the stack process stopped the same way, and ``RunningStack``, the parts one stack started."""
 
 from __future__ import annotations
 
@@ -85,6 +85,31 @@ class ChildProcess:
         return self.log.read_text(errors="replace")
 
 
+class InParent:
+    """A part of the stack running as a thread of the stack process, stopped like a child process.
+
+    ``log`` is its log file, or the stack's log directory for a part that logs nothing of its own.
+    """
+
+    def __init__(self, name: str, log: Path, alive: Callable[[], bool], stop: Callable[[], None]) -> None:
+        self.name = name
+        self.log = log
+        self._alive = alive
+        self._stop = stop
+        self._stopped = False
+
+    def alive(self) -> bool:
+        return self._alive()
+
+    def terminate(self) -> None:
+        """Stopped in ``stop`` (the stack stops its threads one by one)."""
+
+    def stop(self) -> None:
+        if not self._stopped:
+            self._stopped = True
+            self._stop()
+
+
 REDIS_MISSING = "redis-server is not installed. Install it with: sudo apt-get install -y redis-server"
 
 
@@ -135,19 +160,19 @@ class RunningStack:
     log_dir: Path
     settings: Settings
     env: dict[str, str]
-    children: list[ChildProcess] = field(default_factory=list)
+    children: list[ChildProcess | InParent] = field(default_factory=list)
     rows: list[tuple[str, str, str]] = field(default_factory=list)
     urls: dict[str, str] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
 
-    def add(self, child: ChildProcess, what: str, where: str) -> ChildProcess:
+    def add(self, child: ChildProcess | InParent, what: str, where: str) -> ChildProcess | InParent:
         self.children.append(child)
         self.rows.append((child.name, what, where))
         return child
 
     def stop(self) -> None:
         """Workers first (they close their MCP sessions), then simulators and Redis."""
-        workers = [child for child in self.children if child.name.startswith(("worker-", "beat", "flower", "metrics"))]
+        workers = [child for child in self.children if child.name.startswith(("worker", "beat", "flower", "metrics"))]
         for group in (workers, [child for child in self.children if child not in workers]):
             for child in group:
                 child.terminate()

@@ -1,9 +1,12 @@
 """The whole stack on one machine, for ``mcp-orch stack`` (the README's run command).
 
 Starts, in order: a private ``redis-server`` on a free port (unless a broker is configured),
-a simulated upstream for every bundled media server whose ``<SERVICE>_URL`` is not set, and
-Celery workers (one per server queue, or one for all), the beat that schedules health
-checks, Flower (basic auth) and the metrics endpoint (``orchestrator.operator.stack_monitoring``).
+a simulated upstream for every bundled media server whose ``<SERVICE>_URL`` is not set,
+the Celery workers, the beat that schedules health checks, Flower (basic auth) and the
+metrics endpoint (``orchestrator.operator.stack_monitoring``), in one of two layouts: ``compact``
+(the default, ``orchestrator.operator.stack_compact``: one worker with the bundled servers
+in-process; beat, metrics and simulators as threads of this process) or ``distributed`` (one
+worker per server queue, or one for all, with stdio servers; every other part a process of its own).
 It prints what runs where, waits until every server answers ``tools/list`` through the queue, and
 on Ctrl-C, SIGTERM or SIGHUP (the terminal closing) stops every child process group, leaving
 nothing behind; children also get SIGTERM if this process is killed outright (``PR_SET_PDEATHSIG``).
@@ -27,6 +30,7 @@ from orchestrator.client import Orchestrator
 from orchestrator.config import (
     CONFIG_PATH_ENV,
     DEFAULTS_FILE,
+    EMBEDDED_FILE,
     ENV_PREFIX,
     MEDIA_SERVER_VARIABLES,
     Settings,
@@ -34,7 +38,8 @@ from orchestrator.config import (
     load_settings,
 )
 from orchestrator.errors import OrchestratorError
-from orchestrator.operator import stack_state
+from orchestrator.operator import stack_compact, stack_state
+from orchestrator.operator.flower import FlowerLogin
 from orchestrator.operator.processes import (
     ChildProcess,
     RunningStack,
@@ -59,12 +64,25 @@ class StackError(RuntimeError):
     """The stack cannot start; the message says what to do."""
 
 
+LAYOUTS = ("compact", "distributed")
+"""``compact`` (the default): one worker, servers in-process, few processes. ``distributed``: a worker per queue."""
+
+
 @dataclass
 class StackOptions:
     config: str | None = None
+    layout: str = "compact"
     single_worker: bool = False
     pool: str = "threads"
+    flower: bool = True
     log_dir: Path | None = None
+
+    def __post_init__(self) -> None:
+        if self.layout not in LAYOUTS:
+            raise StackError(f"layout: must be one of {', '.join(LAYOUTS)}, not {self.layout!r}")
+        if self.layout == "compact" and (self.single_worker or self.pool != "threads"):
+            raise StackError("--single-worker and --pool apply to --layout distributed (the compact layout "
+                             "always runs one threads-pool worker)")
 
 
 def start_redis(stack: RunningStack) -> str:
@@ -163,34 +181,59 @@ def print_table(stack: RunningStack, status: dict[str, str]) -> None:
           "(Ctrl-C stops everything)\n", flush=True)
 
 
+def start_parts(stack: RunningStack, options: StackOptions) -> FlowerLogin | None:
+    """Simulators, workers, beat, Flower and metrics, in the processes (or threads) of ``options.layout``;
+    returns Flower's login (None without Flower)."""
+    distributed = options.layout == "distributed"
+    if distributed:
+        start_simulators(stack)
+        start_workers(stack, options)
+        start_beat(stack)
+    else:
+        planned = stack_compact.plan_simulators(stack, services_to_simulate(stack.settings, os.environ))
+        stack_compact.start_worker(stack, WORKER_THREADS)
+        stack_compact.start_simulators(stack, planned)
+        stack_compact.start_beat(stack)
+    login = start_flower(stack) if options.flower else None
+    if distributed:
+        start_metrics(stack)
+    else:
+        stack_compact.start_metrics(stack)
+    return login
+
+
 def run_stack(options: StackOptions) -> int:
     """Start everything, report readiness, block until SIGINT/SIGTERM/SIGHUP, stop everything."""
+    started = time.monotonic()
     log_dir = options.log_dir or Path(tempfile.mkdtemp(prefix="mcp-orch-stack-"))
     log_dir.mkdir(parents=True, exist_ok=True)
     path = config_path(options.config)
-    env = {CONFIG_PATH_ENV: str(path.resolve())}
-    stack = RunningStack(log_dir=log_dir, settings=load_settings(path), env=env)
+    bundled = path == DEFAULTS_FILE
+    # What the workers load: under the bundled defaults the compact layout serves the same servers
+    # inside its one worker. Clients (and the state file they look the stack up by) keep ``path``.
+    served = EMBEDDED_FILE if bundled and options.layout == "compact" else path
+    env = {CONFIG_PATH_ENV: str(served.resolve())}
+    stack = RunningStack(log_dir=log_dir, settings=load_settings(served), env=env)
     stopping = threading.Event()
     stopped_cleanly = False
     for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):  # SIGHUP: the terminal closed
         signal.signal(sig, lambda *_: stopping.set())
     try:
-        if os.environ.get(BROKER_ENV) is None and path == DEFAULTS_FILE:
+        if os.environ.get(BROKER_ENV) is None and bundled:
             other = stack_state.find(path).running
             if other is not None:
                 raise StackError(f"a stack from this checkout is already running (pid {other.pid}); stop it first "
                                  f"(Ctrl-C in its terminal, or kill {other.pid})")
             env[BROKER_ENV] = start_redis(stack)
             os.environ[BROKER_ENV] = env[BROKER_ENV]
-            stack.settings = load_settings(path)
+            stack.settings = load_settings(served)
             stack_state.publish(stack_state.StackState(pid=os.getpid(), broker_url=env[BROKER_ENV],
                                                        config=str(path.resolve()), started=time.time()))
-        start_simulators(stack)
-        start_workers(stack, options)
-        start_beat(stack)
-        login = start_flower(stack)
-        start_metrics(stack)
+        login = start_parts(stack, options)
         status = wait_ready(stack)
+        if all(state.startswith("ready") for state in status.values()):
+            took = time.monotonic() - started
+            stack.notes.insert(0, f"  every server answered through its queue {took:.1f} s after start")
         stack.notes += monitoring_notes(stack, login)
         print_table(stack, status)
         while not stopping.wait(1.0):

@@ -15,14 +15,14 @@ import psutil
 
 from orchestrator.operator.flower import FlowerLogin, flower_argv, flower_env, flower_login
 from orchestrator.operator.metrics_server import METRICS_PORT
-from orchestrator.operator.processes import ChildProcess, RunningStack, free_port, port_open, wait_until
+from orchestrator.operator.processes import ChildProcess, InParent, RunningStack, free_port, port_open, wait_until
 from orchestrator.operator.stack_state import flower_password_path
 
 START_TIMEOUT_SECONDS = 30.0
 """How long Flower and the metrics endpoint may take to listen (seconds)."""
 
 
-def _port(stack: RunningStack, what: str, preferred: int, address: str) -> int:
+def choose_port(stack: RunningStack, what: str, preferred: int, address: str) -> int:
     """``preferred`` when it is free, else any free port (a second stack on the machine still starts); a
     taken port is said in the stack's notes, naming the process that holds it (an older stack, often)."""
     host = "127.0.0.1" if address in ("0.0.0.0", "") else address
@@ -52,7 +52,7 @@ def start_flower(stack: RunningStack) -> FlowerLogin:
     login = flower_login(settings, generate=True)
     assert login is not None
     address = settings.flower.address
-    port = _port(stack, "Flower", settings.flower.port, address)
+    port = choose_port(stack, "Flower", settings.flower.port, address)
     child = ChildProcess("flower", flower_argv(sys.executable, address=address, port=port),
                          log=stack.log_dir / "flower.log", env={**stack.env, **flower_env(login)})
     url = f"http://{'127.0.0.1' if address == '0.0.0.0' else address}:{port}"
@@ -63,7 +63,7 @@ def start_flower(stack: RunningStack) -> FlowerLogin:
 
 def start_metrics(stack: RunningStack) -> None:
     """``mcp-orch metrics``: Prometheus text for breakers, health, calls and queues."""
-    port = _port(stack, "metrics", METRICS_PORT, "127.0.0.1")
+    port = choose_port(stack, "metrics", METRICS_PORT, "127.0.0.1")
     args = [sys.executable, "-m", "orchestrator.operator.cli", "metrics", "--address", "127.0.0.1", "--port", str(port)]
     child = ChildProcess("metrics", args, log=stack.log_dir / "metrics.log", env=stack.env)
     url = f"http://127.0.0.1:{port}/metrics"
@@ -71,7 +71,7 @@ def start_metrics(stack: RunningStack) -> None:
     stack.urls["metrics"] = url
 
 
-def _listening_or_gone(port: int, child: ChildProcess) -> bool:
+def _listening_or_gone(port: int, child: ChildProcess | InParent) -> bool:
     return port_open(port) or not child.alive()
 
 

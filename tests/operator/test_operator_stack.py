@@ -1,4 +1,5 @@
-"""``mcp-orch stack`` as an operator meets it: one command, a real subprocess, nothing mocked.
+"""``mcp-orch stack --layout distributed`` as an operator meets it: one command, a real subprocess,
+nothing mocked (the default, compact layout is tests/operator/test_compact_stack.py).
 
 The stack starts its own Redis, simulators, MCP servers, workers, beat, Flower and the metrics
 endpoint; the tests talk to it only through the CLI, Flower's HTTP API and ``/metrics``, then
@@ -99,12 +100,12 @@ def read_until_ready(proc: subprocess.Popen[str], timeout: float) -> list[str]:
     raise AssertionError("the stack did not report readiness:\n" + "\n".join(seen))
 
 
-@pytest.fixture(scope="module")
-def running(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningStack]:
-    """``mcp-orch stack`` in its own session, with a private state dir and a canary SABnzbd key."""
-    root = tmp_path_factory.mktemp("operator-stack")
+@contextlib.contextmanager
+def launched(root: Path, *args: str) -> Iterator[RunningStack]:
+    """``mcp-orch stack ARGS`` in its own session, with a private state dir and a canary SABnzbd key,
+    once it reported readiness; killed with everything below it on the way out."""
     env = {**operator_env(root), "SABNZBD_API_KEY": CANARY_SAB_KEY}
-    proc = subprocess.Popen([*MCP_ORCH, "stack", "--log-dir", str(root / "logs")], env=env, cwd=REPO,
+    proc = subprocess.Popen([*MCP_ORCH, "stack", "--log-dir", str(root / "logs"), *args], env=env, cwd=REPO,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, text=True,
                             start_new_session=True)
     stack = RunningStack(proc, env)
@@ -123,6 +124,13 @@ def running(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningStack]:
                     os.kill(pid, signal.SIGKILL)
             proc.kill()
         proc.wait(timeout=30)
+
+
+@pytest.fixture(scope="module")
+def running(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningStack]:
+    """The distributed layout: a worker per queue, each with its stdio MCP server."""
+    with launched(tmp_path_factory.mktemp("operator-stack"), "--layout", "distributed") as stack:
+        yield stack
 
 
 def test_stack_reports_what_runs_where_and_that_everything_is_ready(running: RunningStack) -> None:
