@@ -13,6 +13,10 @@ from typing import Any
 import redis.asyncio as aioredis
 from redis import Redis
 from redis.asyncio.sentinel import Sentinel as AsyncSentinel
+from redis.backoff import ExponentialBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+from redis.retry import Retry
 from redis.sentinel import Sentinel
 
 from orchestrator.config import RedisSentinel, Settings
@@ -59,16 +63,20 @@ def transport_options(settings: Settings) -> dict[str, Any]:
     return {"master_name": sentinel.master_name, "sentinel_kwargs": _sentinel_kwargs(sentinel)}
 
 
-def redbeat_conf(settings: Settings, retry_period: float) -> dict[str, Any]:
-    """RedBeat's ``redbeat_redis_url`` and ``redbeat_redis_options`` (its own Sentinel support)."""
+def redbeat_client(settings: Settings, retry_seconds: float) -> Redis:
+    """RedBeat's client, set on the beat app so that RedBeat does not build its own: it follows Sentinel
+    like every other client, and redis-py retries connection errors for about ``retry_seconds``, because
+    RedBeat does not retry its schedule lock's commands (extend, release) and beat would stop on the
+    first refused connection of a Redis restart or a failover."""
+    retry = Retry(ExponentialBackoff(cap=1.0, base=0.1), retries=max(1, int(retry_seconds)))
+    return connect(settings, decode_responses=True, socket_timeout=5, socket_connect_timeout=2, retry=retry,
+                   retry_on_error=[RedisConnectionError, RedisTimeoutError])
+
+
+def display_url(settings: Settings) -> str:
+    """The shared-state Redis as one URL for banners (which parse it): the first sentinel when there are
+    sentinels, never a password."""
     sentinel = settings.redis_sentinel
     if sentinel is None:
-        return {"redbeat_redis_url": settings.state_url, "redbeat_redis_options": {"retry_period": retry_period}}
-    return {
-        "redbeat_redis_url": "redis-sentinel://",
-        "redbeat_redis_options": {
-            "sentinels": sentinel.addresses(), "service_name": sentinel.master_name, "db": sentinel.db,
-            "password": sentinel.resolved_password(), "sentinel_kwargs": _sentinel_kwargs(sentinel),
-            "socket_timeout": 5, "retry_period": retry_period,
-        },
-    }
+        return settings.state_url
+    return f"redis-sentinel://{sentinel.sentinels[0]}/{sentinel.db}"

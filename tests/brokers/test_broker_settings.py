@@ -7,6 +7,7 @@ import ast
 from pathlib import Path
 
 import pytest
+from redbeat.schedulers import get_redis
 from redis.sentinel import SentinelConnectionPool
 
 import beat_schedule
@@ -56,13 +57,16 @@ def test_the_projects_own_redis_client_asks_the_sentinels_for_the_master(passwor
             for s in pool.sentinel_manager.sentinels] == [(26379, "sentinel-secret-2"), (26380, "sentinel-secret-2")]
 
 
-def test_redbeat_uses_its_own_sentinel_support_with_the_same_sentinels(passwords: None) -> None:
+def test_beats_redbeat_client_asks_the_sentinels_and_retries_a_refused_connection(passwords: None) -> None:
+    """RedBeat does not retry its lock's commands; redis-py does, so a failover does not stop beat."""
     settings = Settings(redis_sentinel=SENTINEL)
     app = beat_schedule.configure_beat(make_celery(settings), settings)
-    assert app.conf.redbeat_redis_url.startswith("redis-sentinel://")
-    options = app.conf.redbeat_redis_options
-    assert options["sentinels"] == [("10.0.0.1", 26379), ("10.0.0.2", 26380)]
-    assert options["service_name"] == "mymaster" and options["db"] == 2
+    client = get_redis(app)
+    assert isinstance(client.connection_pool, SentinelConnectionPool)
+    assert client.connection_pool.service_name == "mymaster"
+    kwargs = client.connection_pool.connection_kwargs
+    assert kwargs["decode_responses"] and kwargs["retry"].get_retries() >= 5
+    assert "master-secret-1" not in app.conf.redbeat_redis_url
 
 
 def test_a_broker_url_next_to_redis_sentinel_is_refused_naming_both(tmp_path: Path) -> None:
