@@ -21,15 +21,22 @@ stack: $(STAMP)
 	$(VENV)/bin/mcp-orch stack
 
 # A third-party Sonarr MCP server (needs mcp<2, so it gets a venv of its own) for
-# tests/media/test_third_party_mcp.py; without it that test skips.
-thirdparty: $(THIRDPARTY)
+# tests/media/test_third_party_mcp.py; without it that test skips. FastMCP 4 (the `fastmcp` package)
+# gets a venv of its own too, for tests/test_error_classes.py (its many dependencies stay out of .venv).
+FASTMCP := .venv-fastmcp/.installed
+thirdparty: $(THIRDPARTY) $(FASTMCP)
 
 $(THIRDPARTY):
 	python3 -m venv .venv-thirdparty
 	.venv-thirdparty/bin/pip install -q 'arr-py-client[mcp]==0.11.0' || echo "third-party MCP server not installed; its test will skip"
 	touch $(THIRDPARTY)
 
-test: $(STAMP) $(THIRDPARTY)
+$(FASTMCP):
+	python3 -m venv .venv-fastmcp
+	.venv-fastmcp/bin/pip install -q 'fastmcp==4.1.6' || echo "fastmcp not installed; its test will skip"
+	touch $(FASTMCP)
+
+test: $(STAMP) $(THIRDPARTY) $(FASTMCP)
 	$(PY) -m pytest
 
 # The tests not marked slow (no stack of real processes per test): a quick check while editing.

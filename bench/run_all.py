@@ -6,7 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-BENCHES = ["bench_call_path.py", "bench_breaker.py", "bench_batch.py", "footprint.py"]
+BENCHES = ["bench_call_path.py", "bench_breaker.py", "bench_batch.py", "footprint.py", "recovery.py"]
 
 
 def main() -> int:

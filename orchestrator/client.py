@@ -62,6 +62,8 @@ class Orchestrator:
         except DeadlineExceeded as exc:
             exc.details.setdefault("timeout", call.timeout)  # the seed's MCPTimeoutError.timeout
             raise
+        except ToolReturnedError as exc:  # the server refused the request (JSON-RPC error), e.g. an unknown tool
+            raise exc if listed else self._with_close_matches(exc, call) from None
         if result.is_error and raise_on_error:
             error = tool_error(result)
             raise error if listed else self._with_close_matches(error, call)

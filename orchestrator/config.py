@@ -4,7 +4,7 @@ Loaded from one TOML file (``--config`` / ``MCP_ORCH_CONFIG``; the bundled ``def
 when neither is given) and overridable from the environment with the ``MCP_ORCH_`` prefix and
 ``__`` for nesting, e.g. ``MCP_ORCH_BROKER_URL`` or ``MCP_ORCH_SERVERS__SONARR__ENABLED=false``.
 
-String values in a server's transport (``url``, ``env``, ``headers``) may say ``${VAR}`` or
+String values in a server's transport (``url``, ``args``, ``env``, ``headers``) may say ``${VAR}`` or
 ``${VAR:-default}``: the variable is read when a worker opens the session, from that worker's
 environment, so secrets stay with the worker that needs them: never in a file, a task
 message or a log, and a client needs none of them. Transport ``env`` and ``headers`` values
@@ -13,10 +13,12 @@ are ``SecretStr``.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import sys
 import tomllib
+from collections.abc import Iterable, Iterator
 from contextvars import ContextVar
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -129,6 +131,33 @@ def _reveal(values: dict[str, SecretStr], where: str) -> dict[str, str]:
     return {k: expand_env_refs(v.get_secret_value(), f"{where}.{k}") for k, v in values.items()}
 
 
+_SECRET_NAME = re.compile(r"key|token|passw|secret|auth|credential|cookie", re.IGNORECASE)
+"""An ``env`` or ``headers`` entry whose name matches holds a secret, even when written out in the file."""
+
+
+def _referenced_values(texts: Iterable[str]) -> Iterator[str]:
+    """Values of the variables that ``${VAR}`` references in ``texts`` name (set ones only): a value the
+    configuration keeps out of the file is treated as a secret."""
+    for text in texts:
+        for match in _ENV_REF.finditer(text):
+            name, default = match.group(1), match.group(2)
+            value = os.environ.get(name, default)
+            if value:
+                yield value
+
+
+def _secret_values(named: dict[str, SecretStr], also: Iterable[str] = ()) -> list[str]:
+    """What the configuration marks secret: ``${VAR}`` values anywhere in ``named``'s values and ``also``,
+    and the whole value of every entry whose name says key, token, password, secret, auth..."""
+    raw = {key: secret.get_secret_value() for key, secret in named.items()}
+    found = list(_referenced_values([*raw.values(), *also]))
+    for key, text in raw.items():
+        if _SECRET_NAME.search(key):
+            with contextlib.suppress(ValueError):  # an unset reference: nothing this process could leak
+                found.append(expand_env_refs(text, key))
+    return [value for value in dict.fromkeys(found) if value]
+
+
 class _ServerEnv(_Strict):
     """The variables a server launched by the worker gets (``${VAR}`` read from the worker's environment)."""
 
@@ -139,14 +168,15 @@ class _ServerEnv(_Strict):
         return _reveal(self.env, "env")
 
     def secret_values(self) -> list[str]:
-        return list(_resolvable(self.env.values()))
+        return _secret_values(self.env)
 
 
 class StdioTransport(_ServerEnv):
     """Launch the MCP server as a child process and speak MCP over its stdin/stdout.
 
     ``command = "python"`` means the interpreter of the worker itself, so a bundled server
-    runs in the worker's virtualenv whatever the PATH says.
+    runs in the worker's virtualenv whatever the PATH says. ``args`` may say ``${VAR}`` too
+    (for servers that take a key on the command line); the values are masked like ``env``'s.
     """
 
     type: Literal["stdio"] = "stdio"
@@ -154,8 +184,22 @@ class StdioTransport(_ServerEnv):
     args: list[str] = Field(default_factory=list)
     cwd: str | None = None
 
+    @field_validator("args")
+    @classmethod
+    def _check_args(cls, value: list[str]) -> list[str]:
+        for index, arg in enumerate(value):
+            _check_env_refs(arg, f"args[{index}]")
+        return value
+
     def resolved_command(self) -> str:
         return sys.executable if self.command == "python" else self.command
+
+    def resolved_args(self) -> list[str]:
+        """The arguments, ``${VAR}`` read from this process (a key given on the command line)."""
+        return [expand_env_refs(arg, f"args[{index}]") for index, arg in enumerate(self.args)]
+
+    def secret_values(self) -> list[str]:
+        return _secret_values(self.env, self.args)
 
 
 class InProcessTransport(_ServerEnv):
@@ -193,16 +237,7 @@ class HttpTransport(_Strict):
         return _reveal(self.headers, "headers")
 
     def secret_values(self) -> list[str]:
-        return list(_resolvable([self.url, *self.headers.values()]))
-
-
-def _resolvable(secrets: Any) -> Any:
-    """Expanded secret values that can be known in this process (unset refs are skipped)."""
-    for secret in secrets:
-        try:
-            yield expand_env_refs(secret.get_secret_value(), "secret")
-        except ValueError:
-            continue
+        return _secret_values(self.headers, [self.url.get_secret_value()])
 
 
 Transport = Annotated[StdioTransport | HttpTransport | InProcessTransport, Field(discriminator="type")]
@@ -260,6 +295,11 @@ class ServerConfig(_Strict):
     max_concurrency: int | None = Field(default=None, gt=0)
     health_interval_seconds: float = Field(default=HEALTH_INTERVAL_SECONDS, gt=0)
     down_after_failures: int = Field(default=DOWN_AFTER_FAILURES, ge=1)
+    health_tool: str | None = Field(default=None, min_length=1)
+    """A cheap read-only tool a health check calls after ``tools/list``, so the check reaches the upstream
+    with the configured credentials; None: only ``tools/list`` (the upstream is not checked)."""
+    health_params: dict[str, Any] = Field(default_factory=dict)
+    """The arguments of ``health_tool``."""
     breaker: BreakerPolicy = Field(default_factory=BreakerPolicy)
     retry: RetryPolicy = Field(default_factory=RetryPolicy)
     tools: dict[str, ToolPolicy] = Field(default_factory=dict)
@@ -279,8 +319,9 @@ class ServerConfig(_Strict):
         return queue_name(self.name)
 
     def secret_values(self) -> list[str]:
-        """Every secret this server's transport holds, as far as this process can know it."""
-        return [v for v in self.transport.secret_values() if len(v) >= 4]
+        """The secrets this server's transport holds, as far as this process can know them: values of
+        ``${VAR}`` references and of entries named like keys, tokens or passwords (not every value)."""
+        return self.transport.secret_values()
 
 
 class RedisSentinel(_Strict):

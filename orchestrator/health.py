@@ -2,11 +2,16 @@
 
 A ``health_check(server)`` task (``workers.health``) runs on the server's own queue, scheduled
 by beat (``beat_schedule.py``) or sent by a client; it does a ``tools/list`` on the worker's
-held session (the 2026 protocol has no ping) and records the outcome here in one Lua round
-trip (``lua/health_record.lua``)::
+held session (the 2026 protocol has no ping), then calls the server's ``health_tool`` (a cheap
+read-only tool that needs the upstream and its credentials), and records the outcome here in
+one Lua round trip (``lua/health_record.lua``)::
 
     unknown --check ok--> healthy --1..K-1 failures--> degraded --K failures--> down
+    any --session fine, upstream not (unreachable, refusing the key, 5xx, timing out)--> degraded
     down / degraded --one check ok--> healthy
+
+A server without ``health_tool`` is checked by ``tools/list`` alone, and its record says so
+(``probe``): its upstream is not seen.
 
 What a reader sees is the recorded status with three overlays, decided when it is read:
 
@@ -24,6 +29,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import time
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
@@ -47,12 +53,14 @@ from orchestrator.validation import check_timeout, resolve_server
 from orchestrator.wire import HEALTH_CHECK
 
 __all__ = [
+    "PROBE_TOOLS_LIST",
     "HealthStatus",
     "HealthStore",
     "ServerHealth",
     "breaker_snapshot",
     "check_all_servers",
     "check_server",
+    "probe_failure",
     "probe_timeout",
 ]
 
@@ -77,6 +85,25 @@ class HealthStatus(StrEnum):
     UNKNOWN = "unknown"
 
 
+PROBE_TOOLS_LIST = "tools/list (no health_tool configured: the upstream is not checked)"
+"""The ``probe`` of a server checked by ``tools/list`` alone."""
+
+_TAG = re.compile(r"^\s*(?:Error executing tool \S+: )?\[(\w+)\]")
+_PROBE_FAILURES = {
+    "upstream_unauthorized": "upstream refuses the credentials",
+    "upstream_unavailable": "upstream unavailable",
+}
+
+
+def probe_failure(tool: str, text: str) -> tuple[str, str]:
+    """(kind, reason) of a health tool's error, from the tag its text starts with (``media_mcp``'s tags):
+    ``upstream_unauthorized`` and ``upstream_unavailable`` (unreachable, 5xx, timed out), else
+    ``health_tool_failed``."""
+    match = _TAG.match(text)
+    kind = match.group(1) if match and match.group(1) in _PROBE_FAILURES else "health_tool_failed"
+    return kind, f"{_PROBE_FAILURES.get(kind, f'health tool {tool} failed')}: {text}"
+
+
 class ServerHealth(BaseModel):
     """One server's health with its diagnostics (times are epoch seconds, latency in ms)."""
 
@@ -97,6 +124,11 @@ class ServerHealth(BaseModel):
     server_version: str | None = None
     tool_count: int | None = None
     worker: str | None = None
+    probe: str | None = None
+    """What the last check did: ``tool <health_tool>``, or ``PROBE_TOOLS_LIST`` (upstream not checked)."""
+    failure_kind: str | None = None
+    """Why the status is not healthy, for machines: no_worker, no_session, upstream_unauthorized,
+    upstream_unavailable, upstream_timeout, health_tool_failed, breaker, stale, not_checked."""
     breaker: dict[str, Any] | None = None
     queue: str
     consumers: int
@@ -132,9 +164,17 @@ class HealthStore:
     def record(self, server: ServerConfig, *, ok: bool, latency: float | None = None, error: str | None = None,
                worker: str | None = None, server_info: Mapping[str, Any] | None = None,
                tool_count: int | None = None, breaker: Mapping[str, Any] | None = None,
+               upstream_failed: bool = False, failure_kind: str | None = None, probe: str | None = None,
                now: float | None = None) -> tuple[HealthStatus, int]:
-        """Store one check's outcome; returns the recorded status and the consecutive failures."""
-        fields: dict[str, Any] = {"worker": worker or "", "latency_ms": "" if latency is None else latency * 1000}
+        """Store one check's outcome; returns the recorded status and the consecutive failures.
+
+        ``upstream_failed``: the MCP session answered but the upstream did not (``degraded``, never
+        ``down``); ``failure_kind`` names the failure for machines (``no_session``, ``upstream_unauthorized``...).
+        """
+        fields: dict[str, Any] = {"worker": worker or "", "latency_ms": "" if latency is None else latency * 1000,
+                                  "failure_kind": "" if ok else failure_kind or "no_session"}
+        if probe is not None:
+            fields["probe"] = probe
         if ok:
             fields["tool_count"] = tool_count if tool_count is not None else ""
             if server_info:
@@ -144,7 +184,8 @@ class HealthStore:
             fields["last_error"] = error or "unknown error"
         if breaker is not None:
             fields["breaker"] = json.dumps(breaker, default=str)
-        args: list[Any] = ["1" if ok else "0", repr(now or time.time()), server.down_after_failures]
+        outcome = "1" if ok else "u" if upstream_failed else "0"
+        args: list[Any] = [outcome, repr(now or time.time()), server.down_after_failures]
         for name, value in fields.items():
             args += [name, str(value)]
         status, failures, _previous = self._record(keys=[keys.health_key(server.name)], args=args)
@@ -190,19 +231,19 @@ def _build(server: ServerConfig, raw_bytes: Mapping[Any, Any], consumers: int, b
     recorded = HealthStatus(raw["status"]) if raw.get("status") else None
     breaker = json.loads(raw["breaker"]) if raw.get("breaker") else None
     last_check = _num(raw, "last_check_at")
-    status, reason = recorded or HealthStatus.UNKNOWN, None
+    status, reason, kind = recorded or HealthStatus.UNKNOWN, None, None
     if recorded in (HealthStatus.DEGRADED, HealthStatus.DOWN):
-        reason = raw.get("last_error")
+        reason, kind = raw.get("last_error"), raw.get("failure_kind") or "no_session"
     stale_after = STALE_AFTER_INTERVALS * server.health_interval_seconds + probe_timeout(server)
     if not consumers:
-        status, reason = HealthStatus.DOWN, f"no worker consumes {server.queue}"
+        status, reason, kind = HealthStatus.DOWN, f"no worker consumes {server.queue}", "no_worker"
     elif recorded is None:
-        reason = "not checked yet"
+        reason, kind = "not checked yet", "not_checked"
     elif last_check is not None and now - last_check > stale_after:
-        status = HealthStatus.UNKNOWN
+        status, kind = HealthStatus.UNKNOWN, "stale"
         reason = f"no health check for {now - last_check:.0f}s (is beat running? is {server.queue} stuck?)"
     elif recorded == HealthStatus.HEALTHY and breaker and breaker.get("state") not in _BREAKER_OK:
-        status, reason = HealthStatus.DEGRADED, f"breaker {breaker.get('state')}"
+        status, reason, kind = HealthStatus.DEGRADED, f"breaker {breaker.get('state')}", "breaker"
     tools = _num(raw, "tool_count")
     return ServerHealth(
         server=server.name, status=status, reason=reason, recorded_status=recorded,
@@ -212,7 +253,8 @@ def _build(server: ServerConfig, raw_bytes: Mapping[Any, Any], consumers: int, b
         last_failure_at=_num(raw, "last_failure_at"), changed_at=_num(raw, "changed_at"),
         last_error=raw.get("last_error") or None, latency_ms=_num(raw, "latency_ms"),
         server_name=raw.get("server_name") or None, server_version=raw.get("server_version") or None,
-        tool_count=int(tools) if tools is not None else None, worker=raw.get("worker") or None, breaker=breaker,
+        tool_count=int(tools) if tools is not None else None, worker=raw.get("worker") or None,
+        probe=raw.get("probe") or None, failure_kind=kind, breaker=breaker,
         queue=server.queue, consumers=int(consumers), backlog=int(backlog))
 
 
@@ -236,7 +278,8 @@ def _await(app: Celery, store: HealthStore, server: ServerConfig, handle: AsyncR
                    disable_sync_subtasks=False)
     except CeleryTimeout:
         abandon(app, handle)
-        store.record(server, ok=False, error=f"DeadlineExceeded: no worker ran the health check within {seconds:g}s")
+        store.record(server, ok=False, failure_kind="no_worker",
+                     error=f"DeadlineExceeded: no worker ran the health check within {seconds:g}s")
     except Exception as exc:  # the task itself failed (e.g. the worker does not know the server)
         store.record(server, ok=False, error=f"{type(exc).__name__}: {exc}")
     return store.read(server)

@@ -2,15 +2,22 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 from collections.abc import Iterable
+from typing import Any
 
 MASK = "***"
 
 
 class Redactor:
-    """Replaces every known secret value, and credentials in URLs, with ``***``."""
+    """Replaces every known secret value, and credentials in URLs, with ``***``.
+
+    Which values are secrets is the configuration's decision (``ServerConfig.secret_values``): values
+    of variables named in ``${VAR}`` references and of keys, tokens and passwords by name, never a
+    value just because it is long enough.
+    """
 
     _URL_USERINFO = re.compile(r"(?P<scheme>[a-z][a-z0-9+.-]*://)[^/@\s:]+(:[^/@\s]*)?@", re.IGNORECASE)
 
@@ -20,9 +27,38 @@ class Redactor:
         self._pattern = re.compile("|".join(re.escape(s) for s in unique)) if unique else None
 
     def scrub(self, text: str) -> str:
+        """Free text (a message, a log line): each secret replaced where it stands."""
         if self._pattern is not None:
             text = self._pattern.sub(MASK, text)
         return self._URL_USERINFO.sub(lambda m: f"{m.group('scheme')}{MASK}@", text)
+
+    def scrub_json(self, value: Any) -> Any:
+        """A JSON value with every string that holds a secret replaced whole by ``***``, so the value stays
+        valid JSON: a string that is itself a JSON object or array (an MCP text block) is scrubbed inside
+        and serialised again. Credentials in URLs are masked in place."""
+        if isinstance(value, str):
+            return self._scrub_string(value)
+        if isinstance(value, list):
+            return [self.scrub_json(item) for item in value]
+        if isinstance(value, dict):
+            return {key: self.scrub_json(item) for key, item in value.items()}
+        return value
+
+    def _scrub_string(self, text: str) -> str:
+        if self._pattern is None or not self._pattern.search(text):
+            return self.scrub(text)
+        document = _json_document(text)
+        return MASK if document is None else json.dumps(self.scrub_json(document))
+
+
+def _json_document(text: str) -> Any:
+    """``text`` parsed when it is a JSON object or array, else None."""
+    if text.lstrip()[:1] not in ("{", "["):
+        return None
+    try:
+        return json.loads(text)
+    except ValueError:
+        return None
 
 
 class RedactingFilter(logging.Filter):

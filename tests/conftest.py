@@ -111,6 +111,13 @@ deny_tools = ["delete_thing"]
 type = "http"
 url = "http://127.0.0.1:{http_port}/mcp"
 
+[servers.flaky_attempts]
+breaker = {{ failure_threshold = 3, open_seconds = 1.5, success_threshold = 1, count = "attempts" }}
+retry = {{ max_attempts = 3, backoff_seconds = 0.01, max_backoff_seconds = 0.05 }}
+[servers.flaky_attempts.transport]
+type = "http"
+url = "http://127.0.0.1:{http_port}/mcp"
+
 [servers.idle.transport]
 type = "stdio"
 command = "python"
@@ -142,7 +149,8 @@ def stack(redis_server: RedisServer, tmp_path_factory: pytest.TempPathFactory) -
     workers: dict[str, ChildProcess] = {}
     try:
         workers["threads"] = start_worker(app, name="threads", queues=["mcp.probe", "mcp.probe_http", "mcp.stuck",
-                                                                         "mcp.capped", "mcp.flaky"],
+                                                                         "mcp.capped", "mcp.flaky",
+                                                                         "mcp.flaky_attempts"],
                                           pool="threads", concurrency=8, env=env, log=root / "worker-threads.log")
         workers["prefork"] = start_worker(app, name="prefork", queues=["mcp.forked", "mcp.capped"],
                                           pool="prefork", concurrency=1, env=env, log=root / "worker-prefork.log")

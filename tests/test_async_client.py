@@ -98,14 +98,21 @@ def test_cancelling_the_awaiting_task_revokes_a_call_not_yet_started_and_drops_i
     async def body(c: AsyncOrchestrator) -> tuple[str, int, int]:
         task = asyncio.create_task(c.call_tool("idle", "echo", {"text": "never"}))
         task_id = await asyncio.to_thread(queued_task_id, conn, "mcp.idle")
-        await asyncio.sleep(0.2)
         channel = c.app.backend.get_key_for_task(task_id)
-        subscribed = dict(conn.pubsub_numsub(channel))[channel]
+
+        async def subscribers(wanted: int) -> int:  # subscribes and unsubscribes are batched: wait a little
+            for _ in range(100):
+                count = dict(conn.pubsub_numsub(channel))[channel]
+                if count == wanted:
+                    break
+                await asyncio.sleep(0.05)
+            return count
+
+        subscribed = await subscribers(1)
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
             await task
-        await asyncio.sleep(0.3)
-        return task_id, subscribed, dict(conn.pubsub_numsub(channel))[channel] + c.results.pending
+        return task_id, subscribed, await subscribers(0) + c.results.pending
 
     try:
         task_id, before, after = run(stack.settings, body)

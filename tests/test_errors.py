@@ -5,10 +5,13 @@ from __future__ import annotations
 import json
 
 import pytest
+from mcp.shared.exceptions import MCPError
+from mcp_types import CONNECTION_CLOSED, INTERNAL_ERROR, REQUEST_TIMEOUT
 
 import orchestrator.errors as errors
 from orchestrator.celery_app import make_celery
 from orchestrator.config import Settings
+from workers.sessions import describe_failure, own_timeout, transport_failed
 
 
 def all_error_types() -> list[type[errors.OrchestratorError]]:
@@ -55,3 +58,29 @@ def test_unset_fields_read_as_none() -> None:
     assert error.field == "tool" and error.server is None
     with pytest.raises(AttributeError):
         _ = error.no_such_attribute
+
+
+def test_our_read_timeout_is_told_apart_from_a_servers_own_minus_32001() -> None:
+    """The SDK raises -32001 while handling its request clock's TimeoutError; the same code sent by a server
+    (FastMCP's "Not found") is the server's answer. Only the SDK's own "Connection closed" and "Server returned
+    an error response" are transport failures, not a server's -32000 or -32603."""
+    try:
+        try:
+            raise TimeoutError
+        except TimeoutError:
+            raise MCPError(code=REQUEST_TIMEOUT, message="Request 'tools/call' timed out") from None
+    except MCPError as raised:
+        ours = raised
+    assert own_timeout(ours)
+    assert not own_timeout(MCPError(code=REQUEST_TIMEOUT, message="Not found: Unknown tool: 'x'"))
+    assert transport_failed(MCPError(code=CONNECTION_CLOSED, message="Connection closed"))
+    assert transport_failed(MCPError(code=INTERNAL_ERROR, message="Server returned an error response"))
+    assert not transport_failed(MCPError(code=CONNECTION_CLOSED, message="Permission denied: no"))
+    assert not transport_failed(MCPError(code=INTERNAL_ERROR, message="Internal error: boom"))
+
+
+def test_an_exception_group_is_described_by_its_innermost_errors() -> None:
+    """A session-open failure wrapped in task groups reads as what really failed."""
+    inner = ExceptionGroup("inner", [PermissionError("access denied")])
+    group = ExceptionGroup("unhandled errors in a TaskGroup", [inner])
+    assert describe_failure(group) == "PermissionError: access denied"

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import logging
 
+import pytest
+
+from orchestrator.config import HttpTransport, StdioTransport
 from orchestrator.redaction import RedactingFilter, Redactor
 
 
@@ -23,3 +27,27 @@ def test_the_log_filter_scrubs_messages_and_arguments() -> None:
     record = logging.LogRecord("x", logging.INFO, __file__, 1, "token is %s", ("tok-998877",), None)
     RedactingFilter(Redactor(["tok-998877"])).filter(record)
     assert record.getMessage() == "token is ***"
+
+
+def test_only_values_the_configuration_marks_secret_are_secrets(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``${VAR}`` values (in env, headers, url and args) and entries named like keys or tokens are secrets;
+    a harmless literal such as ``"True"`` or ``"false"`` is not, whatever its length."""
+    monkeypatch.setenv("SVC_TOKEN", "tok-from-env-5151")
+    monkeypatch.setenv("ARG_KEY", "arg-key-6262")
+    stdio = StdioTransport(command="x", args=["--key", "${ARG_KEY}"],
+                           env={"DEBUG": "True", "BANNER": "false", "API_KEY": "literal-key-7373",
+                                "SERVICE_TOKEN": "${SVC_TOKEN}"})
+    assert sorted(stdio.secret_values()) == ["arg-key-6262", "literal-key-7373", "tok-from-env-5151"]
+    assert stdio.resolved_args() == ["--key", "arg-key-6262"]
+    http = HttpTransport(url="http://mcp:8000/mcp", headers={"Authorization": "Bearer abc", "X-Mode": "fast"})
+    assert http.secret_values() == ["Bearer abc"]
+
+
+def test_json_values_holding_a_secret_are_replaced_whole_and_stay_json() -> None:
+    """A string value holding a secret becomes ``***``; a text block holding a JSON document is scrubbed inside
+    and stays parseable; strings without a secret are untouched."""
+    redactor = Redactor(["s3cr3t-9090"])
+    scrubbed = redactor.scrub_json({"note": "my key is s3cr3t-9090", "title": "True Detective", "dst": False,
+                                    "content": [{"type": "text", "text": '{"k": "s3cr3t-9090", "is_dst": false}'}]})
+    assert scrubbed["note"] == "***" and scrubbed["title"] == "True Detective" and scrubbed["dst"] is False
+    assert json.loads(scrubbed["content"][0]["text"]) == {"k": "***", "is_dst": False}

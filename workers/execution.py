@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,11 +20,12 @@ from orchestrator.errors import (
     OrchestratorError,
     OutcomeUnknown,
     ServerUnavailable,
+    ToolReturnedError,
     UnknownServer,
 )
 from orchestrator.redaction import Redactor
 from orchestrator.results import ToolResult, extract_data, tool_error
-from workers.policy import counts_against_breaker, retry_delay, safe_to_repeat
+from workers.policy import breaker_verdict, retry_delay, safe_to_repeat
 from workers.runtime import WorkerRuntime
 from workers.sessions import HeldSession, SessionManager
 
@@ -76,28 +77,73 @@ class WorkerCall:
 def run_call(call: WorkerCall, manager: SessionManager, state: WorkerRuntime) -> ToolResult:
     """Run the call on the held session: breaker-checked, retried while safe and worthwhile.
 
-    Each real attempt asks the breaker first and records its outcome once (2 Redis round
-    trips). A call not safe to repeat is claimed with an execution marker first, so that a
-    redelivery of it becomes ``OutcomeUnknown`` instead of a second execution.
+    The breaker counts calls (invariant 7, docs/ARCHITECTURE.md): one admission before the session
+    is even awaited and one recorded outcome after the last attempt, so a server that cannot be reached
+    counts too and retries happen inside the admission. With ``breaker.count = "attempts"`` each
+    attempt is admitted and recorded instead. A call not safe to repeat is claimed with an
+    execution marker first, so that a redelivery of it becomes ``OutcomeUnknown`` instead of a
+    second execution.
     """
-    held = manager.session(call.server)
-    safe = safe_to_repeat(call.server, call.tool, tool_annotations(manager, held, call))
-    if not safe and not state.markers.claim(call.task_id or "", call.worker or ""):
-        raise OutcomeUnknown(f"{call.tool} on {call.server.name} is not safe to repeat and may already have run "
-                             "(redelivered after a worker was lost); not running it again",
-                             server=call.server.name, tool=call.tool)
     breaker = state.breakers.breaker(call.server.name)
+    per_attempt = breaker.policy.count == "attempts"
+    with nullcontext(CallOutcome()) if per_attempt else breaker_guard(breaker, call) as outcome:
+        held = manager.session(call.server)
+        safe = safe_to_repeat(call.server, call.tool, tool_annotations(manager, held, call))
+        if not safe and not state.markers.claim(call.task_id or "", call.worker or ""):
+            raise OutcomeUnknown(f"{call.tool} on {call.server.name} is not safe to repeat and may already have "
+                                 "run (redelivered after a worker was lost); not running it again",
+                                 server=call.server.name, tool=call.tool)
+        result = _attempts(call, manager, held, safe, breaker if per_attempt else None)
+        outcome.error, outcome.ended = tool_error(result) if result.is_error else None, True
+        return result
+
+
+@dataclass
+class CallOutcome:
+    """How a guarded call ended, for its breaker: ``ended`` once the body returned or raised one of our
+    errors, with ``error`` the error it failed with (None: a success). An unexpected exception counts
+    as a failure."""
+
+    error: OrchestratorError | None = None
+    ended: bool = False
+
+    def verdict(self) -> bool | None:
+        return breaker_verdict(self.error) if self.ended else False
+
+
+@contextmanager
+def breaker_guard(breaker: CircuitBreaker, call: WorkerCall) -> Iterator[CallOutcome]:
+    """One admission before a whole call and one recorded outcome after it (the body fills ``outcome``)."""
+    left = remaining_seconds(call.deadline, call.server.name, call.tool)
+    admission = breaker.admit_or_raise(lease_seconds=left + TRIAL_LEASE_MARGIN_SECONDS)
+    started = time.perf_counter()
+    outcome = CallOutcome()
+    try:
+        yield outcome
+    except OrchestratorError as exc:
+        outcome.error, outcome.ended = exc, True
+        raise
+    finally:
+        breaker.record(admission, success=outcome.verdict(), duration=time.perf_counter() - started)
+
+
+def _attempts(call: WorkerCall, manager: SessionManager, held: HeldSession, safe: bool,
+              breaker: CircuitBreaker | None) -> ToolResult:
+    """Attempt the call until it succeeds, fails for good, or retrying is not allowed or worthwhile.
+
+    An ``isError`` result is returned (the caller raises it), a transport failure raised.
+    """
     attempt = 0
     result: ToolResult | None = None
     error: OrchestratorError | None = None
     while True:
         attempt += 1
         try:
-            result, error = _attempt(call, manager, held, breaker, attempt, safe)
+            result, error = _attempt(call, manager, held, attempt, safe, breaker)
         except CircuitBreakerOpenError:
             if attempt == 1:
                 raise
-            break  # the breaker opened during the retries: the last real outcome stands
+            break  # the breaker opened during the retries (attempts counted): the last real outcome stands
         if error is None or not error.transient:
             break
         delay = retry_delay(call.server.retry, attempt)
@@ -109,12 +155,13 @@ def run_call(call: WorkerCall, manager: SessionManager, state: WorkerRuntime) ->
     if result is not None:
         return result
     assert error is not None
+    error.details["attempts"] = attempt  # the worker's retries show in the metrics (``mcp-orch stats``)
     raise error
 
 
-def _attempt(call: WorkerCall, manager: SessionManager, held: HeldSession, breaker: CircuitBreaker,
-             attempt: int, safe: bool) -> tuple[ToolResult | None, OrchestratorError | None]:
-    """One admitted attempt: a result (maybe isError) or the error it failed with.
+def _attempt(call: WorkerCall, manager: SessionManager, held: HeldSession, attempt: int, safe: bool,
+             breaker: CircuitBreaker | None) -> tuple[ToolResult | None, OrchestratorError | None]:
+    """One attempt: a result (maybe isError) or the error it failed with; admitted by ``breaker`` if given.
 
     A safe tool's attempt may be cut short by ``retry.attempt_timeout_seconds`` (its timeout is then
     retried while the deadline allows); any other attempt gets all the time left.
@@ -123,25 +170,25 @@ def _attempt(call: WorkerCall, manager: SessionManager, held: HeldSession, break
     cap = call.server.retry.attempt_timeout_seconds
     if safe and cap is not None:
         left = min(left, cap)
-    admission = breaker.admit_or_raise(lease_seconds=left + TRIAL_LEASE_MARGIN_SECONDS)
+    admission = breaker.admit_or_raise(lease_seconds=left + TRIAL_LEASE_MARGIN_SECONDS) if breaker else None
+    outcome = CallOutcome()
     started = time.perf_counter()
     result: ToolResult | None = None
-    error: OrchestratorError | None = CallFailed("attempt ended unexpectedly")
     try:
         raw = manager.run(held.call_tool(call.tool, call.params, left), left)
         result = to_tool_result(raw, server=call.server.name, tool=call.tool,
                                 duration=time.perf_counter() - started, attempts=attempt, worker=call.worker,
                                 task_id=call.task_id)
-        error = tool_error(result) if result.is_error else None
+        outcome.error, outcome.ended = tool_error(result) if result.is_error else None, True
     except DeadlineExceeded as exc:
         exc.details.setdefault("deadline", call.deadline)  # the caller's deadline, as the client would name it
-        error = exc
-    except ServerUnavailable as exc:
-        error = exc
+        outcome.error, outcome.ended = exc, True
+    except (ServerUnavailable, ToolReturnedError) as exc:  # ToolReturnedError: the server's JSON-RPC error
+        outcome.error, outcome.ended = exc, True
     finally:
-        breaker.record(admission, success=not counts_against_breaker(error),
-                       duration=time.perf_counter() - started)
-    return result, error
+        if breaker is not None and admission is not None:
+            breaker.record(admission, success=outcome.verdict(), duration=time.perf_counter() - started)
+    return result, outcome.error
 
 
 def tool_annotations(manager: SessionManager, held: HeldSession, call: WorkerCall) -> dict[str, Any] | None:
@@ -193,11 +240,5 @@ def scrubbed(exc: OrchestratorError, redactor: Redactor, **context: Any) -> Orch
 
 
 def scrub_json(value: Any, redactor: Redactor) -> Any:
-    """Scrub secrets from every string inside a JSON value (a result must carry none)."""
-    if isinstance(value, str):
-        return redactor.scrub(value)
-    if isinstance(value, list):
-        return [scrub_json(item, redactor) for item in value]
-    if isinstance(value, dict):
-        return {key: scrub_json(item, redactor) for key, item in value.items()}
-    return value
+    """Scrub secrets from a JSON value (a result must carry none); it stays valid JSON."""
+    return redactor.scrub_json(value)

@@ -16,11 +16,15 @@ from typing import Any
 from celery import Celery, Task
 from celery.signals import worker_ready, worker_shutdown
 
+from orchestrator.breaker import CircuitBreaker
 from orchestrator.config import ServerConfig
-from orchestrator.errors import OrchestratorError
+from orchestrator.errors import DeadlineExceeded, OrchestratorError, ServerUnavailable, ToolReturnedError
 from orchestrator.health import (
     CONSUMER_HEARTBEAT_SECONDS,
+    PROBE_TOOLS_LIST,
+    HealthStore,
     breaker_snapshot,
+    probe_failure,
     probe_timeout,
 )
 from orchestrator.wire import HEALTH_CHECK
@@ -33,31 +37,67 @@ log = logging.getLogger("workers.health")
 
 def run_health_check(manager: SessionManager, server: ServerConfig, deadline: float, *,
                      worker: str | None) -> dict[str, Any]:
-    """Probe the held session with ``tools/list``; record the outcome and refresh the catalog."""
+    """Probe the whole path: ``tools/list`` on the held session (and refresh the catalog), then the
+    server's ``health_tool``, which reaches the upstream with its credentials. Record the outcome,
+    and let it move the breaker (``recover_on_health``, ``count_failed_health_checks``)."""
     runtime = current()
     health, catalog, redactor = runtime.health, runtime.catalog, runtime.redactor
+    breaker = runtime.breakers.breaker(server.name)
+    seen = breaker_snapshot(health.redis, server)  # before the probe: a recovery is checked against it
+    probe = f"tool {server.health_tool}" if server.health_tool else PROBE_TOOLS_LIST
     started = time.perf_counter()
-    held: HeldSession | None = None
     try:
         left = remaining_seconds(deadline, server.name, "tools/list")
         held = manager.session(server)
         listing = manager.run(held.list_tools(left), left)
-    except Exception as exc:  # any failure of the probe is the server's failed check
-        latency = time.perf_counter() - started
-        text = exc.message if isinstance(exc, OrchestratorError) else str(exc)
-        error = redactor.scrub(f"{type(exc).__name__}: {text}")
-        status, failures = health.record(server, ok=False, latency=latency, error=error, worker=worker,
-                                         breaker=breaker_snapshot(health.redis, server))
-        log.warning("health check of %s failed (%d in a row, %s): %s", server.name, failures, status, error)
-        return {"server": server.name, "ok": False, "status": status.value, "error": error,
-                "consecutive_failures": failures}
-    latency = time.perf_counter() - started
+    except Exception as exc:  # any failure to list is the session's failed check
+        return _failed(health, breaker, server, seen, exc, started, worker=worker, probe=probe)
     tools = wire_tools(listing, redactor)
     catalog.replace(server.name, tools, source="health_check")
+    if server.health_tool:
+        try:
+            left = remaining_seconds(deadline, server.name, server.health_tool)
+            raw = manager.run(held.call_tool(server.health_tool, server.health_params, left), left)
+        except ServerUnavailable as exc:
+            return _failed(health, breaker, server, seen, exc, started, worker=worker, probe=probe)
+        except (DeadlineExceeded, ToolReturnedError) as exc:
+            kind = "upstream_timeout" if isinstance(exc, DeadlineExceeded) else "health_tool_failed"
+            reason = f"{'upstream timing out' if kind == 'upstream_timeout' else 'health tool refused'}: {exc.message}"
+            return _failed(health, breaker, server, seen, exc, started, worker=worker, probe=probe,
+                           upstream=(kind, reason))
+        if raw.is_error:
+            text = "\n".join(getattr(block, "text", "") for block in raw.content)
+            return _failed(health, breaker, server, seen, None, started, worker=worker, probe=probe,
+                           upstream=probe_failure(server.health_tool, text))
+    latency = time.perf_counter() - started
+    if seen and seen["state"] == "open" and server.breaker.recover_on_health:
+        after = breaker.recover(seen["generation"])
+        log.info("health probe of %s reached its upstream: breaker %s -> %s", server.name, seen["state"], after)
     status, _ = health.record(server, ok=True, latency=latency, worker=worker, server_info=held.server_info,
-                              tool_count=len(tools), breaker=breaker_snapshot(health.redis, server))
-    return {"server": server.name, "ok": True, "status": status.value, "latency_ms": latency * 1000,
-            "tool_count": len(tools)}
+                              tool_count=len(tools), breaker=breaker_snapshot(health.redis, server), probe=probe)
+    return {"server": server.name, "ok": True, "status": status.value, "reason": None, "probe": probe,
+            "latency_ms": latency * 1000, "tool_count": len(tools)}
+
+
+def _failed(health: HealthStore, breaker: CircuitBreaker, server: ServerConfig, seen: dict[str, Any] | None,
+            exc: Exception | None, started: float, *, worker: str | None, probe: str,
+            upstream: tuple[str, str] | None = None) -> dict[str, Any]:
+    """Record a failed check: no session (``exc``), or an upstream failure (``upstream``: kind, reason)."""
+    redactor = current().redactor
+    latency = time.perf_counter() - started
+    if upstream is not None:
+        kind, error = upstream[0], redactor.scrub(upstream[1])
+    else:
+        text = exc.message if isinstance(exc, OrchestratorError) else str(exc)
+        kind, error = "no_session", redactor.scrub(f"no MCP session: {type(exc).__name__}: {text}")
+    if seen and seen["state"] == "closed" and server.breaker.count_failed_health_checks:
+        breaker.record(breaker.admit(), success=False, duration=latency)
+    status, failures = health.record(server, ok=False, latency=latency, error=error, worker=worker,
+                                     breaker=breaker_snapshot(health.redis, server),
+                                     upstream_failed=upstream is not None, failure_kind=kind, probe=probe)
+    log.warning("health check of %s failed (%d in a row, %s): %s", server.name, failures, status, error)
+    return {"server": server.name, "ok": False, "status": status.value, "reason": error, "probe": probe,
+            "failure_kind": kind, "consecutive_failures": failures}
 
 
 def health_check(self: Task, server: str, deadline: float | None = None) -> dict[str, Any]:

@@ -29,9 +29,12 @@ def retry_delay(policy: RetryPolicy, attempt: int) -> float:
     return jittered_backoff(attempt, policy.backoff_seconds, policy.max_backoff_seconds)
 
 
-def counts_against_breaker(error: OrchestratorError | None) -> bool:
-    """Transport failures, timeouts and upstream outages count; bad input and tool errors do not."""
-    return error is not None and error.transient
+def breaker_verdict(error: OrchestratorError | None) -> bool | None:
+    """What a call's outcome tells its breaker: True (a success), False (a failure: transport failures,
+    timeouts, upstream outages), None (nothing: bad input, tool errors, the server's JSON-RPC refusals)."""
+    if error is None:
+        return True
+    return False if error.transient else None
 
 
 def refuse_denied_tool(server: ServerConfig, tool: str) -> None:

@@ -26,11 +26,11 @@ import anyio
 from mcp import Client
 from mcp.client.subscriptions import ListenNotSupportedError
 from mcp.shared.exceptions import MCPError
-from mcp_types import CONNECTION_CLOSED, REQUEST_TIMEOUT, CallToolResult, ListToolsResult
+from mcp_types import CONNECTION_CLOSED, INTERNAL_ERROR, REQUEST_TIMEOUT, CallToolResult, ListToolsResult
 
 from orchestrator.backoff import jittered_backoff
 from orchestrator.config import ServerConfig, StdioTransport
-from orchestrator.errors import DeadlineExceeded, OrchestratorError, ServerUnavailable
+from orchestrator.errors import DeadlineExceeded, OrchestratorError, ServerUnavailable, ToolReturnedError
 from workers.transports import HttpClients, StderrRelay, build_client
 
 log = logging.getLogger("workers.sessions")
@@ -55,6 +55,35 @@ to ``SessionManager`` explicitly (``workers.runtime`` does)."""
 
 def _is_session_gone(exc: MCPError) -> bool:
     return any(marker in exc.message.lower() for marker in _SESSION_GONE)
+
+
+def own_timeout(exc: MCPError) -> bool:
+    """Our own read timeout: the SDK raises -32001 while handling the ``TimeoutError`` of its request
+    clock. A server may send -32001 too (FastMCP does, for an unknown tool): that is its answer."""
+    return exc.code == REQUEST_TIMEOUT and isinstance(exc.__context__, TimeoutError)
+
+
+_TRANSPORT_FAILURES = {(CONNECTION_CLOSED, "Connection closed"), (INTERNAL_ERROR, "Server returned an error response")}
+"""What the SDK itself raises when the transport ended under a request, or when an HTTP server answered
+with an error status instead of JSON-RPC (401, 403, 5xx from the server or a proxy in front of it)."""
+
+
+def transport_failed(exc: MCPError) -> bool:
+    """An error the SDK made up for a failed transport, not one the server sent. A server's own -32000 or
+    -32603 carries its own message and is its answer."""
+    return (exc.code, exc.message) in _TRANSPORT_FAILURES and exc.data is None
+
+
+def describe_failure(exc: BaseException) -> str:
+    """``Type: message`` of what really failed: exception groups (the SDK's task groups) are unwrapped
+    to their innermost errors, so a refused token reads as the refusal, not as "unhandled errors"."""
+    if isinstance(exc, BaseExceptionGroup):
+        leaves = [describe_failure(inner) for inner in exc.exceptions
+                  if not isinstance(inner, asyncio.CancelledError)]
+        return "; ".join(dict.fromkeys(leaves)) or f"{type(exc).__name__}: {exc}"
+    cause = exc.__cause__
+    text = f"{type(exc).__name__}: {exc}"
+    return f"{text} (caused by {describe_failure(cause)})" if cause is not None and str(cause) not in text else text
 
 
 class HeldSession:
@@ -100,7 +129,7 @@ class HeldSession:
                 self._uncancel()
                 self._note_failure("transport cancelled the session")
             except Exception as exc:  # boundary: any failure to open or keep the session
-                self._note_failure(f"{type(exc).__name__}: {exc}")
+                self._note_failure(self._with_refusal(describe_failure(exc)))
             if self._closing:
                 break
             attempt += 1
@@ -114,6 +143,7 @@ class HeldSession:
     async def _hold_one_session(self) -> None:
         # The connect timeout is a cancel scope around the whole session whose deadline is
         # lifted once the handshake is done: scopes must nest with the SDK's task groups.
+        self._http_clients.take_refusal(self.server.name)  # an old refusal is not this attempt's cause
         with anyio.CancelScope(deadline=anyio.current_time() + self.server.connect_timeout) as scope:
             async with build_client(self.server, self._http_clients, self._stderr) as client:
                 await self._learn_tools(client)
@@ -190,6 +220,11 @@ class HeldSession:
                 with anyio.fail_after(self.server.connect_timeout):
                     await client.list_tools(cache_mode="bypass")
 
+    def _with_refusal(self, message: str) -> str:
+        """``message`` with the HTTP error status the server answered, if it answered one."""
+        refusal = self._http_clients.take_refusal(self.server.name)
+        return f"{message} ({refusal})" if refusal else message
+
     def _note_failure(self, message: str) -> None:
         self.failed_attempts += 1
         self.last_error = message
@@ -249,22 +284,27 @@ class HeldSession:
                 raise DeadlineExceeded(f"{what} on {self.server.name} timed out after {timeout:.2f}s",
                                        server=self.server.name) from None
             except MCPError as exc:
-                if exc.code == REQUEST_TIMEOUT:
+                if own_timeout(exc):
                     raise DeadlineExceeded(f"{what} on {self.server.name} timed out after {timeout:.2f}s",
                                            server=self.server.name) from None
                 if _is_session_gone(exc) and attempt == 1:
                     # The server dropped the session before running anything: rebuild, retry once.
                     self._mark_broken(client, exc.message)
                     continue
-                if exc.code == CONNECTION_CLOSED or _is_session_gone(exc):
-                    self._mark_broken(client, exc.message)
-                raise ServerUnavailable(f"{what} on {self.server.name} failed: {exc.message}",
-                                        server=self.server.name, cause=f"MCPError {exc.code}") from None
+                if transport_failed(exc) or _is_session_gone(exc):
+                    reason = self._with_refusal(exc.message)
+                    self._mark_broken(client, reason)
+                    raise ServerUnavailable(f"{what} on {self.server.name} failed: {reason}",
+                                            server=self.server.name, cause=f"MCPError {exc.code}") from None
+                raise ToolReturnedError(f"{what} on {self.server.name} refused by the server: {exc.message} "
+                                        f"(JSON-RPC error {exc.code})", server=self.server.name,
+                                        cause=f"MCPError {exc.code}", code=exc.code) from None
             except OrchestratorError:
                 raise
             except Exception as exc:  # transport-level failure: the session is unusable
-                self._mark_broken(client, f"{type(exc).__name__}: {exc}")
-                raise ServerUnavailable(f"{what} on {self.server.name} failed: {type(exc).__name__}: {exc}",
+                reason = describe_failure(exc)
+                self._mark_broken(client, reason)
+                raise ServerUnavailable(f"{what} on {self.server.name} failed: {reason}",
                                         server=self.server.name, cause=type(exc).__name__) from None
         raise AssertionError("unreachable")
 

@@ -7,6 +7,7 @@ import os
 import sys
 import threading
 from contextlib import AbstractAsyncContextManager
+from functools import partial
 from typing import TextIO
 
 import httpx2
@@ -38,18 +39,37 @@ class StderrRelay:
             self._log.info("%s", line.rstrip())
 
 
+REFUSAL_BODY_CHARS = 200
+"""How much of a refusing server's answer a session error quotes."""
+
+
 class HttpClients:
-    """One ``httpx2.AsyncClient`` per HTTP server per process, reused across reconnects."""
+    """One ``httpx2.AsyncClient`` per HTTP server per process, reused across reconnects.
+
+    The SDK turns an HTTP error status into a JSON-RPC error without the status ("Server returned
+    an error response"); each client notes the last refusal it saw, so that an error can name it.
+    """
 
     def __init__(self) -> None:
         self._clients: dict[str, httpx2.AsyncClient] = {}
+        self._refusals: dict[str, str] = {}
 
     def get(self, server: ServerConfig, transport: HttpTransport) -> httpx2.AsyncClient:
         client = self._clients.get(server.name)
         if client is None or client.is_closed:
             client = create_mcp_http_client(headers=transport.resolved_headers())
+            client.event_hooks = {"response": [partial(self._note_refusal, server.name)]}
             self._clients[server.name] = client
         return client
+
+    async def _note_refusal(self, server: str, response: httpx2.Response) -> None:
+        if response.status_code >= 400 and response.status_code not in (404, 405):  # 404/405: the SDK says them
+            body = (await response.aread())[:REFUSAL_BODY_CHARS].decode(errors="replace").strip()
+            self._refusals[server] = f"HTTP {response.status_code} {response.reason_phrase}: {body}".rstrip(": ")
+
+    def take_refusal(self, server: str) -> str | None:
+        """The last HTTP error status ``server`` answered (and forget it); None if there was none."""
+        return self._refusals.pop(server, None)
 
     async def aclose(self) -> None:
         for client in self._clients.values():
@@ -64,7 +84,7 @@ def build_client(server: ServerConfig, http_clients: HttpClients,
     if isinstance(transport, InProcessTransport):
         return inprocess_client(server, transport)
     if isinstance(transport, StdioTransport):
-        params = StdioServerParameters(command=transport.resolved_command(), args=transport.args,
+        params = StdioServerParameters(command=transport.resolved_command(), args=transport.resolved_args(),
                                        env=transport.resolved_env(), cwd=transport.cwd)
         errlog = stderr.writer if stderr is not None else sys.stderr
         return Client(stdio_client(params, errlog=errlog), mode=server.protocol, cache=None)

@@ -33,7 +33,7 @@ from orchestrator.breaker import BreakerSnapshot
 from orchestrator.celery_app import RESULT_GRACE_SECONDS
 from orchestrator.client import Orchestrator
 from orchestrator.config import Settings
-from orchestrator.errors import CallFailed, DeadlineExceeded, OrchestratorError, OutcomeUnknown
+from orchestrator.errors import CallFailed, DeadlineExceeded, OrchestratorError, OutcomeUnknown, ToolReturnedError
 from orchestrator.results import ToolResult, tool_error
 from orchestrator.validation import PreparedCall, prepare_call
 from orchestrator.wire import CALL_TOOL
@@ -175,6 +175,8 @@ class AsyncOrchestrator:
                 raise self._failed(call, task_id, TypeError(f"status {meta.get('status')} without an error"))
             if isinstance(error, DeadlineExceeded):
                 error.details.setdefault("timeout", call.timeout)
+            if isinstance(error, ToolReturnedError) and not listed:  # the server refused an unlisted tool
+                raise await self._off_loop(self.sync._with_close_matches)(error, call)
             raise error
         result = ToolResult.model_validate(meta["result"])
         if result.is_error and raise_on_error:

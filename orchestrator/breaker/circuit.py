@@ -4,7 +4,7 @@ Each decision is one atomic Lua script (``breaker/lua/*.lua``, read once at impo
 once per Redis client): ``admit`` before a call and ``record`` after it, so a call costs at most
 two round trips on every path. States::
 
-    closed --(failures trip)--> open --(wait over, next admit)--> half_open
+    closed --(failures trip)--> open --(wait over, next admit; or a health probe reached the upstream)--> half_open
     half_open --(success_threshold trial successes)--> closed
     half_open --(any trial failure)--> open  (the wait grows by open_backoff_multiplier)
     operator: force_open() -> forced_open (refuses all), force_closed() -> disabled (admits all,
@@ -16,8 +16,9 @@ ignored, because the call began before the change. Half-open admits at most
 records is reclaimed after ``trial_lease_seconds``. Time is the caller's clock, in ms, passed
 to the scripts, so tests control it.
 
-What counts as a failure is the caller's decision (``record(success=...)``); a success slower
-than ``slow_call_seconds`` counts as one too.
+What counts as a failure is the caller's decision (``record(success=...)``; ``None`` for an outcome
+that says nothing about the server, which counts neither way); a success slower than
+``slow_call_seconds`` counts as a failure too.
 
 If Redis is unreachable, ``on_redis_error`` decides: ``fail_open`` admits the call unguarded,
 ``fail_closed`` refuses it; outcomes are then dropped. A refused connection is noticed at once,
@@ -163,6 +164,12 @@ class CircuitBreaker:
         """What ``admit`` would answer, without taking a trial slot or changing state."""
         return self._admit(peek=True)
 
+    def recover(self, generation: int) -> str:
+        """A health probe reached the upstream: an open breaker still at ``generation`` (the one the
+        probe saw before it started) goes half-open at once, so trial calls need not wait out
+        ``open_seconds``. Any other state or generation is left alone. Returns the state after."""
+        return self._admit(peek=False, recover_generation=generation).state
+
     def admit_or_raise(self, lease_seconds: float | None = None) -> Admission:
         """``admit``, raising ``CircuitBreakerOpenError`` when refused (for the worker)."""
         return self._raise_if_refused(self.admit(lease_seconds))
@@ -171,21 +178,22 @@ class CircuitBreaker:
         """``peek``, raising ``CircuitBreakerOpenError`` when refused (the client's fast fail)."""
         return self._raise_if_refused(self.peek())
 
-    def record(self, admission: Admission, *, success: bool, duration: float = 0.0) -> str:
+    def record(self, admission: Admission, *, success: bool | None, duration: float = 0.0) -> str:
         """Record the outcome of an admitted call; returns the breaker state afterwards.
 
-        ``success`` is the caller's verdict on the call; ``duration`` (seconds) makes a slow
-        success a failure under ``slow_call_seconds``. A refused admission, one made while Redis
-        was unreachable, or one from an older generation records nothing.
+        ``success`` is the caller's verdict on the call, None when the outcome says nothing about
+        the server (a caller's mistake): then nothing is counted and a trial slot is only freed.
+        ``duration`` (seconds) makes a slow success a failure under ``slow_call_seconds``. A refused
+        admission, one made while Redis was unreachable, or one from an older generation records nothing.
         """
         if not admission.allowed or admission.generation < 0:
             return admission.state
-        failed = self.policy.counts_as_failure(success, duration)
+        verdict = "-" if success is None else str(int(self.policy.counts_as_failure(success, duration)))
         try:
             state, generation, _applied, from_state = self._scripts["record"](
                 keys=self._keys,
                 args=[_ms(self._clock()), self.server, keys.BREAKER_EVENTS_CHANNEL, admission.generation,
-                      admission.trial_id, int(failed), self._policy_json])
+                      admission.trial_id, verdict, self._policy_json])
         except _REDIS_DOWN as exc:
             self._on_redis_down(exc, "outcome dropped")
             return admission.state
@@ -213,13 +221,16 @@ class CircuitBreaker:
         return self._build_snapshot(*pipe.execute(), now=self._clock())
 
     # -- internals -----------------------------------------------------------------------------
-    def _admit(self, *, peek: bool, lease_seconds: float | None = None) -> Admission:
+    def _admit(self, *, peek: bool, lease_seconds: float | None = None,
+               recover_generation: int | None = None) -> Admission:
         policy = self.policy
+        mode = 2 if recover_generation is not None else int(peek)
         try:
             allowed, state, generation, retry_ms, trial_id, from_state = self._scripts["admit"](
                 keys=self._keys[:2],
                 args=[_ms(self._clock()), self.server, keys.BREAKER_EVENTS_CHANNEL,
-                      policy.half_open_max_calls, _ms(lease_seconds or policy.trial_lease_seconds), int(peek)])
+                      policy.half_open_max_calls, _ms(lease_seconds or policy.trial_lease_seconds), mode,
+                      -1 if recover_generation is None else recover_generation])
         except _REDIS_DOWN as exc:
             self._on_redis_down(exc, "admitting calls unguarded" if policy.on_redis_error == "fail_open"
                                 else "refusing calls")

@@ -60,6 +60,16 @@ DEFAULT_TRIAL_LEASE_SECONDS = 30.0
 DEFAULT_ON_REDIS_ERROR: Literal["fail_open", "fail_closed"] = "fail_open"
 """When Redis is unreachable: admit every call (fail_open) or refuse every call (fail_closed)."""
 
+DEFAULT_RECOVER_ON_HEALTH = True
+"""A health probe that reaches the upstream moves an open breaker to half-open at once."""
+
+DEFAULT_COUNT_FAILED_HEALTH_CHECKS = False
+"""A failed health probe while the breaker is closed counts as one failed call."""
+
+DEFAULT_COUNT: Literal["calls", "attempts"] = "calls"
+"""What one admission and one recorded outcome stand for: a whole call with its retries inside
+(``calls``, the unit a user sees), or each attempt of it (``attempts``)."""
+
 
 class BreakerPolicy(BaseModel):
     """Trip, wait and close rules of one server's breaker (see the module constants for units)."""
@@ -82,6 +92,9 @@ class BreakerPolicy(BaseModel):
     half_open_max_calls: int = Field(DEFAULT_HALF_OPEN_MAX_CALLS, ge=1)
     trial_lease_seconds: float = Field(DEFAULT_TRIAL_LEASE_SECONDS, gt=0)
     on_redis_error: Literal["fail_open", "fail_closed"] = DEFAULT_ON_REDIS_ERROR
+    count: Literal["calls", "attempts"] = DEFAULT_COUNT
+    recover_on_health: bool = DEFAULT_RECOVER_ON_HEALTH
+    count_failed_health_checks: bool = DEFAULT_COUNT_FAILED_HEALTH_CHECKS
 
     @model_validator(mode="after")
     def _check_consistency(self) -> BreakerPolicy:

@@ -406,7 +406,7 @@ class MCPOrchestrator(SeedSurface):
                 "last_check_time": _iso(health.last_check_at) or datetime.now(UTC).isoformat(),
                 "status": health.status.value, "error": None if healthy else (health.reason or health.last_error),
                 "consecutive_failures": health.consecutive_failures, "latency_ms": health.latency_ms,
-                "consumers": health.consumers}
+                "consumers": health.consumers, "probe": health.probe, "failure_kind": health.failure_kind}
 
     def get_server_status(self, server: str) -> dict[str, Any]:
         """``{status: healthy|degraded|down|unknown, connected, ...}`` from Redis; ``{"status": "unknown"}``
@@ -419,7 +419,8 @@ class MCPOrchestrator(SeedSurface):
         return {"status": health.status.value, "connected": config.name in self._attached and self._is_up(health),
                 "reason": health.reason, "consecutive_failures": health.consecutive_failures,
                 "down_after": health.down_after, "last_check_time": _iso(health.last_check_at),
-                "last_error": health.last_error, "consumers": health.consumers}
+                "last_error": health.last_error, "consumers": health.consumers, "probe": health.probe,
+                "failure_kind": health.failure_kind}
 
     def get_circuit_breaker_state(self, server: str) -> dict[str, Any]:
         """The seed's breaker dict from the shared breaker in Redis. ``last_failure_time`` is when

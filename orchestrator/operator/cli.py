@@ -19,22 +19,52 @@ import redis
 from orchestrator.client import Orchestrator
 from orchestrator.config import CONFIG_PATH_ENV, ConfigError
 from orchestrator.errors import InvalidCall, OrchestratorError
+from orchestrator.health import PROBE_TOOLS_LIST
 from orchestrator.operator.cli_support import cli_settings, emit, export_settings
-from orchestrator.validation import resolve_server
+from orchestrator.validation import resolve_server, resolve_tool_name
+
+_JSON_TYPES = {bool: "boolean", int: "integer", float: "number", str: "string", list: "array", dict: "object",
+               type(None): "null"}
 
 
-def parse_param(text: str) -> tuple[str, Any]:
-    """``k=v``: the value is read as JSON when it parses (numbers, booleans, lists), else as text."""
+def schema_types(schema: dict[str, Any] | None) -> set[str]:
+    """The JSON types a property's schema allows (``type``, a list of them, or ``anyOf``/``oneOf``)."""
+    if not schema:
+        return set()
+    declared = schema.get("type")
+    types = set(declared) if isinstance(declared, list) else {declared} if declared else set()
+    for option in [*schema.get("anyOf", []), *schema.get("oneOf", [])]:
+        types |= schema_types(option)
+    return types
+
+
+def parse_param(text: str, properties: dict[str, Any] | None = None) -> tuple[str, Any]:
+    """``k=v``: the value is read as JSON when it parses (numbers, booleans, lists), else as text; but
+    where the tool's input schema wants a string for ``k`` and not the parsed type, the text is kept
+    (``-p value=2`` for a string ``value`` sends ``"2"``)."""
     key, sep, raw = text.partition("=")
     if not sep or not key:
         raise InvalidCall(f"params: --param takes key=value, got {text!r}", field="params")
     try:
-        return key, json.loads(raw)
+        value = json.loads(raw)
     except ValueError:
         return key, raw
+    wanted = schema_types((properties or {}).get(key))
+    parsed_type = _JSON_TYPES.get(type(value))
+    if "string" in wanted and parsed_type not in wanted and not (parsed_type == "integer" and "number" in wanted):
+        return key, raw
+    return key, value
 
 
-def collect_params(args: argparse.Namespace) -> dict[str, Any]:
+def tool_properties(client: Orchestrator, server: str, tool: str) -> dict[str, Any] | None:
+    """The input-schema properties of ``tool`` from the catalog (None when it does not list the tool)."""
+    name = resolve_server(client.settings, server).name
+    listed = {entry["name"]: entry for entry in client.catalog.tools(name) or []}
+    found = resolve_tool_name(name, tool, listed)
+    return listed[found].get("inputSchema", {}).get("properties") if found else None
+
+
+def collect_params(args: argparse.Namespace, properties: dict[str, Any] | None = None) -> dict[str, Any]:
     params: dict[str, Any] = {}
     if args.params_json:
         try:
@@ -43,14 +73,17 @@ def collect_params(args: argparse.Namespace) -> dict[str, Any]:
             raise InvalidCall(f"params: --json-params is not valid JSON: {exc}", field="params") from None
         if not isinstance(params, dict):
             raise InvalidCall("params: --json-params must be a JSON object", field="params")
-    params.update(dict(parse_param(item) for item in args.param))
+    params.update(dict(parse_param(item, properties) for item in args.param))
     return params
 
 
 def cmd_call(args: argparse.Namespace) -> int:
     client = Orchestrator(cli_settings(args))
     try:
-        result = client.call_tool(args.server, args.tool, collect_params(args), args.timeout)
+        params = collect_params(args)  # malformed input is refused before anything is read from Redis
+        if args.param:
+            params = collect_params(args, tool_properties(client, args.server, args.tool))
+        result = client.call_tool(args.server, args.tool, params, args.timeout)
     finally:
         client.close()
     emit(result.model_dump(mode="json") if args.json else result.data, args.json)
@@ -139,8 +172,9 @@ def cmd_health(args: argparse.Namespace) -> int:
     else:
         for name, report in reports.items():
             latency = f"{report.latency_ms:.1f}ms" if report.latency_ms is not None else "-"
+            unchecked = "  (tools/list only: upstream not checked)" if report.probe == PROBE_TOOLS_LIST else ""
             print(f"{name:<12} {report.status.value:<9} {latency:>9}  tools={report.tool_count or '-'}  "
-                  f"workers={report.consumers}  {report.reason or ''}")
+                  f"workers={report.consumers}  {report.reason or ''}{unchecked}")
     return 0 if all(report.status.value == "healthy" for report in reports.values()) else 1
 
 
@@ -173,7 +207,8 @@ def build_parser() -> argparse.ArgumentParser:
     call.add_argument("server", help="server name or alias")
     call.add_argument("tool", help="tool name")
     call.add_argument("--param", "-p", action="append", default=[], metavar="KEY=VALUE",
-                      help="a parameter; VALUE is parsed as JSON when it can be (repeatable)")
+                      help="a parameter; VALUE is parsed as JSON when it can be, kept as text where the "
+                           "tool's schema wants a string (repeatable)")
     call.add_argument("--json-params", dest="params_json", metavar="JSON", help="all parameters as a JSON object")
     call.add_argument("--timeout", type=float, help="deadline in seconds (default: the server's timeout)")
     call.add_argument("--json", action="store_true", help="print the whole result as JSON")

@@ -134,7 +134,11 @@ class OrchestratorCollector(Collector):
                                     "When the last health check ended (epoch seconds)", labels=["server"])
         consumers = GaugeMetricFamily(f"{PREFIX}_queue_consumers", "Workers consuming a server's queue",
                                       labels=["server", "queue"])
+        why = GaugeMetricFamily(f"{PREFIX}_health_failure", "1 for why a server is not healthy (failure kind)",
+                                labels=["server", "kind"])
         for name, report in reports.items():
+            if report.failure_kind:
+                why.add_metric([name, report.failure_kind], 1)
             for candidate in HealthStatus:
                 status.add_metric([name, candidate.value], 1 if report.status == candidate else 0)
             if report.latency_ms is not None:
@@ -143,7 +147,7 @@ class OrchestratorCollector(Collector):
             if report.last_check_at:
                 checked.add_metric([name], report.last_check_at)
             consumers.add_metric([name, report.queue], report.consumers)
-        yield from (status, latency, failures, checked, consumers)
+        yield from (status, latency, failures, checked, consumers, why)
 
     def _call_families(self, stats: Mapping[str, Mapping[str, ToolStats]]) -> Iterator[Metric]:
         calls = CounterMetricFamily(f"{PREFIX}_calls", "Tool calls finished by workers", labels=["server", "tool"])

@@ -1,4 +1,4 @@
-"""The shared circuit breaker where it acts: the client before enqueue, the worker before each attempt."""
+"""The shared circuit breaker where it acts: the client before enqueue, the worker before each call."""
 
 from __future__ import annotations
 
@@ -24,13 +24,16 @@ from tests.support.procs import REPO
 pytestmark = pytest.mark.slow
 
 
+BREAKERS = ("probe", "flaky", "flaky_attempts")
+
+
 @pytest.fixture
 def client(stack: Stack) -> Iterator[Orchestrator]:
     orchestrator = stack.client()
-    for server in ("probe", "flaky"):
+    for server in BREAKERS:
         orchestrator.reset_breaker(server)
     yield orchestrator
-    for server in ("probe", "flaky"):
+    for server in BREAKERS:
         orchestrator.reset_breaker(server)
     orchestrator.close()
 
@@ -59,9 +62,9 @@ def test_worker_checks_the_breaker_again_before_calling(client: Orchestrator) ->
 
 def test_upstream_failures_trip_the_breaker_and_a_success_after_the_wait_closes_it(client: Orchestrator) -> None:
     """Upstream-unavailable errors open the breaker within its threshold; after the open wait a trial closes it."""
-    with pytest.raises(UpstreamUnavailable) as first:
-        client.call_tool("flaky", "upstream_down")
-    assert first.value.result["attempts"] == 3  # safe tool: retried; three failures reach the threshold
+    for _ in range(3):  # failure_threshold = 3 failed calls
+        with pytest.raises(UpstreamUnavailable):
+            client.call_tool("flaky", "upstream_down")
     assert client.breaker_states()["flaky"].state == "open"
     with pytest.raises(CircuitBreakerOpenError) as refused:
         client.call_tool("flaky", "echo", {"text": "x"})
@@ -69,6 +72,28 @@ def test_upstream_failures_trip_the_breaker_and_a_success_after_the_wait_closes_
     wait_until(lambda: client.breaker_states()["flaky"].retry_after in (None, 0), 5, "the open wait to pass")
     assert client.call_tool("flaky", "echo", {"text": "trial"}).ok
     assert client.breaker_states()["flaky"].state == "closed"
+
+
+def test_the_breaker_opens_after_failure_threshold_calls_however_often_each_was_retried(client: Orchestrator) -> None:
+    """A read-only tool retried 3 times per call counts once per call: with failure_threshold = 3 the breaker
+    stays closed after 2 failed calls (6 attempts) and opens on the 3rd call."""
+    for failed_calls in (1, 2):
+        with pytest.raises(UpstreamUnavailable) as caught:
+            client.call_tool("flaky", "upstream_down")
+        assert caught.value.result["attempts"] == 3
+        snapshot = client.breaker_states()["flaky"]
+        assert snapshot.state == "closed" and snapshot.failures == failed_calls
+    with pytest.raises(UpstreamUnavailable):
+        client.call_tool("flaky", "upstream_down")
+    assert client.breaker_states()["flaky"].state == "open"
+
+
+def test_a_server_set_to_count_attempts_opens_within_one_retried_call(client: Orchestrator) -> None:
+    """With ``breaker.count = "attempts"`` each of the 3 attempts of one call is a failure: one call opens it."""
+    with pytest.raises(UpstreamUnavailable) as caught:
+        client.call_tool("flaky_attempts", "upstream_down")
+    assert caught.value.result["attempts"] == 3
+    assert client.breaker_states()["flaky_attempts"].state == "open"
 
 
 def test_tool_errors_caused_by_arguments_do_not_count(client: Orchestrator) -> None:

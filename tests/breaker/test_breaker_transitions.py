@@ -335,3 +335,48 @@ def test_a_client_decoding_responses_works_the_same(redis_url, clock):
     trip(breaker)
     assert breaker.admit().state == "open"
     client.close()
+
+
+def test_a_health_probe_half_opens_an_open_breaker_at_once_and_the_trial_closes_it(store, clock):
+    """recover(generation) moves an open breaker to half-open before open_until, without taking a trial slot;
+    the next call is admitted as a trial and its successes close the breaker."""
+    breaker = make(store, clock)
+    trip(breaker)
+    opened = breaker.snapshot()
+    assert opened.retry_after == 10
+    assert breaker.recover(opened.generation) == "half_open"
+    recovered = breaker.snapshot()
+    assert recovered.generation == opened.generation + 1 and recovered.trials_in_flight == 0
+    for _ in range(QUICK.success_threshold):
+        admission = breaker.admit()
+        assert admission.allowed and admission.trial
+        breaker.record(admission, success=True)
+    assert breaker.snapshot().state == "closed"
+
+
+def test_a_health_probe_from_an_older_generation_or_a_closed_breaker_changes_nothing(store, clock):
+    """A probe that began before the breaker changed (another generation) does not move it, nor does one that
+    passes while the breaker is closed or forced open."""
+    breaker = make(store, clock)
+    assert breaker.recover(0) == "closed" and breaker.snapshot().generation == 0
+    trip(breaker)
+    stale = breaker.snapshot().generation - 1
+    assert breaker.recover(stale) == "open" and breaker.snapshot().state == "open"
+    breaker.force_open()
+    assert breaker.recover(breaker.snapshot().generation) == "forced_open"
+
+
+def test_an_outcome_that_says_nothing_about_the_server_neither_counts_nor_resets(store, clock):
+    """``success=None`` (a caller's mistake) keeps the consecutive failures as they were, and in half-open only
+    frees its trial slot: it neither closes nor re-opens the breaker."""
+    breaker = make(store, clock)
+    fail(breaker)
+    breaker.record(breaker.admit(), success=None)
+    assert breaker.snapshot().failures == 1
+    assert fail(breaker) == "open"
+    clock.advance(10)
+    trial = breaker.admit()
+    assert trial.trial and breaker.snapshot().trials_in_flight == 1
+    assert breaker.record(trial, success=None) == "half_open"
+    snapshot = breaker.snapshot()
+    assert snapshot.trials_in_flight == 0 and snapshot.successes == 0

@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 
 from orchestrator.client import Orchestrator
+from orchestrator.config import DEFAULTS_FILE, load_settings
 from orchestrator.errors import InvalidCall, ToolReturnedError
 from orchestrator.results import ToolResult
 from orchestrator.wire import CALL_TOOL
@@ -508,3 +509,15 @@ def test_no_key_appears_in_the_worker_log(media_stack: MediaStack, client: Orche
     log = media_stack.worker.output()
     assert result.task_id in log, "the worker logs each task it runs"
     assert leaked(log) == []
+
+
+@pytest.mark.parametrize("service", MEDIA_SERVICES)
+def test_each_bundled_server_passes_its_default_health_probe(media_stack: MediaStack, client: Orchestrator,
+                                                            service: str) -> None:
+    """The health_tool the bundled configuration names reaches the simulator with the key and passes."""
+    bundled = load_settings(DEFAULTS_FILE).servers[service]
+    configured = media_stack.settings.servers[service]
+    assert (configured.health_tool, configured.health_params) == (bundled.health_tool, bundled.health_params)
+    health = client.health_check(service, timeout=20)
+    assert health.status.value == "healthy", health.model_dump()
+    assert health.probe == f"tool {bundled.health_tool}"

@@ -12,6 +12,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
+from orchestrator import keys
 from orchestrator.breaker import BreakerBoard
 from orchestrator.celery_app import make_celery
 from orchestrator.config import Settings, load_settings
@@ -96,6 +97,18 @@ def test_exposition_has_retries_per_tool_and_health_latency_per_server(settings:
     assert values[("mcp_orch_calls_total", (("server", "alpha"), ("tool", "echo")))] == 2
     assert values[("mcp_orch_health_latency_seconds", (("server", "beta"),))] == pytest.approx(0.125)
     assert ("mcp_orch_health_latency_seconds", (("server", "alpha"),)) not in values, "alpha was never checked"
+
+
+def test_exposition_says_why_a_server_is_not_healthy(settings: Settings, redis_client: redis.Redis) -> None:
+    """An upstream refusing the key (recorded by a health probe) shows as its failure kind; a queue nobody
+    consumes shows as no_worker."""
+    redis_client.zadd(keys.consumers_key("mcp.beta"), {"w@test": time.time() + 60})
+    HealthStore(redis_client).record(settings.servers["beta"], ok=False, upstream_failed=True,
+                                     failure_kind="upstream_unauthorized", error="upstream refuses the credentials")
+    values = samples(exposition(settings, redis_client))
+    assert values[("mcp_orch_health_status", (("server", "beta"), ("status", "degraded")))] == 1
+    assert values[("mcp_orch_health_failure", (("kind", "upstream_unauthorized"), ("server", "beta")))] == 1
+    assert values[("mcp_orch_health_failure", (("kind", "no_worker"), ("server", "alpha")))] == 1
 
 
 def test_an_unreachable_redis_is_reported_not_raised(settings: Settings) -> None:

@@ -8,7 +8,10 @@
 -- ARGV[3]  events channel (mcpo:breaker:events)
 -- ARGV[4]  half_open_max_calls: trial slots in half-open across all callers
 -- ARGV[5]  trial lease, ms
--- ARGV[6]  "1" = peek: decide without taking a trial slot or changing state, else "0"
+-- ARGV[6]  "0" = admit; "1" = peek: decide without taking a trial slot or changing state;
+--          "2" = recover: a health probe reached the upstream, so an open breaker of generation
+--          ARGV[7] goes half-open now instead of at open_until (no trial slot is taken)
+-- ARGV[7]  recover only: the generation the probe saw open (any other generation: no change)
 --
 -- Returns {allowed 0|1, state, generation, retry_after_ms (-1 = unknown), trial_id (0 = none),
 --          from_state ("" unless this call changed the state)}
@@ -29,10 +32,14 @@
 local key, trials = KEYS[1], KEYS[2]
 local now = tonumber(ARGV[1])
 local peek = ARGV[6] == '1'
+local recover = ARGV[6] == '2'
 local f = redis.call('HMGET', key, 'state', 'gen', 'open_until')
 local state = f[1] or 'closed'
 local gen = tonumber(f[2]) or 0
 
+if recover and (state ~= 'open' or gen ~= tonumber(ARGV[7])) then
+  return {0, state, gen, -1, 0, ''}
+end
 if state == 'closed' or state == 'disabled' then
   return {1, state, gen, 0, 0, ''}
 end
@@ -43,7 +50,7 @@ end
 local from = ''
 if state == 'open' then
   local open_until = tonumber(f[3]) or 0
-  if now < open_until then
+  if now < open_until and not recover then
     return {0, state, gen, open_until - now, 0, ''}
   end
   if peek then
@@ -55,6 +62,9 @@ if state == 'open' then
   redis.call('DEL', trials)
   redis.call('PUBLISH', ARGV[3], cjson.encode(
     {server = ARGV[2], from = from, to = state, generation = gen, at = now}))
+  if recover then
+    return {1, state, gen, 0, 0, from}
+  end
 end
 
 -- half_open: hand out a trial slot if one is free (expired leases are free again).

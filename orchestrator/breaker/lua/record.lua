@@ -10,7 +10,8 @@
 -- ARGV[3]  events channel (mcpo:breaker:events)
 -- ARGV[4]  generation the call was admitted under (an older one makes this a no-op)
 -- ARGV[5]  trial id the call holds (0 = not a trial)
--- ARGV[6]  "1" = the call counts as a failure, "0" = success
+-- ARGV[6]  "1" = the call counts as a failure, "0" = success, "-" = neither (the caller's own
+--          mistake, e.g. an unknown tool: it says nothing about the server; a trial slot is freed)
 -- ARGV[7]  policy JSON: mode, failure_threshold, success_threshold, open_ms, backoff,
 --          max_open_ms, rate, window_type, window_size, bucket_ms, buckets, minimum_calls
 --
@@ -25,6 +26,12 @@ if tonumber(ARGV[4]) ~= gen or (state ~= 'closed' and state ~= 'half_open') then
   return {state, gen, 0, ''}
 end
 local failed = ARGV[6] == '1'
+if ARGV[6] == '-' then
+  if state == 'half_open' then
+    redis.call('ZREM', trials, ARGV[5])
+  end
+  return {state, gen, 0, ''}
+end
 local p = cjson.decode(ARGV[7])
 
 local function clear_counts()
