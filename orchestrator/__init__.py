@@ -8,11 +8,13 @@ from orchestrator.batch import Outcome
 from orchestrator.client import Orchestrator
 from orchestrator.config import ConfigError, ServerConfig, Settings, load_settings
 from orchestrator.errors import (
+    BrokerUnavailable,
     CallCancelled,
     CallFailed,
     CircuitBreakerOpenError,
     DeadlineExceeded,
     InvalidCall,
+    NotEnqueued,
     OrchestratorError,
     OutcomeUnknown,
     ServerUnavailable,
@@ -24,12 +26,14 @@ from orchestrator.results import ToolResult
 
 __all__ = [
     "AsyncOrchestrator",
+    "BrokerUnavailable",
     "CallCancelled",
     "CallFailed",
     "CircuitBreakerOpenError",
     "ConfigError",
     "DeadlineExceeded",
     "InvalidCall",
+    "NotEnqueued",
     "Orchestrator",
     "OrchestratorError",
     "Outcome",

@@ -1,36 +1,44 @@
-"""Batches of parallel tool calls as one Celery group, outcomes in input order.
+"""Batches of parallel tool calls, outcomes in input order, one per call whatever dies.
 
 Every call is validated before anything is enqueued (an error names ``calls[i].field``).
 Each call keeps its own deadline; the batch may add an overall deadline (what has not
-finished by then is revoked and reported as ``DeadlineExceeded``), fail fast (the first
+finished by then is revoked and reported as ``DeadlineExceeded``, or ``OutcomeUnknown`` when it
+started), fail fast (the first
 permanent failure revokes what has not started, reported as ``CallCancelled``), report
 progress as results arrive, and cap the calls running at once per server across the fleet.
 """
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
-from celery import Celery, Signature, group
+import redis
+from celery import Celery, Signature, states
 from celery.exceptions import TimeoutError as CeleryTimeout
-from celery.result import GroupResult
+from celery.result import AsyncResult, GroupResult
+from kombu.utils.uuid import uuid
 
+from orchestrator.backoff import jittered_backoff
 from orchestrator.breaker import BreakerBoard
-from orchestrator.celery_app import RESULT_GRACE_SECONDS
+from orchestrator.celery_app import RESULT_GRACE_SECONDS, enqueue
 from orchestrator.config import Settings
 from orchestrator.errors import (
     CallCancelled,
-    CallFailed,
     CircuitBreakerOpenError,
     DeadlineExceeded,
     InvalidCall,
+    NotEnqueued,
     OrchestratorError,
+    OutcomeUnknown,
 )
+from orchestrator.keys import EPOCH_KEY, execution_marker_key, text
 from orchestrator.results import ToolResult, tool_error
+from orchestrator.unreachable import LIBRARY_ERRORS, is_unreachable
 from orchestrator.validation import PreparedCall, prepare_call, resolve_server
 from orchestrator.wire import CALL_TOOL
 
@@ -38,6 +46,7 @@ Outcome = ToolResult | OrchestratorError
 """One call's outcome in a batch: its result, or the typed error it ended with."""
 ProgressCallback = Callable[[int, int], Any]
 """Called with (completed, total) each time a call of the batch ends."""
+OutcomeT = TypeVar("OutcomeT", bound=ToolResult | OrchestratorError)
 
 CALL_FIELDS = ("server", "tool", "params", "timeout")
 
@@ -95,7 +104,11 @@ def _check_caps(settings: Settings, caps: Mapping[str, int] | None) -> dict[str,
 
 
 def outcome_of(app: Celery, call: PreparedCall, task_id: str, meta: Mapping[str, Any]) -> Outcome:
-    """Turn a task's stored state into its outcome (a result or a typed error)."""
+    """Turn a task's stored state into its outcome (a result or a typed error).
+
+    A failure that is not one of ours happened outside the tool's body, after it may have run (the
+    worker could not store the result while Redis restarted, its pool process was lost): it is
+    ``OutcomeUnknown`` (its execution marker may have been lost with Redis's data, so not asked)."""
     status = meta.get("status")
     if status == "SUCCESS":
         result = ToolResult.model_validate(meta["result"])
@@ -106,8 +119,9 @@ def outcome_of(app: Celery, call: PreparedCall, task_id: str, meta: Mapping[str,
     error = app.backend.exception_to_python(meta.get("result"))
     if isinstance(error, OrchestratorError):
         return error
-    return CallFailed(f"call to {call.server.name} failed: {type(error).__name__}: {error}", server=call.server.name,
-                      tool=call.tool, task_id=task_id, cause=type(error).__name__)
+    return OutcomeUnknown(f"call to {call.server.name} failed outside the tool ({type(error).__name__}: {error}): "
+                          "it may have run", server=call.server.name, tool=call.tool, task_id=task_id,
+                          cause=type(error).__name__)
 
 
 @dataclass
@@ -150,10 +164,12 @@ def plan_batch(app: Celery, settings: Settings, prepared: list[PreparedCall], *,
 def run_batch(app: Celery, settings: Settings, prepared: list[PreparedCall], *, timeout: float | None = None,
               fail_fast: bool = False, progress: ProgressCallback | None = None,
               max_concurrency: Mapping[str, int] | None = None,
-              breakers: BreakerBoard | None = None) -> list[Outcome]:
-    """Enqueue validated calls (``prepare_batch``) as one group; one outcome per call, in input order.
+              breakers: BreakerBoard | None = None, markers: redis.Redis | None = None) -> list[Outcome]:
+    """Enqueue validated calls (``prepare_batch``); one outcome per call, in input order, whatever dies.
 
     A server whose breaker is open fails its own calls at once (not enqueued); the others run.
+    ``markers`` is the Redis holding the workers' execution markers: a call that ends without a
+    result is ``OutcomeUnknown`` when it started, ``DeadlineExceeded`` when it did not.
     """
     plan = plan_batch(app, settings, prepared, timeout=timeout, max_concurrency=max_concurrency, breakers=breakers)
     if not prepared:
@@ -161,8 +177,25 @@ def run_batch(app: Celery, settings: Settings, prepared: list[PreparedCall], *, 
     if not plan.signatures:
         _report_done(progress, len(prepared), len(prepared))
         return [outcome for outcome in plan.outcomes if outcome is not None]
-    handle: GroupResult = group(plan.signatures, app=app).apply_async()
-    return _collect(app, prepared, plan.positions, plan.outcomes, handle, plan.deadline, fail_fast, progress)
+    epoch = redis_epoch(markers)
+    enqueued = _enqueue_all(app, prepared, plan.positions, plan.signatures, plan.outcomes, plan.deadline)
+    return _collect(app, prepared, enqueued, plan.outcomes, plan.deadline, fail_fast, progress, markers, epoch)
+
+
+def _enqueue_all(app: Celery, prepared: list[PreparedCall], positions: list[int], signatures: list[Signature],
+                 outcomes: list[Outcome | None], batch_deadline: float | None) -> dict[int, AsyncResult]:
+    """Publish each call (retrying while the broker is unreachable and its deadline allows); a call that
+    could not be enqueued gets its ``NotEnqueued`` outcome, the others keep their handle."""
+    enqueued: dict[int, AsyncResult] = {}
+    with app.producer_or_acquire() as producer:  # lazy: connects on the first publish
+        for position, signature in zip(positions, signatures, strict=True):
+            call = prepared[position]
+            give_up_at = min(call.deadline, batch_deadline) if batch_deadline else call.deadline
+            try:
+                enqueued[position] = enqueue(app, signature, give_up_at=give_up_at, producer=producer)
+            except NotEnqueued as exc:
+                outcomes[position] = exc
+    return enqueued
 
 
 def unfinished_outcome(call: PreparedCall, task_id: str, *, failed_fast: bool,
@@ -196,55 +229,144 @@ def _report_done(progress: ProgressCallback | None, done: int, total: int) -> No
             progress(finished, total)
 
 
-def _collect(app: Celery, prepared: list[PreparedCall], positions: list[int], outcomes: list[Outcome | None],
-             handle: GroupResult, batch_deadline: float | None, fail_fast: bool,
-             progress: ProgressCallback | None) -> list[Outcome]:
-    """Fill ``outcomes`` as results arrive; what is still missing at the end is revoked."""
-    task_ids = {positions[i]: result.id for i, result in enumerate(handle.results)}
-    wait_until = max(prepared[p].deadline for p in positions) + RESULT_GRACE_SECONDS
+def _collect(app: Celery, prepared: list[PreparedCall], enqueued: dict[int, AsyncResult],
+             outcomes: list[Outcome | None], batch_deadline: float | None, fail_fast: bool,
+             progress: ProgressCallback | None, markers: redis.Redis | None, epoch: str | None) -> list[Outcome]:
+    """Fill ``outcomes`` as results arrive, through Redis restarts; what is still missing at the end
+    is revoked and settled from the stored result and the execution marker (``settle``)."""
+    wait_until = max((prepared[p].deadline for p in enqueued), default=time.time()) + RESULT_GRACE_SECONDS
     if batch_deadline is not None:
         wait_until = min(wait_until, batch_deadline)
     done = sum(outcome is not None for outcome in outcomes)
     _report_done(progress, done, len(prepared))
-    done, failed_fast = _gather_arrivals(app, prepared, task_ids, outcomes, handle, wait_until, fail_fast, progress,
-                                         done)
-    _end_unfinished(app, prepared, task_ids, outcomes, batch_deadline, failed_fast, progress, done)
-    for result in handle.results:
-        app.backend.remove_pending_result(result)
+    done, failed_fast = _gather_arrivals(app, prepared, enqueued, outcomes, wait_until, fail_fast, progress, done,
+                                         markers, epoch)
+    _end_unfinished(app, prepared, enqueued, outcomes, batch_deadline, failed_fast, progress, done, markers, epoch)
+    for handle in enqueued.values():
+        with contextlib.suppress(*LIBRARY_ERRORS):
+            app.backend.remove_pending_result(handle)
     return [outcome for outcome in outcomes if outcome is not None]
 
 
-def _gather_arrivals(app: Celery, prepared: list[PreparedCall], task_ids: Mapping[int, str],
-                     outcomes: list[Outcome | None], handle: GroupResult, wait_until: float, fail_fast: bool,
-                     progress: ProgressCallback | None, done: int) -> tuple[int, bool]:
-    """Store each outcome as it arrives until all are in, the wait ends or fail-fast stops it;
-    returns how many are done and whether fail-fast stopped it."""
-    position = {task_id: index for index, task_id in task_ids.items()}
-    try:
-        for task_id, meta in handle.iter_native(timeout=max(wait_until - time.time(), 0.01), no_ack=True):
-            index = position[task_id]
-            outcome = outcome_of(app, prepared[index], task_id, meta)
-            outcomes[index] = outcome
-            done += 1
-            if progress is not None:
-                progress(done, len(prepared))
-            if fail_fast and isinstance(outcome, OrchestratorError) and not outcome.transient:
-                return done, True
-    except CeleryTimeout:
-        pass
+def _gather_arrivals(app: Celery, prepared: list[PreparedCall], enqueued: Mapping[int, AsyncResult],
+                     outcomes: list[Outcome | None], wait_until: float, fail_fast: bool,
+                     progress: ProgressCallback | None, done: int, markers: redis.Redis | None,
+                     epoch: str | None) -> tuple[int, bool]:
+    """Store each outcome as it arrives until all are in, the wait ends or fail-fast stops it, listening
+    again after Redis restarts; returns how many are done and whether fail-fast stopped it."""
+    position = {handle.id: index for index, handle in enqueued.items()}
+    attempt = 0
+    while time.time() < wait_until:
+        pending = [handle for index, handle in enqueued.items() if outcomes[index] is None]
+        if not pending:
+            break
+        try:
+            waiting = GroupResult(pending[0].id, pending, app=app)
+            for task_id, meta in waiting.iter_native(timeout=max(wait_until - time.time(), 0.01), no_ack=True):
+                index = position[task_id]
+                if outcomes[index] is not None:
+                    continue
+                outcome = confirmed(outcome_of(app, prepared[index], task_id, meta), markers, prepared[index],
+                                    task_id, epoch)
+                outcomes[index] = outcome
+                done += 1
+                if progress is not None:
+                    progress(done, len(prepared))
+                if fail_fast and isinstance(outcome, OrchestratorError) and not outcome.transient:
+                    return done, True
+            break
+        except CeleryTimeout:
+            break
+        except Exception as exc:  # Redis restarting under the result listener: keep collecting
+            if not is_unreachable(exc):
+                raise
+            attempt += 1
+            time.sleep(min(jittered_backoff(attempt, 0.05, 1.0), max(wait_until - time.time(), 0)))
     return done, False
 
 
-def _end_unfinished(app: Celery, prepared: list[PreparedCall], task_ids: Mapping[int, str],
+def _end_unfinished(app: Celery, prepared: list[PreparedCall], enqueued: Mapping[int, AsyncResult],
                     outcomes: list[Outcome | None], batch_deadline: float | None, failed_fast: bool,
-                    progress: ProgressCallback | None, done: int) -> None:
-    """Revoke the calls still without an outcome and give each its error: cancelled or past the deadline."""
-    unfinished = [index for index, outcome in enumerate(outcomes) if outcome is None]
+                    progress: ProgressCallback | None, done: int, markers: redis.Redis | None,
+                    epoch: str | None) -> None:
+    """Revoke the calls still without an outcome and give each its own: cancelled, its result stored after
+    all, ``OutcomeUnknown`` when it may have run, else past the deadline (``settle``)."""
+    unfinished = [index for index in enqueued if outcomes[index] is None]
     if unfinished:
-        app.control.revoke([task_ids[index] for index in unfinished])
+        with contextlib.suppress(*LIBRARY_ERRORS):
+            app.control.revoke([enqueued[index].id for index in unfinished])
     for index in unfinished:
-        outcomes[index] = unfinished_outcome(prepared[index], task_ids[index], failed_fast=failed_fast,
-                                             batch_deadline=batch_deadline)
+        call, task_id = prepared[index], enqueued[index].id
+        if failed_fast:
+            outcomes[index] = CallCancelled("cancelled: another call of the batch failed (fail_fast)",
+                                            server=call.server.name, tool=call.tool, task_id=task_id)
+        else:
+            by_batch = batch_deadline is not None and batch_deadline < call.deadline
+            meta = stored_meta(app, task_id)
+            outcomes[index] = (confirmed(outcome_of(app, call, task_id, meta), markers, call, task_id, epoch)
+                               if meta is not None
+                               else settle(markers, call, task_id, epoch, batch_deadline if by_batch else None))
         done += 1
         if progress is not None:
             progress(done, len(prepared))
+
+
+def stored_meta(app: Celery, task_id: str) -> dict[str, Any] | None:
+    """A result the worker stored though it never reached the listener (Redis restarted meanwhile), or None."""
+    with contextlib.suppress(*LIBRARY_ERRORS):
+        meta = app.backend.get_task_meta(task_id)
+        if meta.get("status") in states.READY_STATES:
+            return meta
+    return None
+
+
+def redis_epoch(markers: redis.Redis | None) -> str | None:
+    """Redis's data epoch (``keys.EPOCH_KEY``, set here if missing); None when Redis cannot be asked."""
+    if markers is None:
+        return None
+    token = uuid()
+    try:
+        pipe = markers.pipeline(transaction=False)
+        pipe.set(EPOCH_KEY, token, nx=True)
+        pipe.get(EPOCH_KEY)
+        _, epoch = pipe.execute()
+    except LIBRARY_ERRORS:
+        return None
+    return text(epoch) if epoch is not None else None
+
+
+def confirmed(outcome: OutcomeT, markers: redis.Redis | None, call: PreparedCall, task_id: str,
+              epoch: str | None) -> OutcomeT | OutcomeUnknown:
+    """``outcome``, unless it says "did not run" (``DeadlineExceeded``, an expired message) while the
+    call's marker is claimed or Redis lost its data since: a duplicate copy of the message (a publish
+    retried after its reply was lost) can expire after the first copy ran. Then ``OutcomeUnknown``."""
+    if not isinstance(outcome, DeadlineExceeded):
+        return outcome
+    checked = settle(markers, call, task_id, epoch)
+    return checked if isinstance(checked, OutcomeUnknown) else outcome
+
+
+def settle(markers: redis.Redis | None, call: PreparedCall, task_id: str, epoch: str | None,
+           batch_deadline: float | None = None) -> OrchestratorError:
+    """The outcome of a call that ended with no result: ``OutcomeUnknown`` when its execution marker is
+    claimed (it may have run), else ``DeadlineExceeded`` naming the deadline that passed (the batch's
+    when given, else the call's). ``epoch`` is ``redis_epoch`` when the call was enqueued: when Redis
+    lost its data since (or cannot be asked), a missing marker proves nothing, and the call is
+    ``OutcomeUnknown``: "may have run" is never reported as "did not run"."""
+    fields = {"server": call.server.name, "tool": call.tool, "task_id": task_id,
+              "deadline": batch_deadline or call.deadline}
+    which = "the batch deadline" if batch_deadline is not None else f"the call's deadline ({call.timeout:g}s)"
+    try:
+        claimed = markers is not None and bool(markers.exists(execution_marker_key(task_id)))
+    except LIBRARY_ERRORS as exc:
+        return OutcomeUnknown(f"{which} passed with no result from {call.server.name}, and Redis could not be asked "
+                              f"whether the call started ({type(exc).__name__}): it may have run",
+                              cause=type(exc).__name__, **fields)
+    if not claimed and (epoch is None or redis_epoch(markers) != epoch):
+        return OutcomeUnknown(f"{which} passed with no result from {call.server.name}, and Redis lost its data "
+                              "since the call was enqueued (restarted without persistence): it may have run", **fields)
+    if claimed:
+        return OutcomeUnknown(f"{which} passed with no result from {call.server.name} after the call started "
+                              "(its worker was lost, or its result with Redis): it may have run", **fields)
+    return DeadlineExceeded(f"{which} passed before the call to {call.server.name} ended; it did not start",
+                            timeout=call.timeout, **fields)

@@ -6,6 +6,7 @@ the caller's event loop and shares this module's validation, admission and error
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
@@ -18,13 +19,25 @@ from celery.exceptions import TimeoutError as CeleryTimeout
 from celery.result import AsyncResult
 
 from orchestrator import health, redis_conn
-from orchestrator.batch import Outcome, ProgressCallback, prepare_batch, run_batch
+from orchestrator.backoff import jittered_backoff
+from orchestrator.batch import (
+    Outcome,
+    ProgressCallback,
+    confirmed,
+    outcome_of,
+    prepare_batch,
+    redis_epoch,
+    run_batch,
+    settle,
+    stored_meta,
+)
 from orchestrator.breaker import BreakerBoard, BreakerSnapshot
 from orchestrator.catalog import Catalog
-from orchestrator.celery_app import RESULT_GRACE_SECONDS, abandon, make_celery
+from orchestrator.celery_app import RESULT_GRACE_SECONDS, abandon, enqueue, make_celery
 from orchestrator.config import ServerConfig, Settings, load_settings
 from orchestrator.errors import CallFailed, DeadlineExceeded, InvalidCall, OrchestratorError, ToolReturnedError
 from orchestrator.results import ToolResult, tool_error
+from orchestrator.unreachable import LIBRARY_ERRORS, guard_public_methods, is_unreachable
 from orchestrator.validation import (
     PreparedCall,
     check_timeout,
@@ -34,12 +47,20 @@ from orchestrator.validation import (
 from orchestrator.wire import CALL_TOOL, LIST_TOOLS
 
 
+def client_urls(client: Any) -> tuple[str, str]:
+    """The broker and backend URLs of a client (anything with ``settings``), for ``BrokerUnavailable``."""
+    return client.settings.broker, client.settings.backend_url
+
+
+@guard_public_methods(client_urls)
 class Orchestrator:
-    """Synchronous client: one tool call in, one ``ToolResult`` (or typed error) out."""
+    """Synchronous client: one tool call in, one ``ToolResult`` (or typed error) out.
+
+    Every public method raises only this project's errors: an unreachable Redis is ``BrokerUnavailable``."""
 
     def __init__(self, settings: Settings | None = None, *, app: Celery | None = None) -> None:
         self.settings = settings or load_settings()
-        self.app = app or make_celery(self.settings, main="mcp_orchestrator_client")
+        self.app = app or make_celery(self.settings, main="mcp_orchestrator_client", client=True)
         self.redis = redis_conn.connect(self.settings, socket_timeout=5, socket_connect_timeout=5)
         self.breakers = BreakerBoard(self.redis, {name: s.breaker for name, s in self.settings.servers.items()})
 
@@ -72,7 +93,7 @@ class Orchestrator:
     def call_tools_parallel(self, calls: Sequence[Any], *, timeout: float | None = None, fail_fast: bool = False,
                             progress: ProgressCallback | None = None,
                             max_concurrency: Mapping[str, int] | None = None) -> list[Outcome]:
-        """Run ``calls`` as one Celery group; one outcome (result or typed error) per call, in order.
+        """Run ``calls`` in parallel; one outcome (result or typed error) per call, in order, whatever dies.
 
         ``timeout`` is an overall deadline: what has not ended by then is revoked and reported
         as ``DeadlineExceeded`` while finished results are kept. ``fail_fast`` revokes the rest
@@ -80,9 +101,10 @@ class Orchestrator:
         is called as results arrive. ``max_concurrency={"sabnzbd": 2}`` caps the calls
         running at once on a server across every worker.
         """
-        resolved, listed = self.catalog.resolve_batch(prepare_batch(self.settings, calls))
+        resolved, listed = self._resolve(prepare_batch(self.settings, calls), prefixed=True)
         outcomes = run_batch(self.app, self.settings, resolved, timeout=timeout, fail_fast=fail_fast,
-                             progress=progress, max_concurrency=max_concurrency, breakers=self.breakers)
+                             progress=progress, max_concurrency=max_concurrency, breakers=self.breakers,
+                             markers=self.redis)
         return self._hinted(outcomes, resolved, listed)
 
     def _admit(self, call: PreparedCall) -> tuple[PreparedCall, bool]:
@@ -90,7 +112,7 @@ class Orchestrator:
 
         Nothing is enqueued; returns the call and whether the catalog lists its tool.
         """
-        call, listed = self.catalog.resolve(call)
+        (call,), (listed,) = self._resolve([call], prefixed=False)
         self.breakers.breaker(call.server.name).check_or_raise()
         return call, listed
 
@@ -99,6 +121,16 @@ class Orchestrator:
         return [self._with_close_matches(outcome, call)
                 if isinstance(outcome, ToolReturnedError) and not known else outcome
                 for outcome, call, known in zip(outcomes, calls, listed, strict=True)]
+
+    def _resolve(self, calls: list[PreparedCall], *, prefixed: bool) -> tuple[list[PreparedCall], list[bool]]:
+        """Tool names resolved and params checked against the cached schemas, nothing enqueued; with Redis
+        down there is no catalog to ask: the calls go as given (publishing then waits for Redis)."""
+        try:
+            return self.catalog.resolve_batch(calls, prefixed=prefixed)
+        except Exception as exc:
+            if not is_unreachable(exc):
+                raise
+            return calls, [True] * len(calls)
 
     def _with_close_matches(self, error: ToolReturnedError, call: PreparedCall) -> ToolReturnedError:
         """The tool error of a name no catalog lists, its message naming the close matches."""
@@ -170,32 +202,73 @@ class Orchestrator:
         return health.health_detail(self.health_store, self.settings, server)
 
     def _run(self, call: PreparedCall, task: str, kwargs: dict[str, Any]) -> Any:
-        return self._wait(call, self._send(call, task, kwargs))
+        if task != CALL_TOOL:
+            return self._wait(call, self._send(call, task, kwargs))
+        epoch = redis_epoch(self.redis)  # before enqueueing: did Redis lose the call's marker meanwhile?
+        return self._wait(call, self._send(call, task, kwargs), epoch, tool_call=True)
 
     def _send(self, call: PreparedCall, task: str, kwargs: dict[str, Any]) -> AsyncResult:
-        return self.app.send_task(task, kwargs=kwargs, queue=call.server.queue,
-                                  expires=datetime.fromtimestamp(call.deadline, tz=UTC))
+        signature = self.app.signature(task, kwargs=kwargs, queue=call.server.queue,
+                                       expires=datetime.fromtimestamp(call.deadline, tz=UTC))
+        return enqueue(self.app, signature, give_up_at=call.deadline)
 
-    def _wait(self, call: PreparedCall, handle: AsyncResult) -> Any:
-        """Wait for the task until its deadline (plus grace); translate Celery's outcomes."""
-        wait = max(call.deadline - time.time(), 0.0) + RESULT_GRACE_SECONDS
+    def _wait(self, call: PreparedCall, handle: AsyncResult, epoch: str | None = None, *,
+              tool_call: bool = False) -> Any:
+        """Wait for the task until its deadline (plus grace), through Redis restarts; translate Celery's outcomes.
+
+        A tool call with no result in time: ``settle`` decides from its execution marker (and Redis's
+        ``epoch`` when it was enqueued) between ``OutcomeUnknown`` and ``DeadlineExceeded``."""
+        wait_until = call.deadline + RESULT_GRACE_SECONDS
+        attempt = 0
         try:
-            return handle.get(timeout=wait, propagate=True, disable_sync_subtasks=False)
+            while True:
+                try:
+                    return handle.get(timeout=max(wait_until - time.time(), 0.01), propagate=True,
+                                      disable_sync_subtasks=False)
+                except (OrchestratorError, CeleryTimeout, TaskRevokedError):
+                    raise
+                except Exception as exc:
+                    meta = stored_meta(self.app, handle.id)
+                    if meta is not None:  # the task's own failure (outside the tool), not the listener's
+                        return self._stored(call, handle, meta)
+                    if not is_unreachable(exc):
+                        raise
+                    attempt += 1  # Redis restarting under the result listener: keep waiting
+                    if time.time() >= wait_until:
+                        raise CeleryTimeout() from None
+                    time.sleep(min(jittered_backoff(attempt, 0.05, 1.0), max(wait_until - time.time(), 0)))
+        except DeadlineExceeded as exc:
+            raise (confirmed(exc, self.redis, call, handle.id, epoch) if tool_call else exc) from None
         except OrchestratorError:
             raise
         except CeleryTimeout:
-            abandon(self.app, handle)
-            raise DeadlineExceeded(f"no result from {call.server.name} within {call.timeout:g}s",
-                                   server=call.server.name, tool=call.tool, task_id=handle.id,
-                                   deadline=call.deadline, timeout=call.timeout) from None
+            with contextlib.suppress(*LIBRARY_ERRORS):
+                abandon(self.app, handle)
+            meta = stored_meta(self.app, handle.id)
+            if meta is None and not tool_call:
+                raise DeadlineExceeded(f"no result from {call.server.name} within {call.timeout:g}s",
+                                       server=call.server.name, tool=call.tool, task_id=handle.id,
+                                       deadline=call.deadline, timeout=call.timeout) from None
+            if meta is None:
+                raise settle(self.redis, call, handle.id, epoch) from None
+            return self._stored(call, handle, meta)
         except TaskRevokedError:
-            raise DeadlineExceeded(f"call to {call.server.name} expired in the queue after {call.timeout:g}s",
-                                   server=call.server.name, tool=call.tool, task_id=handle.id,
-                                   deadline=call.deadline, timeout=call.timeout) from None
+            expired = DeadlineExceeded(f"call to {call.server.name} expired in the queue after {call.timeout:g}s",
+                                       server=call.server.name, tool=call.tool, task_id=handle.id,
+                                       deadline=call.deadline, timeout=call.timeout)
+            raise (confirmed(expired, self.redis, call, handle.id, epoch) if tool_call else expired) from None
         except Exception as exc:  # boundary: anything else from Celery or the backend
             raise CallFailed(f"call to {call.server.name} failed: {type(exc).__name__}: {exc}",
                              server=call.server.name, tool=call.tool, task_id=handle.id,
                              cause=type(exc).__name__) from None
+
+    def _stored(self, call: PreparedCall, handle: AsyncResult, meta: dict[str, Any]) -> Any:
+        """The stored result of a finished task, or its typed error raised (``outcome_of``)."""
+        if meta["status"] == "SUCCESS":
+            return meta["result"]
+        outcome = outcome_of(self.app, call, handle.id, meta)
+        assert isinstance(outcome, OrchestratorError)
+        raise outcome
 
     def breaker_states(self) -> dict[str, BreakerSnapshot]:
         """Every configured server's breaker: state, counters, time until the next trial."""

@@ -9,6 +9,8 @@
         + CircuitBreakerOpenError .retry_after: seconds until the next trial call
         + DeadlineExceeded        .deadline: epoch seconds the call had to finish by
         + ServerUnavailable       no MCP session: transport failure, server gone (transient)
+          + BrokerUnavailable     Redis (broker or result backend) unreachable; .unreachable names it
+            + NotEnqueued         ...before the call could be enqueued in time: it did not run
         + ToolReturnedError       the tool answered with isError; .result holds the ToolResult
           + UpstreamUnavailable   ...because its upstream is down, 5xx or timed out (transient)
         + OutcomeUnknown          a call not safe to repeat may already have run
@@ -38,11 +40,13 @@ import re
 from typing import Any, ClassVar
 
 __all__ = [
+    "BrokerUnavailable",
     "CallCancelled",
     "CallFailed",
     "CircuitBreakerOpenError",
     "DeadlineExceeded",
     "InvalidCall",
+    "NotEnqueued",
     "OrchestratorError",
     "OutcomeUnknown",
     "ServerUnavailable",
@@ -88,7 +92,7 @@ class OrchestratorError(Exception):
 
 
 _COMMON_FIELDS = frozenset({"server", "tool", "task_id", "cause", "field", "retry_after", "deadline",
-                            "result", "timeout"})
+                            "result", "timeout", "unreachable"})
 
 
 def _jsonable(value: Any) -> Any:
@@ -129,6 +133,15 @@ class ServerUnavailable(CallFailed):
     def original_error(self) -> str | None:
         """The seed's ``MCPConnectionError.original_error``: the underlying error, as text."""
         return self.details.get("original_error", self.details.get("cause"))
+
+
+class BrokerUnavailable(ServerUnavailable):
+    """The client could not reach Redis: ``unreachable`` says which role (broker, result backend) at
+    which address. A call may or may not have been enqueued; ``NotEnqueued`` says it was not."""
+
+
+class NotEnqueued(BrokerUnavailable):
+    """The call could not be enqueued before its deadline (the broker stayed unreachable): it did not run."""
 
 
 class ToolReturnedError(CallFailed):

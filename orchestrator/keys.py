@@ -54,6 +54,17 @@ def execution_marker_key(task_id: str) -> str:
     return f"{PREFIX}:exec:{task_id}"
 
 
+UNACKED_KEY = "unacked"
+"""kombu's hash of delivered, not yet acknowledged messages: field = delivery tag, value = the message
+(kombu's name, unprefixed). A worker killed with messages in hand leaves them here."""
+UNACKED_INDEX_KEY = "unacked_index"
+"""kombu's sorted set of the same delivery tags, score = delivery time (epoch seconds)."""
+
+EPOCH_KEY = f"{PREFIX}:epoch"
+"""A random value clients set once (NX, no expiry): when it changes, Redis lost its data (restarted without
+persistence), and with it the execution markers of calls enqueued before."""
+
+
 def health_key(server: str) -> str:
     """Hash of one server's last health checks: status, consecutive failures, times, latency, versions."""
     return f"{PREFIX}:health:{server}"

@@ -19,7 +19,7 @@ from tests.support.ports import free_port
 from tests.support.procs import REPO, start_http_probe, start_worker
 from tests.support.redis_proc import RedisServer
 
-pytest_plugins = ["tests.support.breaker_fixtures"]
+pytest_plugins = ["tests.support.breaker_fixtures", "tests.support.fault_stack"]
 
 _databases = itertools.cycle(range(1, 32))
 

@@ -24,8 +24,8 @@ from orchestrator.errors import (
 )
 from orchestrator.results import ToolResult
 from tests.conftest import Stack
+from tests.support.fault_stack import FaultStack  # its fixture comes from conftest
 from tests.test_batch import revoked_ids
-from tests.test_faults import FaultStack, fault_stack  # noqa: F401  (fixture)
 
 pytestmark = pytest.mark.slow
 
@@ -203,7 +203,7 @@ def test_two_thousand_concurrent_calls_run_with_a_constant_thread_count(stack: S
 
 
 def test_a_pending_async_call_survives_redis_restarting_with_an_outcome_by_its_deadline(
-        fault_stack: FaultStack) -> None:  # noqa: F811
+        fault_stack: FaultStack) -> None:
     """Redis restarts while calls wait: each ends with its result or a typed error, none past its deadline,
     and the same client works afterwards."""
     worker = fault_stack.worker("threads", "threads", 4)

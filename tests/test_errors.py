@@ -28,7 +28,7 @@ def all_error_types() -> list[type[errors.OrchestratorError]]:
 @pytest.mark.parametrize("cls", all_error_types(), ids=lambda cls: cls.__name__)
 def test_every_error_type_round_trips_through_celerys_json_backend(cls: type[errors.OrchestratorError]) -> None:
     """Celery's JSON result backend rebuilds each error as the same class with the same fields."""
-    backend = make_celery(Settings(broker_url="memory://", result_backend="cache+memory://")).backend
+    backend = make_celery(Settings(broker_url="redis://127.0.0.1:1/0")).backend  # built, never connected
     original = cls("something broke", server="sonarr", tool="sonarr_get_series", task_id="t-1", cause="X",
                    retry_after=1.5)
     stored = json.loads(json.dumps(backend.prepare_exception(original, "json")))

@@ -27,8 +27,8 @@ from orchestrator.client import Orchestrator
 from orchestrator.config import Settings, load_settings
 from orchestrator.errors import (
     CircuitBreakerOpenError,
-    DeadlineExceeded,
     OrchestratorError,
+    OutcomeUnknown,
     ServerUnavailable,
     UpstreamUnavailable,
 )
@@ -187,8 +187,10 @@ def test_a_servers_configured_max_concurrency_holds_across_workers(client: Orche
 
 def test_a_whole_worker_killed_mid_call_ends_the_call_at_its_deadline_and_redis_redelivers_the_message(
         promise_stack: PromiseStack, client: Orchestrator) -> None:
-    """kill -9 of a worker running a delete: the caller gets DeadlineExceeded; after visibility_timeout
-    another worker receives the message again and does not run the delete a second time (it expired)."""
+    """kill -9 of a worker running a delete: the caller gets OutcomeUnknown (the delete had claimed its
+    marker: it may have run, issue 13); the message left in ``unacked`` is then either discarded by a
+    live worker's reclaim (its deadline passed) or re-delivered after visibility_timeout and refused
+    (it expired): either way the delete does not run a second time and nothing is left behind."""
     doomed = promise_stack.worker("doomed", ["mcp.lost"])
     name = uuid.uuid4().hex
     outcome: list[OrchestratorError] = []
@@ -204,7 +206,8 @@ def test_a_whole_worker_killed_mid_call_ends_the_call_at_its_deadline_and_redis_
     wait_until(lambda: any(promise_stack.broker.scan_iter(execution_marker_key("*"))), 5, "the delete to start")
     os.kill(doomed.pid, signal.SIGKILL)
     caller.join(10)
-    assert len(outcome) == 1 and isinstance(outcome[0], DeadlineExceeded), outcome
+    assert len(outcome) == 1 and isinstance(outcome[0], OutcomeUnknown), outcome
+    assert "the call's deadline (3s)" in str(outcome[0])
     assert promise_stack.broker.hlen("unacked") == 1, "the killed worker's message should wait to be re-delivered"
     [(_, delivered_at)] = promise_stack.broker.zrange("unacked_index", 0, -1, withscores=True)
     # kombu sweeps for expired unacked messages when a worker starts (then only every ~100 s): start the
@@ -213,6 +216,4 @@ def test_a_whole_worker_killed_mid_call_ends_the_call_at_its_deadline_and_redis_
     promise_stack.worker("heir", ["mcp.lost"])
     wait_until(lambda: promise_stack.broker.hlen("unacked") == 0 and promise_stack.broker.llen("mcp.lost") == 0,
                15, "the message to be re-delivered and taken")
-    wait_until(lambda: client.app.AsyncResult(outcome[0].task_id).state in ("FAILURE", "REVOKED"), 10,
-               "the heir to refuse the expired call")
     assert client.call_tool("patient", "deletions").data.get(name, 0) <= 1

@@ -5,10 +5,10 @@ from __future__ import annotations
 import orchestrator
 
 EXPECTED = [
-    "AsyncOrchestrator", "CallCancelled", "CallFailed", "CircuitBreakerOpenError", "ConfigError",
-    "DeadlineExceeded", "InvalidCall", "Orchestrator", "OrchestratorError", "Outcome", "OutcomeUnknown",
-    "ServerConfig", "ServerUnavailable", "Settings", "ToolResult", "ToolReturnedError", "UnknownServer",
-    "UpstreamUnavailable", "load_settings",
+    "AsyncOrchestrator", "BrokerUnavailable", "CallCancelled", "CallFailed", "CircuitBreakerOpenError",
+    "ConfigError", "DeadlineExceeded", "InvalidCall", "NotEnqueued", "Orchestrator", "OrchestratorError", "Outcome",
+    "OutcomeUnknown", "ServerConfig", "ServerUnavailable", "Settings", "ToolResult", "ToolReturnedError",
+    "UnknownServer", "UpstreamUnavailable", "load_settings",
 ]
 
 

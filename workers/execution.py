@@ -156,6 +156,10 @@ def _attempts(call: WorkerCall, manager: SessionManager, held: HeldSession, safe
         return result
     assert error is not None
     error.details["attempts"] = attempt  # the worker's retries show in the metrics (``mcp-orch stats``)
+    if not safe and isinstance(error, DeadlineExceeded):  # the deadline passed during the MCP call itself
+        raise OutcomeUnknown(f"{call.tool} on {call.server.name} is not safe to repeat and the call's deadline "
+                             f"passed while it was running: it may have run ({error.message})",
+                             server=call.server.name, tool=call.tool, deadline=call.deadline, attempts=attempt)
     raise error
 
 

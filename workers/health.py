@@ -29,6 +29,7 @@ from orchestrator.health import (
 )
 from orchestrator.wire import HEALTH_CHECK
 from workers.execution import errors_for_caller, remaining_seconds, server_config, wire_tools
+from workers.reclaim import reclaim_expired
 from workers.runtime import current
 from workers.sessions import HeldSession, SessionManager
 
@@ -145,6 +146,7 @@ class ConsumerHeartbeat:
         while not self._stop.is_set():
             try:
                 current().health.beat(self.hostname, self.queues())
+                reclaim_expired(current().health.redis)  # what dead workers left behind
             except Exception as exc:  # Redis away for a moment: try again at the next beat
                 log.warning("consumer heartbeat failed: %s", exc)
             self._stop.wait(CONSUMER_HEARTBEAT_SECONDS)

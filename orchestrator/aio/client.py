@@ -31,10 +31,11 @@ from orchestrator.aio.waiter import Meta, ResultWaiter
 from orchestrator.batch import Outcome, outcome_of, plan_batch, prepare_batch, unfinished_outcome
 from orchestrator.breaker import BreakerSnapshot
 from orchestrator.celery_app import RESULT_GRACE_SECONDS
-from orchestrator.client import Orchestrator
+from orchestrator.client import Orchestrator, client_urls
 from orchestrator.config import Settings
 from orchestrator.errors import CallFailed, DeadlineExceeded, OrchestratorError, OutcomeUnknown, ToolReturnedError
 from orchestrator.results import ToolResult, tool_error
+from orchestrator.unreachable import guard_public_methods
 from orchestrator.validation import PreparedCall, prepare_call
 from orchestrator.wire import CALL_TOOL
 
@@ -121,6 +122,7 @@ def _run_each(sends: list[Callable[[], Any]]) -> list[tuple[bool, Any]]:
     return outcomes
 
 
+@guard_public_methods(client_urls)
 class AsyncOrchestrator:
     """The same API as ``Orchestrator``, awaitable; a call in flight costs a future, not a thread."""
 

@@ -22,9 +22,7 @@ from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-import redis
 from celery import Celery
-from kombu.exceptions import OperationalError
 
 from orchestrator import keys
 from orchestrator.aio.client import AsyncOrchestrator
@@ -45,6 +43,7 @@ from orchestrator.errors import (
     UnknownServer,
 )
 from orchestrator.health import HealthStatus, ServerHealth
+from orchestrator.unreachable import guard_public_methods
 from orchestrator.validation import resolve_server
 
 __all__ = ["MCPOrchestrator", "MCPToolCall"]
@@ -81,6 +80,11 @@ def _iso(epoch: float | None) -> str | None:
     return datetime.fromtimestamp(epoch, tz=UTC).isoformat() if epoch else None
 
 
+def _urls(facade: MCPOrchestrator) -> tuple[str, str]:
+    return facade.settings.broker, facade.settings.backend_url
+
+
+@guard_public_methods(_urls)
 class MCPOrchestrator(SeedSurface):
     """The seed orchestrator's public surface on top of the distributed orchestrator.
 
@@ -238,11 +242,7 @@ class MCPOrchestrator(SeedSurface):
         await self._ready(config, tool)
         async with self._semaphore:
             started = time.perf_counter()
-            try:
-                result = await self._core.call_tool(config.name, tool, params, timeout)
-            except (redis.RedisError, OperationalError, OSError) as exc:
-                raise ServerUnavailable(f"cannot reach the broker for {config.name}: {exc}", server=config.name,
-                                        tool=tool, original_error=exc) from None
+            result = await self._core.call_tool(config.name, tool, params, timeout)  # our errors only
             duration = time.perf_counter() - started
         self._count_success(config.name)
         if not include_metadata:

@@ -16,6 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from orchestrator.backoff import jittered_backoff
 from orchestrator.config import Settings
 
 STOP_TIMEOUT_SECONDS = 15.0
@@ -46,12 +47,22 @@ class ChildProcess:
         self.name = name
         self.args = args
         self.log = log
+        self.env = env
+        self.cwd = cwd
         log.parent.mkdir(parents=True, exist_ok=True)
         self._log_file = log.open("ab")
+        self.proc = self._spawn()
+
+    def _spawn(self) -> subprocess.Popen[bytes]:
         tied = threading.current_thread() is threading.main_thread()
-        self.proc = subprocess.Popen(args, cwd=cwd, env={**os.environ, **(env or {})}, stdout=self._log_file,
-                                     stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
-                                     preexec_fn=_die_with_parent if tied else None)
+        return subprocess.Popen(self.args, cwd=self.cwd, env={**os.environ, **(self.env or {})},
+                                stdout=self._log_file, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                start_new_session=True, preexec_fn=_die_with_parent if tied else None)
+
+    def respawn(self) -> None:
+        """Start the same command again after it exited (its output goes on in the same log)."""
+        self._signal_group(signal.SIGKILL)  # whatever the dead one left in its group
+        self.proc = self._spawn()
 
     @property
     def pid(self) -> int:
@@ -83,6 +94,45 @@ class ChildProcess:
 
     def output(self) -> str:
         return self.log.read_text(errors="replace")
+
+
+RESTART_MIN_SECONDS = 1.0
+"""First wait before a dead worker is started again (seconds); doubles per restart in a row."""
+RESTART_MAX_SECONDS = 30.0
+"""Longest wait between two restarts of a worker that keeps dying (seconds)."""
+RESTART_RESET_SECONDS = 60.0
+"""A worker that stayed up this long after a restart starts again from the shortest wait (seconds)."""
+
+
+class Restarter:
+    """Starts dead children again with backoff, as docker-compose's ``restart: unless-stopped`` does."""
+
+    def __init__(self, say: Callable[[str], None], clock: Callable[[], float] = time.monotonic) -> None:
+        self.say = say
+        self.clock = clock
+        self._streak: dict[str, int] = {}
+        self._due: dict[str, float] = {}
+        self._started: dict[str, float] = {}
+
+    def tend(self, child: ChildProcess) -> None:
+        """Call every second or so for a child that must stay up: plans its restart, then restarts it."""
+        now = self.clock()
+        if child.alive():
+            if now - self._started.get(child.name, now) >= RESTART_RESET_SECONDS:
+                self._streak.pop(child.name, None)
+            return
+        if child.name not in self._due:
+            streak = self._streak.get(child.name, 0) + 1
+            self._streak[child.name] = streak
+            wait = jittered_backoff(streak, RESTART_MIN_SECONDS, RESTART_MAX_SECONDS)
+            self._due[child.name] = now + wait
+            self.say(f"{child.name} exited with code {child.proc.returncode}; restarting it in {wait:.1f}s "
+                     f"(restart {streak} in a row, log {child.log})")
+        elif now >= self._due[child.name]:
+            del self._due[child.name]
+            child.respawn()
+            self._started[child.name] = now
+            self.say(f"{child.name} restarted (pid {child.pid})")
 
 
 class InParent:

@@ -42,6 +42,7 @@ from orchestrator.operator import stack_compact, stack_state
 from orchestrator.operator.flower import FlowerLogin
 from orchestrator.operator.processes import (
     ChildProcess,
+    Restarter,
     RunningStack,
     free_port,
     port_open,
@@ -236,8 +237,13 @@ def run_stack(options: StackOptions) -> int:
             stack.notes.insert(0, f"  every server answered through its queue {took:.1f} s after start")
         stack.notes += monitoring_notes(stack, login)
         print_table(stack, status)
+        restarter = Restarter(lambda line: print(line, file=sys.stderr, flush=True))
         while not stopping.wait(1.0):
-            dead = [child.name for child in stack.children if not child.alive()]
+            workers = [child for child in stack.children
+                       if isinstance(child, ChildProcess) and child.name.startswith("worker-")]
+            for worker in workers:
+                restarter.tend(worker)  # a dead worker is started again, with backoff
+            dead = [child.name for child in stack.children if child not in workers and not child.alive()]
             if dead:
                 print(f"stopping: {', '.join(dead)} exited (see {log_dir})", file=sys.stderr)
                 return 1

@@ -7,6 +7,7 @@ import ast
 from pathlib import Path
 
 import pytest
+import redis
 from redbeat.schedulers import get_redis
 from redis.sentinel import SentinelConnectionPool
 
@@ -15,6 +16,7 @@ from orchestrator import redis_conn
 from orchestrator.celery_app import RABBITMQ_DELIVERY_LIMIT, make_celery
 from orchestrator.config import ConfigError, Settings, load_settings
 from orchestrator.operator.cli_support import BrokerChoice
+from orchestrator.unreachable import broker_unavailable
 
 REPO = Path(__file__).resolve().parents[2]
 SENTINEL = {"sentinels": ["10.0.0.1:26379", "10.0.0.2:26380"], "master_name": "mymaster",
@@ -129,3 +131,11 @@ def test_the_cli_names_the_sentinels_or_rabbitmq_it_uses_without_a_password(pass
                                    result_backend="redis://:redis-secret@r:6379/0"), "configured").describe()
     assert rabbit.startswith("RabbitMQ amqp://u:**@mq:5672// with Redis redis://:**@r:6379/0")
     assert "secret" not in sentinel + rabbit
+
+
+def test_an_unreachable_sentinel_group_is_named_without_any_password(passwords: None) -> None:
+    settings = Settings(redis_sentinel=SENTINEL)
+    error = broker_unavailable(redis.ConnectionError("Error 111 connecting to 10.0.0.1:26379."), settings.broker,
+                               settings.backend_url)
+    assert "10.0.0.1:26379/2" in str(error)
+    assert "secret" not in str(error)

@@ -33,11 +33,14 @@ def start_http_probe(name: str, port: int, *, log: Path) -> ChildProcess:
 
 
 def start_worker(app: Celery, *, name: str, queues: list[str], pool: str, concurrency: int,
-                 env: dict[str, str], log: Path, timeout: float = 30.0) -> ChildProcess:
-    """A real ``celery worker`` consuming ``queues``; returns once it answers a ping."""
+                 env: dict[str, str], log: Path, timeout: float = 30.0, gossip: bool = False) -> ChildProcess:
+    """A real ``celery worker`` consuming ``queues``; returns once it answers a ping.
+
+    ``gossip`` keeps Celery's gossip and mingle steps on, as ``mcp-orch stack`` runs its workers."""
     hostname = f"{name}@test"
     args = [sys.executable, "-m", "celery", "-A", "workers.app", "worker", "-Q", ",".join(queues), "-P", pool,
-            "-c", str(concurrency), "-n", hostname, "--without-gossip", "--without-mingle", "-l", "INFO"]
+            "-c", str(concurrency), "-n", hostname, "-l", "INFO",
+            *([] if gossip else ["--without-gossip", "--without-mingle"])]
     child = start_child(name, args, env=env, log=log)
 
     def answers() -> bool:
