@@ -16,8 +16,9 @@ from typing import Any
 
 import redbeat  # noqa: F401  (connects RedBeat's lock handler to beat_init)
 from celery import Celery
+from redbeat.schedulers import REDBEAT_REDIS_KEY
 
-from orchestrator import keys
+from orchestrator import keys, redis_conn
 from orchestrator.celery_app import make_celery
 from orchestrator.config import ConfigError, Settings, load_settings
 from orchestrator.wire import HEALTH_CHECK
@@ -55,12 +56,13 @@ def configure_beat(app: Celery, settings: Settings) -> Celery:
         beat_schedule=build_schedule(settings),
         beat_scheduler=SCHEDULER,
         beat_max_loop_interval=settings.beat_max_interval,
-        redbeat_redis_url=settings.broker_url,
-        redbeat_redis_options={"retry_period": REDIS_RETRY_SECONDS},
+        redbeat_redis_url=redis_conn.display_url(settings),  # shown in beat's banner; the client is ours
+        redbeat_redis_options={},
         redbeat_key_prefix=keys.REDBEAT_PREFIX,
         redbeat_lock_key=keys.REDBEAT_LOCK_KEY,
         redbeat_lock_timeout=settings.beat_lock_timeout,
     )
+    setattr(app, REDBEAT_REDIS_KEY, redis_conn.redbeat_client(settings, REDIS_RETRY_SECONDS))
     return app
 
 

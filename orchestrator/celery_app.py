@@ -11,14 +11,18 @@ from kombu.entity import Queue
 from kombu.utils.uuid import uuid
 
 from orchestrator.backoff import jittered_backoff
-from orchestrator.config import Settings
+from orchestrator.config import ServerConfig, Settings
 from orchestrator.errors import NotEnqueued
+from orchestrator.redis_conn import transport_options as redis_transport_options
 from orchestrator.redis_transport import TRANSPORT
 from orchestrator.unreachable import broker_unavailable, is_unreachable
 from orchestrator.wire import LabelledAMQP, route_by_server
 
 RESULT_GRACE_SECONDS = 2.0
 """Extra wait past a task's deadline for the worker's own answer (its timeout error) to arrive (seconds)."""
+RABBITMQ_DELIVERY_LIMIT = 5
+"""Deliveries of one message a RabbitMQ quorum queue allows before dropping it: a call whose worker
+dies each time it runs it (a poison message) is not handed to the fleet forever."""
 PUBLISH_RETRY_MIN_SECONDS = 0.05
 """First wait before publishing again while the broker is unreachable (seconds); doubles per attempt."""
 PUBLISH_RETRY_MAX_SECONDS = 1.0
@@ -34,6 +38,15 @@ def abandon(app: Celery, handle: AsyncResult) -> None:
     client would otherwise keep one result subscription per abandoned call)."""
     handle.revoke()
     app.backend.remove_pending_result(handle)
+
+
+def server_queue(server: ServerConfig, settings: Settings) -> Queue:
+    """A server's queue; on RabbitMQ a durable quorum queue (replicated, survives a broker restart,
+    redelivery counted against ``RABBITMQ_DELIVERY_LIMIT``)."""
+    if not settings.broker_is_amqp:
+        return Queue(server.queue)
+    return Queue(server.queue, durable=True,
+                 queue_arguments={"x-queue-type": "quorum", "x-delivery-limit": RABBITMQ_DELIVERY_LIMIT})
 
 
 def enqueue(app: Celery, signature: Signature, *, give_up_at: float, producer: Any = None) -> AsyncResult:
@@ -67,10 +80,12 @@ def make_celery(settings: Settings, *, main: str = "mcp_orchestrator", client: b
 
     ``client``: the broker connection and the result listener give up reconnecting quickly
     (``CLIENT_RETRY_POLICY``); workers keep the longer defaults (a result to store, a queue to consume)."""
-    app = Celery(main, broker=settings.broker_url, backend=settings.backend_url, set_as_current=False,
+    app = Celery(main, broker=settings.broker, backend=settings.backend_url, set_as_current=False,
                  amqp=LabelledAMQP)  # names MCP tasks <server>.<tool> for Flower and the logs
-    transport_options = {"visibility_timeout": settings.visibility_timeout}
-    if settings.broker_url.startswith("redis://"):
+    backend_options = {"visibility_timeout": settings.visibility_timeout, **redis_transport_options(settings)}
+    # RabbitMQ redelivers when a consumer's connection drops (no visibility timeout); publishes are confirmed.
+    broker_options = {"confirm_publish": True} if settings.broker_is_amqp else backend_options
+    if settings.broker.startswith("redis://"):
         app.conf.broker_transport = TRANSPORT  # survives a Redis restart under a busy worker
     app.conf.update(
         # Invariant 2 (docs/ARCHITECTURE.md): JSON only; a pickled message is refused.
@@ -82,13 +97,13 @@ def make_celery(settings: Settings, *, main: str = "mcp_orchestrator", client: b
         task_acks_late=True,
         task_reject_on_worker_lost=True,
         worker_prefetch_multiplier=1,
-        broker_transport_options={**transport_options, **(CLIENT_RETRY_POLICY if client else {})},
-        result_backend_transport_options={**transport_options,
+        broker_transport_options={**broker_options, **(CLIENT_RETRY_POLICY if client else {})},
+        result_backend_transport_options={**backend_options,
                                           **({"retry_policy": CLIENT_RETRY_POLICY} if client else {})},
         broker_connection_retry_on_startup=True,
         result_expires=settings.result_expires,
         # One queue per server; nothing MCP goes to Celery's default queue.
-        task_queues=[Queue(server.queue) for server in settings.servers.values()],
+        task_queues=[server_queue(server, settings) for server in settings.servers.values()],
         task_routes=(route_by_server,),
         task_default_queue="mcp.default",
         task_create_missing_queues=True,

@@ -13,13 +13,12 @@ from datetime import UTC, datetime
 from functools import cached_property
 from typing import Any
 
-import redis
 from celery import Celery
 from celery.exceptions import TaskRevokedError
 from celery.exceptions import TimeoutError as CeleryTimeout
 from celery.result import AsyncResult
 
-from orchestrator import health
+from orchestrator import health, redis_conn
 from orchestrator.backoff import jittered_backoff
 from orchestrator.batch import (
     Outcome,
@@ -58,7 +57,7 @@ from orchestrator.wire import CALL_TOOL, LIST_TOOLS
 
 def client_urls(client: Any) -> tuple[str, str]:
     """The broker and backend URLs of a client (anything with ``settings``), for ``BrokerUnavailable``."""
-    return client.settings.broker_url, client.settings.backend_url
+    return client.settings.broker, client.settings.backend_url
 
 
 NO_WORKER_CHECK_SECONDS = 1.0
@@ -76,7 +75,7 @@ class Orchestrator:
     def __init__(self, settings: Settings | None = None, *, app: Celery | None = None) -> None:
         self.settings = settings or load_settings()
         self.app = app or make_celery(self.settings, main="mcp_orchestrator_client", client=True)
-        self.redis = redis.Redis.from_url(self.settings.broker_url, socket_timeout=5, socket_connect_timeout=5)
+        self.redis = redis_conn.connect(self.settings, socket_timeout=5, socket_connect_timeout=5)
         self.breakers = BreakerBoard(self.redis, {name: s.breaker for name, s in self.settings.servers.items()})
 
     def call_tool(self, server: str, tool: str, params: dict[str, Any] | None = None,

@@ -22,6 +22,7 @@ from collections.abc import Iterable, Iterator
 from contextvars import ContextVar
 from pathlib import Path
 from typing import Annotated, Any, Literal
+from urllib.parse import quote
 
 from pydantic import (
     AfterValidator,
@@ -323,14 +324,60 @@ class ServerConfig(_Strict):
         return self.transport.secret_values()
 
 
+class RedisSentinel(_Strict):
+    """Redis behind Sentinel: every Redis client of the project (broker unless it is RabbitMQ,
+    results, breakers, health, catalog, limits, markers, metrics, RedBeat) asks these sentinels
+    for the current master, so a failover needs no restart."""
+
+    sentinels: list[str] = Field(min_length=1)
+    master_name: str = Field(min_length=1)
+    password: SecretStr | None = None
+    sentinel_password: SecretStr | None = None
+    db: int = Field(default=0, ge=0)
+
+    @field_validator("sentinels")
+    @classmethod
+    def _check_addresses(cls, value: list[str]) -> list[str]:
+        for address in value:
+            if not re.fullmatch(r"[^\s:/]+:\d{1,5}", address):
+                raise ValueError(f"{address!r} is not host:port (e.g. \"127.0.0.1:26379\")")
+        return value
+
+    @field_validator("password", "sentinel_password")
+    @classmethod
+    def _check_password(cls, value: SecretStr | None) -> SecretStr | None:
+        return value if value is None else SecretStr(_check_env_refs(value.get_secret_value(), "password"))
+
+    def addresses(self) -> list[tuple[str, int]]:
+        return [(host, int(port)) for host, _, port in (a.rpartition(":") for a in self.sentinels)]
+
+    def resolved_password(self) -> str | None:
+        return None if self.password is None else expand_env_refs(self.password.get_secret_value(), "password")
+
+    def resolved_sentinel_password(self) -> str | None:
+        secret = self.sentinel_password
+        return None if secret is None else expand_env_refs(secret.get_secret_value(), "sentinel_password")
+
+    def url(self) -> str:
+        """Kombu's and Celery's form: ``sentinel://:pw@host:port/db;sentinel://...`` (the master's password)."""
+        password = self.resolved_password()
+        auth = f":{quote(password, safe='')}@" if password else ""
+        return ";".join(f"sentinel://{auth}{address}/{self.db}" for address in self.sentinels)
+
+    def secret_values(self) -> list[str]:
+        return [v for v in (self.resolved_password(), self.resolved_sentinel_password()) if v]
+
+
 class Settings(BaseSettings):
     """The whole configuration of clients, workers and beat."""
 
     model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, env_nested_delimiter="__", extra="forbid",
+                                      env_ignore_empty=True,  # a blank variable is unset (compose variants)
                                       frozen=True)
 
     broker_url: str = "redis://127.0.0.1:6379/0"
     result_backend: str | None = None
+    redis_sentinel: RedisSentinel | None = None
     default_timeout: float = Field(default=DEFAULT_TIMEOUT_SECONDS, gt=0)
     max_timeout: float = Field(default=MAX_TIMEOUT_SECONDS, gt=0)
     visibility_timeout: int = Field(default=VISIBILITY_TIMEOUT_SECONDS, gt=0)
@@ -343,10 +390,13 @@ class Settings(BaseSettings):
 
     @field_validator("broker_url", "result_backend")
     @classmethod
-    def _check_redis_url(cls, value: str | None, info: ValidationInfo) -> str | None:
-        """Broker and backend are Redis (``memory://`` is Celery's in-process transport, for tests); a bad
-        URL is named here, not as a traceback from redis-py."""
-        allowed = REDIS_URL_SCHEMES + (("memory",) if info.field_name == "broker_url" else ("cache+memory",))
+    def _check_url(cls, value: str | None, info: ValidationInfo) -> str | None:
+        """A bad URL is named here, not as a traceback from redis-py or kombu (``memory://`` and
+        ``cache+memory://`` are Celery's in-process transports, for tests)."""
+        if value is not None and value.startswith("sentinel://"):
+            raise ValueError("for Redis Sentinel leave this out and set [redis_sentinel] (sentinels, master_name)")
+        broker = info.field_name == "broker_url"
+        allowed = REDIS_URL_SCHEMES + (("amqp", "amqps", "memory") if broker else ("cache+memory",))
         scheme, separator, _ = (value or "").partition("://")
         if value is not None and (not separator or scheme not in allowed):
             raise ValueError(f"must be a URL with one of the schemes {', '.join(s + '://' for s in allowed)}")
@@ -365,6 +415,15 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _check_consistency(self) -> Settings:
+        if self.redis_sentinel is not None:
+            named = sorted(f for f in ("broker_url", "result_backend") if f in self.model_fields_set
+                           and not (f == "broker_url" and self.broker_is_amqp))
+            if named:
+                raise ValueError(f"{' and '.join(named)}: leave out when redis_sentinel is set (the sentinels "
+                                 "name the master); only an amqp:// broker_url may stand beside it")
+        elif self.broker_is_amqp and self.result_backend is None:
+            raise ValueError("an amqp:// broker_url needs result_backend (a redis:// URL) or redis_sentinel: "
+                             "results, breakers, health and limits live in Redis")
         if self.max_timeout >= self.visibility_timeout:
             raise ValueError(f"max_timeout ({self.max_timeout}s) must be shorter than visibility_timeout "
                              f"({self.visibility_timeout}s), or Redis would re-deliver running calls")
@@ -384,16 +443,36 @@ class Settings(BaseSettings):
         return self
 
     @property
+    def broker_is_amqp(self) -> bool:
+        return self.broker_url.startswith(("amqp://", "amqps://"))
+
+    @property
+    def broker(self) -> str:
+        """The broker Celery connects to: the sentinels' master unless the broker is RabbitMQ."""
+        if self.redis_sentinel is not None and not self.broker_is_amqp:
+            return self.redis_sentinel.url()
+        return self.broker_url
+
+    @property
     def backend_url(self) -> str:
-        """The result backend; the broker's Redis unless set apart."""
+        """The result backend: the sentinels' master, else ``result_backend``, else the broker's Redis."""
+        if self.redis_sentinel is not None:
+            return self.redis_sentinel.url()
         return self.result_backend or self.broker_url
+
+    @property
+    def state_url(self) -> str:
+        """The Redis of shared state (breakers, health, catalog, limits, markers, metrics, RedBeat) when
+        there is no Sentinel: the broker's Redis, or the result backend's when the broker is RabbitMQ."""
+        return self.backend_url if self.broker_is_amqp else self.broker_url
 
     def enabled_servers(self) -> dict[str, ServerConfig]:
         return {name: server for name, server in self.servers.items() if server.enabled}
 
     def secret_values(self) -> list[str]:
         """Every secret of every server, for scrubbing text that leaves a process."""
-        return [value for server in self.servers.values() for value in server.secret_values()]
+        sentinel = self.redis_sentinel.secret_values() if self.redis_sentinel is not None else []
+        return sentinel + [value for server in self.servers.values() for value in server.secret_values()]
 
     @classmethod
     def settings_customise_sources(cls, settings_cls: type[BaseSettings],

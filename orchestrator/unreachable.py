@@ -35,8 +35,9 @@ def is_unreachable(exc: BaseException) -> bool:
 
 
 def address(url: str) -> str:
-    """``host:port/db`` of a Redis URL, never its password."""
-    parts = urlsplit(url)
+    """``host:port/db`` of a Redis URL (the first sentinel of a ``sentinel://...;sentinel://...`` list),
+    never its password."""
+    parts = urlsplit(url.split(";", 1)[0])
     return f"{parts.hostname or 'localhost'}:{parts.port or 6379}{parts.path or ''}"
 
 

@@ -15,6 +15,7 @@ from functools import cached_property
 
 from redis import Redis
 
+from orchestrator import redis_conn
 from orchestrator.breaker import BreakerBoard
 from orchestrator.catalog import Catalog
 from orchestrator.config import Settings
@@ -52,8 +53,8 @@ class WorkerRuntime:
     @cached_property
     def redis(self) -> Redis:
         """The call path's connection: breakers, slots, markers, call counters."""
-        return Redis.from_url(self.settings.broker_url, health_check_interval=30, socket_timeout=5,
-                                    socket_connect_timeout=5, retry_on_timeout=True)
+        return redis_conn.connect(self.settings, health_check_interval=30, socket_timeout=5,
+                                  socket_connect_timeout=5, retry_on_timeout=True)
 
     @cached_property
     def breakers(self) -> BreakerBoard:
@@ -70,8 +71,8 @@ class WorkerRuntime:
     @cached_property
     def _health_redis(self) -> Redis:
         """Health and catalog writes get their own connection, with a longer socket timeout."""
-        return Redis.from_url(self.settings.broker_url, health_check_interval=30, socket_timeout=10,
-                                    socket_connect_timeout=5)
+        return redis_conn.connect(self.settings, health_check_interval=30, socket_timeout=10,
+                                  socket_connect_timeout=5)
 
     @cached_property
     def health(self) -> HealthStore:

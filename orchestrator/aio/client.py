@@ -147,7 +147,7 @@ class AsyncOrchestrator:
         """The one pub/sub connection this client waits on (opened on first use, on the running loop)."""
         if self._waiter is None:
             backend = self.app.backend
-            self._waiter = ResultWaiter(self.settings.backend_url, backend.get_key_for_task, backend.decode_result)
+            self._waiter = ResultWaiter(self.settings, backend.get_key_for_task, backend.decode_result)
         return self._waiter
 
     def _off_loop(self, method: Callable[..., T]) -> Callable[..., Any]:

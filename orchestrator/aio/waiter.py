@@ -21,9 +21,11 @@ import math
 from collections.abc import Callable, Mapping
 from typing import Any
 
-import redis.asyncio as aioredis
 from celery import states
 from redis.exceptions import RedisError
+
+from orchestrator import redis_conn
+from orchestrator.config import Settings
 
 log = logging.getLogger("orchestrator.aio")
 
@@ -39,12 +41,12 @@ Meta = Mapping[str, Any]
 class ResultWaiter:
     """Multiplexes the result channels of every pending call over one pub/sub connection."""
 
-    def __init__(self, url: str, key_for: Callable[[str], bytes], decode: Callable[[bytes], Meta]) -> None:
+    def __init__(self, settings: Settings, key_for: Callable[[str], bytes], decode: Callable[[bytes], Meta]) -> None:
         self._key_for = key_for
         self._decode = decode
-        self._pool = aioredis.ConnectionPool.from_url(url, protocol=2, socket_connect_timeout=2,
-                                                     socket_keepalive=True)  # RESP2: messages are replies
-        self.reader = aioredis.Redis.from_url(url, socket_timeout=5, socket_connect_timeout=2)
+        self._pool = redis_conn.connect_results_async(settings, protocol=2, socket_connect_timeout=2,
+                                                      socket_keepalive=True).connection_pool  # RESP2: replies
+        self.reader = redis_conn.connect_results_async(settings, socket_timeout=5, socket_connect_timeout=2)
         """Plain commands (MGET of result keys, EXISTS of markers); not the pub/sub connection."""
         self._waiting: dict[bytes, asyncio.Future[Meta]] = {}
         self._subscribe: set[bytes] = set()

@@ -81,7 +81,7 @@ def _iso(epoch: float | None) -> str | None:
 
 
 def _urls(facade: MCPOrchestrator) -> tuple[str, str]:
-    return facade.settings.broker_url, facade.settings.backend_url
+    return facade.settings.broker, facade.settings.backend_url
 
 
 @guard_public_methods(_urls)

@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 from typing import Any, TextIO
 
+from orchestrator import redis_conn
 from orchestrator.errors import InvalidCall, OrchestratorError
 from orchestrator.operator.cli_support import cli_settings, emit, export_settings
 from orchestrator.results import ToolResult
@@ -152,7 +153,7 @@ def cmd_stats(args: argparse.Namespace) -> int:
 
     settings = cli_settings(args, header=True)
     names = [resolve_server(settings, args.server).name] if args.server else list(settings.servers)
-    client = redis.Redis.from_url(settings.broker_url, socket_timeout=5, socket_connect_timeout=5)
+    client = redis_conn.connect(settings, socket_timeout=5, socket_connect_timeout=5)
     try:
         if args.reset:
             reset_call_stats(client, names)
@@ -184,13 +185,12 @@ def cmd_stats(args: argparse.Namespace) -> int:
 
 
 def cmd_metrics(args: argparse.Namespace) -> int:
-    import redis
 
     from orchestrator.operator.metrics_server import exposition, make_metrics_server
 
     settings = cli_settings(args)
     if args.once:
-        client = redis.Redis.from_url(settings.broker_url, socket_timeout=5, socket_connect_timeout=5)
+        client = redis_conn.connect(settings, socket_timeout=5, socket_connect_timeout=5)
         try:
             sys.stdout.write(exposition(settings, client))
         finally:

@@ -24,7 +24,13 @@ class BrokerChoice:
     fallback: bool = False
 
     def describe(self) -> str:
-        """``Redis <url, password hidden> (<source>)``."""
+        """``Redis <url, password hidden> (<source>)``, or the Sentinel master name and sentinels."""
+        sentinel = self.settings.redis_sentinel
+        if sentinel is not None:
+            return f"Redis Sentinel {sentinel.master_name!r} via {', '.join(sentinel.sentinels)} ({self.source})"
+        if self.settings.broker_is_amqp:
+            return (f"RabbitMQ {maybe_sanitize_url(self.settings.broker_url)} with Redis "
+                    f"{maybe_sanitize_url(self.settings.state_url)} ({self.source})")
         return f"Redis {maybe_sanitize_url(self.settings.broker_url)} ({self.source})"
 
 
@@ -59,7 +65,8 @@ def export_settings(config: str | None, settings: Settings) -> None:
     """Hand the config file and the broker on to a process this one is replaced with (``os.execv``)."""
     if config:
         os.environ[CONFIG_PATH_ENV] = os.path.abspath(config)
-    os.environ[f"{ENV_PREFIX}BROKER_URL"] = settings.broker_url
+    if settings.redis_sentinel is None or settings.broker_is_amqp:  # with Sentinel the config names the master
+        os.environ[f"{ENV_PREFIX}BROKER_URL"] = settings.broker_url
 
 
 def emit(value: Any, as_json: bool) -> None:

@@ -27,6 +27,7 @@ from prometheus_client import CollectorRegistry, generate_latest, make_wsgi_app
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from orchestrator import redis_conn
 from orchestrator.breaker import BreakerBoard, BreakerState
 from orchestrator.config import Settings
 from orchestrator.health import HealthStatus, HealthStore
@@ -193,6 +194,6 @@ class _QuietHandler(WSGIRequestHandler):
 
 def make_metrics_server(settings: Settings, address: str, port: int) -> WSGIServer:
     """An HTTP server answering ``GET /metrics`` (any path) in Prometheus text format."""
-    client = redis.Redis.from_url(settings.broker_url, socket_timeout=5, socket_connect_timeout=5)
+    client = redis_conn.connect(settings, socket_timeout=5, socket_connect_timeout=5)
     app = make_wsgi_app(build_registry(settings, client))
     return make_server(address, port, app, handler_class=_QuietHandler)

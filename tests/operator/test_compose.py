@@ -13,12 +13,14 @@ from typing import Any
 import pytest
 import yaml
 
-from orchestrator.config import CONFIG_PATH_ENV, ENV_PREFIX, FlowerSettings, Settings, load_settings
+from orchestrator.config import CONFIG_PATH_ENV, ENV_PREFIX, FlowerSettings, RedisSentinel, Settings, load_settings
 from orchestrator.operator.cli import build_parser
 from orchestrator.operator.stack import SIMULATED_SERVICES
 
 REPO = Path(__file__).resolve().parents[2]
 COMPOSE = REPO / "docker-compose.yml"
+VARIANTS = {name: REPO / f"docker-compose.{name}.yml" for name in ("sentinel", "rabbitmq")}
+"""Override files for other brokers (checked in test_compose_variants.py); .env.example serves them too."""
 ENV_EXAMPLE = REPO / ".env.example"
 _REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::?([-?])([^}]*))?\}")
 
@@ -67,7 +69,8 @@ def compose_settings() -> Settings:
 
 
 def referenced_variables() -> set[str]:
-    return {match.group(1) for match in _REF.finditer(COMPOSE.read_text().replace("$$", ""))}
+    return {match.group(1) for path in [COMPOSE, *VARIANTS.values()]
+            for match in _REF.finditer(path.read_text().replace("$$", ""))}
 
 
 def test_compose_file_parses_and_has_every_service_of_the_multi_machine_shape(services: dict[str, Any],
@@ -160,8 +163,9 @@ def _read_by_code(variable: str, service: dict[str, Any]) -> bool:
         return True
     if variable.startswith(ENV_PREFIX):
         path = variable.removeprefix(ENV_PREFIX).lower().split("__")
-        if path[0] == "flower":
-            return len(path) == 2 and path[1] in FlowerSettings.model_fields
+        if path[0] in ("flower", "redis_sentinel"):
+            model = FlowerSettings if path[0] == "flower" else RedisSentinel
+            return len(path) == 2 and path[1] in model.model_fields
         return len(path) == 1 and path[0] in Settings.model_fields
     if f"${variable}" in " ".join(map(str, service.get("command", []))):
         return True
