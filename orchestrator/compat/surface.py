@@ -44,7 +44,6 @@ from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from orchestrator.compat.config import MCPOrchestratorConfig, SeedConfigError
-from orchestrator.errors import ServerUnavailable
 from orchestrator.health import ServerHealth
 
 if TYPE_CHECKING:
@@ -83,9 +82,9 @@ def seed_server(config: Any, name: str) -> Any:
 
 
 def _session_failed(health: ServerHealth) -> bool:
-    """The check reached a worker whose MCP session failed (the worker records the error as
-    ``ServerUnavailable: ...``): the worker re-opens it, so a second check may pass."""
-    return health.consumers > 0 and (health.last_error or "").startswith(f"{ServerUnavailable.__name__}:")
+    """The check reached a worker whose MCP session failed (``failure_kind`` ``no_session``): the worker
+    re-opens it, so a second check may pass."""
+    return health.consumers > 0 and health.failure_kind == "no_session"
 
 
 class SeedSurface:
