@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from bench.brokers import PrivateBroker
 from orchestrator.batch import Outcome
 from orchestrator.celery_app import RABBITMQ_DELIVERY_LIMIT, make_celery
 from orchestrator.client import Orchestrator
@@ -128,17 +129,13 @@ def test_calls_of_a_worker_killed_with_sigkill_are_redelivered_at_once(
 
 
 @pytest.fixture
-def private_broker() -> Iterator[rabbitmq.PrivateBroker]:
-    broker = rabbitmq.PrivateBroker()
-    try:
-        broker.start()
+def private_broker() -> Iterator[PrivateBroker]:
+    with rabbitmq.private_node() as broker:
         yield broker
-    finally:
-        broker.cleanup()
 
 
 def test_a_broker_restart_mid_batch_gives_every_call_one_outcome_and_workers_reconnect(
-        private_broker: rabbitmq.PrivateBroker, redis_url: str, tmp_path: Path,
+        private_broker: PrivateBroker, redis_url: str, tmp_path: Path,
         capsys: pytest.CaptureFixture[str]) -> None:
     """Calls queued or running when RabbitMQ stops are kept on disk by the quorum queue and delivered
     after it is back; every call ends with a result or a typed error, no destructive call runs twice."""

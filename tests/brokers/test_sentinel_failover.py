@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from bench.brokers import MASTER_NAME, SentinelGroup
 from orchestrator import keys, redis_conn
 from orchestrator.aio.client import AsyncOrchestrator
 from orchestrator.batch import Outcome
@@ -26,7 +27,6 @@ from tests.support.beat import start_beat
 from tests.support.ports import free_port
 from tests.support.procs import start_http_probe, start_worker
 from tests.support.recovery import first_success_after
-from tests.support.sentinel_proc import MASTER_NAME, SentinelGroup
 
 pytestmark = pytest.mark.slow
 

@@ -1,12 +1,8 @@
-"""Waiting for a TCP port, with a time limit (free ports come from orchestrator.operator.processes)."""
+"""Free ports (from orchestrator.operator.processes) and waiting for a port (from bench/brokers.py)."""
 
 from __future__ import annotations
 
-from orchestrator.operator.processes import free_port, port_open, wait_until
+from bench.brokers import wait_for_port
+from orchestrator.operator.processes import free_port
 
 __all__ = ["free_port", "wait_for_port"]
-
-
-def wait_for_port(port: int, timeout: float = 10.0) -> None:
-    """Block until something accepts connections on ``port``, or raise TimeoutError."""
-    wait_until(lambda: port_open(port), timeout, f"port {port} to accept connections", interval=0.05)
