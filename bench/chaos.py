@@ -47,6 +47,7 @@ from typing import Any
 
 import psutil
 import redis
+from redis import Redis
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -118,7 +119,7 @@ class Stack:
     workers: dict[str, ChildProcess] = field(default_factory=dict)
     probe: ChildProcess | None = None
 
-    def store(self) -> redis.Redis:
+    def store(self) -> Redis:
         """The shared-state Redis as the workers reach it (the sentinels' current master, if any)."""
         return redis_conn.connect(load_settings(Path(self.env["MCP_ORCH_CONFIG"])))
 
