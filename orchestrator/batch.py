@@ -38,7 +38,8 @@ from orchestrator.errors import (
     OutcomeUnknown,
 )
 from orchestrator.keys import EPOCH_KEY, execution_marker_key, text
-from orchestrator.results import ToolResult, tool_error
+from orchestrator.metrics import UNLISTED_TOOL, record_refusals
+from orchestrator.results import ToolResult
 from orchestrator.unreachable import LIBRARY_ERRORS, is_unreachable
 from orchestrator.validation import PreparedCall, prepare_call, resolve_server
 from orchestrator.wire import CALL_TOOL
@@ -111,9 +112,8 @@ def outcome_of(app: Celery, call: PreparedCall, task_id: str, meta: Mapping[str,
     worker could not store the result while Redis restarted, its pool process was lost): it is
     ``OutcomeUnknown`` (its execution marker may have been lost with Redis's data, so not asked)."""
     status = meta.get("status")
-    if status == "SUCCESS":
-        result = ToolResult.model_validate(meta["result"])
-        return tool_error(result) if result.is_error else result
+    if status == "SUCCESS":  # an isError result is stored as FAILURE with its tool error (workers.tasks)
+        return ToolResult.model_validate(meta["result"])
     if status == "REVOKED":
         return DeadlineExceeded(f"call to {call.server.name} expired in the queue", server=call.server.name,
                                 tool=call.tool, task_id=task_id, deadline=call.deadline)
@@ -140,13 +140,22 @@ class BatchPlan:
 
 def plan_batch(app: Celery, settings: Settings, prepared: list[PreparedCall], *, timeout: float | None = None,
                max_concurrency: Mapping[str, int] | None = None,
-               breakers: BreakerBoard | None = None) -> BatchPlan:
-    """Check the batch options, fail fast the servers whose breaker is open, sign the other calls."""
+               breakers: BreakerBoard | None = None, listed: Sequence[bool] | None = None,
+               counts: redis.Redis | None = None) -> BatchPlan:
+    """Check the batch options, fail fast the servers whose breaker is open, sign the other calls.
+
+    The calls refused are counted in ``counts`` (the call metrics), under their tool name when the
+    catalog lists it (``listed``, one flag per call), else ``UNLISTED_TOOL``."""
     caps = _check_caps(settings, max_concurrency)
     if timeout is not None and (isinstance(timeout, bool) or not isinstance(timeout, int | float) or timeout <= 0):
         raise InvalidCall("timeout: the batch deadline must be a positive number of seconds", field="timeout")
     batch_deadline = time.time() + timeout if timeout is not None else None
     refused = _refused_servers(prepared, breakers) if prepared else {}
+    if refused and counts is not None:
+        known = listed if listed is not None else [True] * len(prepared)
+        record_refusals(counts, [(call.server.name, call.tool if tool_listed else UNLISTED_TOOL)
+                                 for call, tool_listed in zip(prepared, known, strict=True)
+                                 if call.server.name in refused])
     signatures, positions = [], []
     for position, call in enumerate(prepared):
         if call.server.name in refused:
@@ -165,14 +174,17 @@ def plan_batch(app: Celery, settings: Settings, prepared: list[PreparedCall], *,
 def run_batch(app: Celery, settings: Settings, prepared: list[PreparedCall], *, timeout: float | None = None,
               fail_fast: bool = False, progress: ProgressCallback | None = None,
               max_concurrency: Mapping[str, int] | None = None,
-              breakers: BreakerBoard | None = None, markers: redis.Redis | None = None) -> list[Outcome]:
+              breakers: BreakerBoard | None = None, markers: redis.Redis | None = None,
+              listed: Sequence[bool] | None = None) -> list[Outcome]:
     """Enqueue validated calls (``prepare_batch``); one outcome per call, in input order, whatever dies.
 
     A server whose breaker is open fails its own calls at once (not enqueued); the others run.
     ``markers`` is the Redis holding the workers' execution markers: a call that ends without a
-    result is ``OutcomeUnknown`` when it started, ``DeadlineExceeded`` when it did not.
+    result is ``OutcomeUnknown`` when it started, ``DeadlineExceeded`` when it did not; the call counters
+    there count the calls a breaker refused (``plan_batch``).
     """
-    plan = plan_batch(app, settings, prepared, timeout=timeout, max_concurrency=max_concurrency, breakers=breakers)
+    plan = plan_batch(app, settings, prepared, timeout=timeout, max_concurrency=max_concurrency, breakers=breakers,
+                      listed=listed, counts=markers)
     if not prepared:
         return []
     if not plan.signatures:

@@ -38,13 +38,15 @@ from orchestrator.celery_app import RESULT_GRACE_SECONDS, abandon, enqueue, make
 from orchestrator.config import ServerConfig, Settings, load_settings
 from orchestrator.errors import (
     CallFailed,
+    CircuitBreakerOpenError,
     DeadlineExceeded,
     InvalidCall,
     OrchestratorError,
     ServerUnavailable,
     ToolReturnedError,
 )
-from orchestrator.results import ToolResult, tool_error
+from orchestrator.metrics import UNLISTED_TOOL, record_refusals
+from orchestrator.results import ToolResult, answered_result
 from orchestrator.unreachable import LIBRARY_ERRORS, guard_public_methods, is_unreachable
 from orchestrator.validation import (
     PreparedCall,
@@ -103,11 +105,11 @@ class Orchestrator:
         except DeadlineExceeded as exc:
             exc.details.setdefault("timeout", call.timeout)  # the seed's MCPTimeoutError.timeout
             raise
-        except ToolReturnedError as exc:  # the server refused the request (JSON-RPC error), e.g. an unknown tool
+        except ToolReturnedError as exc:  # an isError result, or the server refused the request (JSON-RPC error)
+            answered = answered_result(exc)
+            if answered is not None and not raise_on_error:
+                return answered
             raise exc if listed else self._with_close_matches(exc, call) from None
-        if result.is_error and raise_on_error:
-            error = tool_error(result)
-            raise error if listed else self._with_close_matches(error, call)
         return result
 
     def call_tools_parallel(self, calls: Sequence[Any], *, timeout: float | None = None, fail_fast: bool = False,
@@ -124,16 +126,21 @@ class Orchestrator:
         resolved, listed = self._resolve(prepare_batch(self.settings, calls), prefixed=True)
         outcomes = run_batch(self.app, self.settings, resolved, timeout=timeout, fail_fast=fail_fast,
                              progress=progress, max_concurrency=max_concurrency, breakers=self.breakers,
-                             markers=self.redis)
+                             markers=self.redis, listed=listed)
         return self._hinted(outcomes, resolved, listed)
 
     def _admit(self, call: PreparedCall) -> tuple[PreparedCall, bool]:
         """Resolve the tool name, check params against the cached schema, fail fast on an open breaker.
 
-        Nothing is enqueued; returns the call and whether the catalog lists its tool.
+        Nothing is enqueued; returns the call and whether the catalog lists its tool. A refusal is
+        counted in the call metrics (no worker sees it).
         """
         (call,), (listed,) = self._resolve([call], prefixed=False)
-        self.breakers.breaker(call.server.name).check_or_raise()
+        try:
+            self.breakers.breaker(call.server.name).check_or_raise()
+        except CircuitBreakerOpenError:
+            record_refusals(self.redis, [(call.server.name, call.tool if listed else UNLISTED_TOOL)])
+            raise
         return call, listed
 
     def _hinted(self, outcomes: list[Outcome], calls: list[PreparedCall], listed: list[bool]) -> list[Outcome]:

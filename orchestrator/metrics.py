@@ -54,6 +54,18 @@ def record_call(client: redis.Redis, server: str, tool: str, *, ok: bool, durati
     pipe.execute()
 
 
+def record_refusals(client: redis.Redis, calls: Iterable[tuple[str, str]]) -> None:
+    """Count calls (server, tool label) a client refused before enqueue because their breaker is open.
+
+    No worker sees them, so the client counts them, as failures labelled ``CircuitBreakerOpenError``
+    (duration 0). A failure to count is logged, never raised: the caller gets its breaker error."""
+    try:
+        for server, tool in calls:
+            record_call(client, server, tool, ok=False, duration=0.0, error="CircuitBreakerOpenError")
+    except Exception as exc:  # counting must never change the outcome of a call
+        log.warning("could not count a breaker refusal: %s", type(exc).__name__)
+
+
 # -- reading the counters back ----------------------------------------------------------------
 
 

@@ -43,6 +43,15 @@ def tool_error(result: ToolResult) -> ToolReturnedError:
                task_id=result.task_id, result=result.model_dump(mode="json"))
 
 
+def answered_result(error: BaseException) -> ToolResult | None:
+    """The ``isError`` result a tool error was raised for, else None (the call failed some other way).
+
+    The worker raises ``tool_error(result)`` for an ``isError`` result, so the task is stored as FAILURE
+    and Flower shows and counts it; a caller with ``raise_on_error=False`` gets this result back."""
+    carried = error.details.get("result") if isinstance(error, ToolReturnedError) else None
+    return ToolResult.model_validate(carried) if isinstance(carried, dict) else None
+
+
 def extract_data(structured: Any, content: list[dict[str, Any]]) -> Any:
     """Structured content if present; else the text parsed as JSON when it is JSON; else the text."""
     if structured is not None:

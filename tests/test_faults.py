@@ -13,12 +13,13 @@ import signal
 import subprocess
 import threading
 import time
+from typing import Any
 
 import pytest
 import redis
 
 from orchestrator import keys
-from orchestrator.errors import DeadlineExceeded, OrchestratorError, OutcomeUnknown
+from orchestrator.errors import DeadlineExceeded, OrchestratorError, OutcomeUnknown, ToolReturnedError
 from orchestrator.operator.processes import ChildProcess, wait_until
 from orchestrator.results import ToolResult
 from orchestrator.wire import CALL_TOOL
@@ -149,6 +150,13 @@ def test_a_pickled_message_is_refused_by_the_worker(fault_stack: FaultStack) -> 
         worker.stop()
 
 
+def redeliver(conn: redis.Redis, message: dict[str, Any]) -> None:
+    """Queue ``message`` again as the broker does after a worker was lost (flagged ``redelivered``)."""
+    redelivered = {**message, "headers": {**message["headers"], "redelivered": True}}
+    redelivered["properties"]["delivery_info"]["redelivered"] = True
+    conn.lpush("mcp.probe_http", json.dumps(redelivered))
+
+
 def test_a_duplicate_delivery_of_a_finished_call_returns_the_stored_result(fault_stack: FaultStack) -> None:
     """A redelivered message whose call already finished gets its stored result; the delete does not run again."""
     conn = redis.Redis.from_url(fault_stack.settings.broker_url)
@@ -161,13 +169,38 @@ def test_a_duplicate_delivery_of_a_finished_call_returns_the_stored_result(fault
     worker = fault_stack.worker("threads", "threads", 2)
     try:
         first = handle.get(timeout=20)
-        redelivered = {**original, "headers": {**original["headers"], "redelivered": True}}
-        redelivered["properties"]["delivery_info"]["redelivered"] = True
-        conn.lpush("mcp.probe_http", json.dumps(redelivered))
+        redeliver(conn, original)
         wait_until(lambda: worker.output().count(f"[{handle.id}] succeeded") >= 2, 20,
                    "the duplicate delivery to be processed")
         assert client.call_tool("probe_http", "deletions").data == {"once": 1}
         assert handle.get(timeout=5) == first
+    finally:
+        client.close()
+        worker.stop()
+
+
+def test_a_duplicate_delivery_of_a_call_that_ended_in_a_tool_error_raises_that_error_again(
+        fault_stack: FaultStack) -> None:
+    """A tool error is stored as FAILURE (for Flower); a redelivery of its message raises the stored error
+    again without running the tool a second time, as a stored success is returned again."""
+    conn = redis.Redis.from_url(fault_stack.settings.broker_url)
+    client = fault_stack.client()
+    handle = client.app.send_task(CALL_TOOL, kwargs={"server": "probe_http", "tool": "fail",
+                                                     "params": {"message": "boom"}, "deadline": time.time() + 30},
+                                  queue="mcp.probe_http")
+    original = json.loads(conn.lindex("mcp.probe_http", 0))
+    worker = fault_stack.worker("threads", "threads", 2)
+    try:
+        with pytest.raises(ToolReturnedError) as first:
+            handle.get(timeout=20)
+        calls = client.call_tool("probe_http", "whoami").data["calls"]
+        redeliver(conn, original)
+        wait_until(lambda: worker.output().count(f"[{handle.id}] raised expected") >= 2, 20,
+                   "the duplicate delivery to be processed")
+        assert client.call_tool("probe_http", "whoami").data["calls"] == calls + 1  # only this whoami ran
+        with pytest.raises(ToolReturnedError) as again:
+            handle.get(timeout=5)
+        assert again.value.details == first.value.details and again.value.result["is_error"] is True
     finally:
         client.close()
         worker.stop()

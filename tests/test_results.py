@@ -8,8 +8,8 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from orchestrator.errors import ToolReturnedError, UpstreamUnavailable
-from orchestrator.results import ToolResult, extract_data, tool_error
+from orchestrator.errors import DeadlineExceeded, ToolReturnedError, UpstreamUnavailable
+from orchestrator.results import ToolResult, answered_result, extract_data, tool_error
 
 
 def text(value: str) -> dict[str, Any]:
@@ -77,3 +77,15 @@ def test_a_result_is_immutable_and_its_defaults_say_one_clean_attempt() -> None:
                                     "worker": None, "task_id": None}
     with pytest.raises(ValidationError):
         minimal.ok = False  # type: ignore[misc]
+
+
+def test_the_result_a_tool_error_carries_comes_back_after_crossing_the_queue() -> None:
+    """The worker raises the tool error of an ``isError`` result (FAILURE, for Flower); rebuilt from its JSON
+    args as Celery does, it gives back the very result, for ``raise_on_error=False``. A tool error without a
+    result (the server refused the request) or another error gives none."""
+    original = result(text("[upstream_not_found] no series 9"), IMAGE)
+    error = tool_error(original)
+    rebuilt = type(error)(*json.loads(json.dumps(error.args)))
+    assert answered_result(rebuilt) == original
+    assert answered_result(ToolReturnedError("Unknown tool: nope", server="sonarr", tool="nope")) is None
+    assert answered_result(DeadlineExceeded("late", result={"not": "a tool error"})) is None

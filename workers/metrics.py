@@ -16,7 +16,7 @@ from celery.signals import task_postrun, task_prerun
 
 from orchestrator.errors import OrchestratorError
 from orchestrator.metrics import UNLISTED_TOOL, record_call
-from orchestrator.results import ToolResult, tool_error
+from orchestrator.results import answered_result
 from orchestrator.wire import CALL_TOOL
 from workers.runtime import current
 from workers.sessions import HeldSession
@@ -28,15 +28,17 @@ _started: dict[str, float] = {}
 
 
 def task_outcome(retval: Any, state: str | None) -> tuple[bool, int, str | None]:
-    """(ok, attempts, error type) of a finished call from what the task returned or raised."""
+    """(ok, attempts, error type) of a finished call from what the task returned or raised.
+
+    An ``isError`` result is raised as its tool error (UpstreamUnavailable, ToolReturnedError...) and
+    labelled by that type; its attempts are the result's."""
     if isinstance(retval, BaseException):
-        attempts = retval.details.get("attempts", 1) if isinstance(retval, OrchestratorError) else 1
+        answered = answered_result(retval)
+        attempts = answered.attempts if answered else (
+            retval.details.get("attempts", 1) if isinstance(retval, OrchestratorError) else 1)
         return False, int(attempts or 1), type(retval).__name__
     if isinstance(retval, dict):
-        attempts = int(retval.get("attempts") or 1)
-        if retval.get("is_error"):  # labelled like the error the client raises (UpstreamUnavailable, ...)
-            return False, attempts, tool_error(ToolResult.model_validate(retval)).__class__.__name__
-        return state != "FAILURE", attempts, None if state != "FAILURE" else "unknown"
+        return state != "FAILURE", int(retval.get("attempts") or 1), None if state != "FAILURE" else "unknown"
     return state != "FAILURE", 1, None if state != "FAILURE" else "unknown"
 
 

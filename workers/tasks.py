@@ -12,6 +12,7 @@ from typing import Any
 from celery import Celery, Task
 
 from orchestrator.errors import OrchestratorError
+from orchestrator.results import ToolResult, answered_result, tool_error
 from orchestrator.wire import CALL_TOOL, LIST_TOOLS
 from workers.execution import (
     WorkerCall,
@@ -39,6 +40,10 @@ def call_tool(self: Task, server: str, tool: str, params: dict[str, Any], deadli
             stored = self.backend.get_task_meta(self.request.id)
             if stored.get("status") == "SUCCESS":
                 return stored["result"]  # it finished before the worker was lost: same outcome again
+            if stored.get("status") == "FAILURE":  # ...with an isError result: the same tool error again
+                error = self.backend.exception_to_python(stored["result"])
+                if answered_result(error) is not None:
+                    raise error
         remaining_seconds(deadline, server, tool)  # an expired message is not executed
         cap = concurrency_cap(config, max_concurrency)
         slot = runtime.limits.slot(server, cap, self.request.id, deadline) if cap else nullcontext()
@@ -46,7 +51,10 @@ def call_tool(self: Task, server: str, tool: str, params: dict[str, Any], deadli
                           worker=self.request.hostname)
         with slot:
             result = run_call(call, runtime.sessions(), runtime)
-        return scrub_json(result.model_dump(mode="json"), redactor)
+        stored = scrub_json(result.model_dump(mode="json"), redactor)
+        if result.is_error:  # FAILURE, so Flower shows and counts it; clients turn it back (answered_result)
+            raise tool_error(ToolResult.model_validate(stored))
+        return stored
 
 
 def list_tools(self: Task, server: str, deadline: float) -> list[dict[str, Any]]:

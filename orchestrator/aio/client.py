@@ -34,7 +34,7 @@ from orchestrator.celery_app import RESULT_GRACE_SECONDS
 from orchestrator.client import Orchestrator, client_urls
 from orchestrator.config import Settings
 from orchestrator.errors import CallFailed, DeadlineExceeded, OrchestratorError, OutcomeUnknown, ToolReturnedError
-from orchestrator.results import ToolResult, tool_error
+from orchestrator.results import ToolResult, answered_result
 from orchestrator.unreachable import guard_public_methods
 from orchestrator.validation import PreparedCall, prepare_call
 from orchestrator.wire import CALL_TOOL
@@ -177,14 +177,13 @@ class AsyncOrchestrator:
                 raise self._failed(call, task_id, TypeError(f"status {meta.get('status')} without an error"))
             if isinstance(error, DeadlineExceeded):
                 error.details.setdefault("timeout", call.timeout)
-            if isinstance(error, ToolReturnedError) and not listed:  # the server refused an unlisted tool
+            answered = answered_result(error)
+            if answered is not None and not raise_on_error:  # an isError result, stored as FAILURE
+                return answered
+            if isinstance(error, ToolReturnedError) and not listed:  # a tool error for an unlisted tool
                 raise await self._off_loop(self.sync._with_close_matches)(error, call)
             raise error
-        result = ToolResult.model_validate(meta["result"])
-        if result.is_error and raise_on_error:
-            error = tool_error(result)
-            raise error if listed else await self._off_loop(self.sync._with_close_matches)(error, call)
-        return result
+        return ToolResult.model_validate(meta["result"])
 
     def _admit_and_send(self, call: PreparedCall) -> tuple[PreparedCall, bool, str]:
         """(publisher thread) Resolve, fail fast on an open breaker, enqueue; the call and its task id."""
@@ -323,7 +322,7 @@ class AsyncOrchestrator:
         """(publisher thread) Resolve and check the batch, fail fast open breakers, enqueue the rest."""
         resolved, listed = self.sync.catalog.resolve_batch(prepared)
         plan = plan_batch(self.app, self.settings, resolved, timeout=timeout, max_concurrency=max_concurrency,
-                          breakers=self.sync.breakers)
+                          breakers=self.sync.breakers, listed=listed, counts=self.sync.redis)
         if not plan.signatures:
             return resolved, listed, plan, []
         handle = group(plan.signatures, app=self.app).apply_async()

@@ -17,7 +17,7 @@ import pytest
 from orchestrator.client import Orchestrator
 from orchestrator.config import DEFAULTS_FILE, load_settings
 from orchestrator.errors import InvalidCall, ToolReturnedError
-from orchestrator.results import ToolResult
+from orchestrator.results import ToolResult, answered_result
 from orchestrator.wire import CALL_TOOL
 from tests.support.media import CANARY, autoarr_tools
 from tests.support.media_stack import MEDIA_SERVICES, MediaStack, leaked, running_media_stack
@@ -471,8 +471,10 @@ def test_bad_arguments_that_reach_the_server_are_an_invalid_arguments_tool_error
     handle = client.app.send_task(CALL_TOOL, kwargs={"server": "sonarr", "tool": "sonarr_get_calendar",
                                                      "params": {"start_date": "next week"}, "deadline": deadline},
                                   queue="mcp.sonarr")
-    result = ToolResult.model_validate(handle.get(timeout=20))
-    assert result.is_error and result.error_text.startswith("[invalid_arguments] ")
+    with pytest.raises(ToolReturnedError) as raised:
+        handle.get(timeout=20)
+    result = answered_result(raised.value)
+    assert result is not None and result.is_error and result.error_text.startswith("[invalid_arguments] ")
 
 
 def test_errors_are_returned_with_ok_false_when_asked(no_faults: MediaStack, client: Orchestrator) -> None:

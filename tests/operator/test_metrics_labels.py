@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 
 import pytest
 import redis
 
+from orchestrator import AsyncOrchestrator
 from orchestrator.client import Orchestrator
-from orchestrator.errors import ToolReturnedError
+from orchestrator.errors import CircuitBreakerOpenError, ToolReturnedError
 from orchestrator.metrics import UNLISTED_TOOL, read_call_stats
 from orchestrator.operator.processes import wait_until
-from orchestrator.results import ToolResult
+from orchestrator.results import ToolResult, tool_error
 from tests.conftest import Stack
 from workers.metrics import task_outcome
 
@@ -44,11 +46,47 @@ def test_calls_to_tools_the_server_does_not_list_are_counted_under_one_label(sta
 
 def test_upstream_unavailable_results_are_counted_under_their_own_error_label() -> None:
     """A tool result tagged ``[upstream_unavailable]`` is counted as UpstreamUnavailable, other tool errors as
-    ToolReturnedError: the two read differently on a dashboard (the upstream is down vs the call was wrong)."""
-    def result(text: str) -> dict[str, object]:
-        return ToolResult(server="sabnzbd", tool="sabnzbd_get_queue", ok=False, is_error=True,
-                          content=[{"type": "text", "text": text}]).model_dump(mode="json")
+    ToolReturnedError: the two read differently on a dashboard (the upstream is down vs the call was wrong).
+    The task raises the tool error of an ``isError`` result (FAILURE, for Flower); its attempts are the result's."""
+    def raised(text: str) -> BaseException:
+        return tool_error(ToolResult(server="sabnzbd", tool="sabnzbd_get_queue", ok=False, is_error=True,
+                                     attempts=2, content=[{"type": "text", "text": text}]))
 
-    assert task_outcome(result("[upstream_unavailable] SABnzbd: connection refused"), "SUCCESS") == (
-        False, 1, "UpstreamUnavailable")
-    assert task_outcome(result("[upstream_not_found] no job nzo_x"), "SUCCESS") == (False, 1, "ToolReturnedError")
+    assert task_outcome(raised("[upstream_unavailable] SABnzbd: connection refused"), "FAILURE") == (
+        False, 2, "UpstreamUnavailable")
+    assert task_outcome(raised("[upstream_not_found] no job nzo_x"), "FAILURE") == (False, 2, "ToolReturnedError")
+
+
+def test_calls_refused_by_an_open_breaker_before_enqueue_are_counted_by_the_client(stack: Stack,
+                                                                                   client: Orchestrator) -> None:
+    """No worker sees a call its client's breaker refused, so the client counts it under
+    ``error="CircuitBreakerOpenError"``: a single call, a batch, the async client and its batch; a tool the
+    catalog does not list is counted under ``UNLISTED_TOOL``."""
+    client.call_tool("probe", "echo", {"text": "warm"})  # the catalog lists probe's tools
+    conn = redis.Redis.from_url(stack.broker_url)
+
+    def refusals(tool: str) -> int:
+        stats = read_call_stats(conn, ["probe"])["probe"]
+        return stats[tool].errors.get("CircuitBreakerOpenError", 0) if tool in stats else 0
+
+    before = {tool: refusals(tool) for tool in ("echo", UNLISTED_TOOL)}
+    call = {"server": "probe", "tool": "echo", "params": {"text": "x"}}
+
+    async def from_the_async_client() -> list[object]:
+        async with AsyncOrchestrator(stack.settings) as aclient:
+            with pytest.raises(CircuitBreakerOpenError):
+                await aclient.call_tool("probe", "echo", {"text": "x"})
+            return list(await aclient.call_tools_parallel([call]))
+
+    client.force_breaker("probe", "open")
+    try:
+        with pytest.raises(CircuitBreakerOpenError):
+            client.call_tool("probe", "echo", {"text": "x"})
+        with pytest.raises(CircuitBreakerOpenError):
+            client.call_tool("probe", f"ech{uuid.uuid4().hex[:6]}", {})
+        assert [type(o) for o in client.call_tools_parallel([call, call])] == [CircuitBreakerOpenError] * 2
+        assert [type(o) for o in asyncio.run(from_the_async_client())] == [CircuitBreakerOpenError]
+    finally:
+        client.reset_breaker("probe")
+    assert refusals("echo") == before["echo"] + 5
+    assert refusals(UNLISTED_TOOL) == before[UNLISTED_TOOL] + 1
