@@ -23,12 +23,13 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from functools import partial
 from typing import Any, Generic, TypeVar
 
-from celery import Celery, group
+from celery import Celery
+from celery.result import AsyncResult
 from redis.exceptions import RedisError
 
 from orchestrator import health, keys
 from orchestrator.aio.waiter import Meta, ResultWaiter
-from orchestrator.batch import Outcome, outcome_of, plan_batch, prepare_batch, unfinished_outcome
+from orchestrator.batch import Outcome, enqueue_all, outcome_of, plan_batch, prepare_batch, unfinished_outcome
 from orchestrator.breaker import BreakerSnapshot
 from orchestrator.celery_app import RESULT_GRACE_SECONDS
 from orchestrator.client import Orchestrator, client_urls
@@ -56,8 +57,8 @@ T = TypeVar("T")
 P = TypeVar("P")
 Sent = tuple[PreparedCall, bool, str]
 """A published call: resolved, whether the catalog lists its tool, its task id."""
-BatchSent = tuple[list[PreparedCall], list[bool], Any, list[str]]
-"""A published batch: resolved calls, listed flags, its plan, the task ids sent."""
+BatchSent = tuple[list[PreparedCall], list[bool], Any, dict[int, str]]
+"""A published batch: resolved calls, listed flags, its plan, the task id of each enqueued position."""
 AsyncProgress = Callable[[int, int], Any]
 """``progress(completed, total)``; a coroutine function is awaited on the loop."""
 
@@ -148,7 +149,8 @@ class AsyncOrchestrator:
         self._calls: Outbox[PreparedCall, Sent] = Outbox(self._publisher, self._admit_and_send_each,
                                                          lambda sent: [sent[2]], self._revoke)
         self._batches: Outbox[Callable[[], BatchSent], BatchSent] = Outbox(self._publisher, _run_each,
-                                                                           lambda sent: sent[3], self._revoke)
+                                                                           lambda sent: list(sent[3].values()),
+                                                                           self._revoke)
         self._waiter: ResultWaiter | None = None
 
     @property
@@ -173,7 +175,7 @@ class AsyncOrchestrator:
                         timeout: float | None = None, *, raise_on_error: bool = True) -> ToolResult:
         """As ``Orchestrator.call_tool``: validated before enqueue, one typed outcome, by its deadline."""
         call = prepare_call(self.settings, server, tool, params, timeout)
-        call, listed, task_id = await self._publish(call, self._calls.submit(call))
+        call, listed, task_id = await self._publish(call, call.deadline, self._calls.submit(call))
         try:
             meta = await self.results.wait(task_id, max(call.deadline - time.time(), 0.0) + RESULT_GRACE_SECONDS)
         except TimeoutError:
@@ -227,14 +229,16 @@ class AsyncOrchestrator:
                 outcomes.append((False, exc))
         return outcomes
 
-    async def _publish(self, call: PreparedCall, future: asyncio.Future[T]) -> T:
-        """The outcome of a send queued on the publisher threads, within ``call``'s deadline; typed errors only.
+    async def _publish(self, call: PreparedCall, deadline: float, future: asyncio.Future[T]) -> T:
+        """The outcome of a send queued on the publisher threads; typed errors only.
 
-        If the caller stops waiting (cancelled, or the deadline passed) while the message is being
-        sent, whatever it enqueued is revoked once the send ends.
+        ``enqueue`` retries an unreachable broker until ``deadline`` and then raises ``NotEnqueued``;
+        the wait here ends ``RESULT_GRACE_SECONDS`` later (a send stuck in a socket). If the caller
+        stops waiting (cancelled, or that time passed) while the message is being sent, whatever it
+        enqueued is revoked once the send ends.
         """
         try:
-            async with asyncio.timeout(max(call.deadline - time.time(), 0.0)):
+            async with asyncio.timeout(max(deadline - time.time(), 0.0) + RESULT_GRACE_SECONDS):
                 return await future
         except TimeoutError:
             raise DeadlineExceeded(f"could not enqueue the call to {call.server.name} within {call.timeout:g}s",
@@ -304,23 +308,22 @@ class AsyncOrchestrator:
         if not prepared:
             plan_batch(self.app, self.settings, [], timeout=timeout, max_concurrency=max_concurrency)
             return []
-        first = min(prepared, key=lambda call: call.deadline)
-        resolved, listed, plan, task_ids = await self._publish(
-            first, self._batches.submit(partial(self._plan_and_send, prepared, timeout, max_concurrency)))
+        last = max(prepared, key=lambda call: call.deadline)
+        resolved, listed, plan, ids = await self._publish(
+            last, last.deadline, self._batches.submit(partial(self._plan_and_send, prepared, timeout, max_concurrency)))
         outcomes = plan.outcomes
         total, done = len(outcomes), 0
         for _refused in range(sum(outcome is not None for outcome in outcomes)):
             done += 1
             await _report(progress, done, total)
-        if not plan.positions:  # every server of the batch refused by its breaker
+        if not ids:  # every call refused by its breaker or not enqueued by its deadline
             return [outcome for outcome in outcomes if outcome is not None]
-        wait_until = max(resolved[p].deadline for p in plan.positions) + RESULT_GRACE_SECONDS
+        wait_until = max(resolved[p].deadline for p in ids) + RESULT_GRACE_SECONDS
         if plan.deadline is not None:
             wait_until = min(wait_until, plan.deadline)
         arrivals: asyncio.Queue[tuple[int, Outcome | None]] = asyncio.Queue()
         waits = [asyncio.create_task(self._arrival(arrivals, index, resolved[index], task_id, wait_until))
-                 for index, task_id in zip(plan.positions, task_ids, strict=True)]
-        ids = dict(zip(plan.positions, task_ids, strict=True))
+                 for index, task_id in ids.items()]
         failed_fast = False
         try:
             for _ in waits:
@@ -354,14 +357,14 @@ class AsyncOrchestrator:
 
     def _plan_and_send(self, prepared: list[PreparedCall], timeout: float | None,
                        max_concurrency: Mapping[str, int] | None) -> BatchSent:
-        """(publisher thread) Resolve and check the batch, fail fast open breakers, enqueue the rest."""
-        resolved, listed = self.sync.catalog.resolve_batch(prepared)
+        """(publisher thread) Resolve and check the batch, fail fast open breakers, enqueue the rest (each
+        retried while the broker is unreachable; one not enqueued by its deadline gets ``NotEnqueued``)."""
+        resolved, listed = self.sync._resolve(prepared, prefixed=True)  # Redis down: the calls go as given
         plan = plan_batch(self.app, self.settings, resolved, timeout=timeout, max_concurrency=max_concurrency,
                           breakers=self.sync.breakers)
-        if not plan.signatures:
-            return resolved, listed, plan, []
-        handle = group(plan.signatures, app=self.app).apply_async()
-        return resolved, listed, plan, [result.id for result in handle.results]
+        enqueued: dict[int, AsyncResult] = {}
+        enqueue_all(self.app, resolved, plan.positions, plan.signatures, plan.outcomes, plan.deadline, enqueued)
+        return resolved, listed, plan, {position: handle.id for position, handle in enqueued.items()}
 
     async def _arrival(self, arrivals: asyncio.Queue[tuple[int, Outcome | None]], index: int, call: PreparedCall,
                        task_id: str, wait_until: float) -> None:
