@@ -4,9 +4,10 @@ Run: ``python bench/bench_async.py [--n 100 1000 10000]``. Starts its own redis-
 threads-pool worker serving the probe MCP server over stdio (``add``, a fast tool). For each N
 and each client it reports wall time, calls/s, the client's threads (before and at the peak),
 client RSS growth per call in flight, and event-loop lag (a 5 ms ticker's overshoot, max and
-p99); the native client's RSS per pending call (N calls parked on a queue no worker reads, then
-cancelled); then the p50 of a single call, interleaved with the old client and the sync one. Prints a table and writes
-``bench/results/async.json``.
+p99; first on an idle loop: the floor a shared machine sets); the clients take turns at each N,
+so a change in the machine's load hits both. Then the native client's RSS per pending call (N
+calls parked on a queue no worker reads, then cancelled); then the p50 of a single call,
+interleaved with the old client and the sync one. Prints a table and writes ``bench/results/async.json``.
 """
 
 from __future__ import annotations
@@ -23,8 +24,6 @@ from typing import Any
 import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-
 
 from bench.common import REPO, percentile, print_table, start_redis, start_worker, temp_dir, write_json
 from bench.threaded_client import ThreadedAsyncOrchestrator
@@ -108,9 +107,20 @@ async def parked(client: AsyncOrchestrator, n: int) -> dict[str, Any]:
             "rss_kb_per_pending_call": round((rss - rss_before) / 1024 / n, 2)}
 
 
+async def idle_lag(seconds: float = 3.0) -> dict[str, float]:
+    """The ticker on a loop doing nothing else: the lag the machine alone causes (CPU shared, scheduling)."""
+    sampler = Sampler()
+    ticker = asyncio.create_task(sampler.run())
+    await asyncio.sleep(seconds)
+    sampler.running = False
+    await ticker
+    return {"lag_max_ms": round(max(sampler.lags), 1), "lag_p99_ms": round(percentile(sampler.lags, 0.99), 1)}
+
+
 def measure(settings: Settings, sizes: list[int], single: int
             ) -> tuple[list[dict[str, Any]], list[dict[str, Any]], dict[str, float]]:
-    """Pending calls (native), bursts per client, then single calls interleaved round-robin."""
+    """Idle-loop lag, pending calls (native), bursts (the clients take turns at each N), then single calls."""
+    rows: list[dict[str, Any]] = [{"client": "(idle loop, no calls)", **asyncio.run(idle_lag())}]
     pending: list[dict[str, Any]] = []
 
     async def park() -> None:
@@ -118,13 +128,12 @@ def measure(settings: Settings, sizes: list[int], single: int
             for n in sizes:
                 pending.append(await parked(client, n))
     asyncio.run(park())
-    rows: list[dict[str, Any]] = []
-    for name, cls in CLIENTS.items():
-        async def bursts(cls: type[Any] = cls, name: str = name) -> None:
-            async with cls(settings) as client:
-                for n in sizes:
+    for n in sizes:
+        for name, cls in CLIENTS.items():
+            async def one(cls: type[Any] = cls, name: str = name, n: int = n) -> None:
+                async with cls(settings) as client:
                     rows.append({"client": name, **await burst(client, n)})
-        asyncio.run(bursts())
+            asyncio.run(one())
     return pending, rows, asyncio.run(single_calls(settings, single))
 
 

@@ -193,7 +193,7 @@ def run_batch(app: Celery, settings: Settings, prepared: list[PreparedCall], *, 
     epoch = redis_epoch(markers)
     enqueued: dict[int, AsyncResult] = {}
     try:
-        _enqueue_all(app, prepared, plan.positions, plan.signatures, plan.outcomes, plan.deadline, enqueued)
+        enqueue_all(app, prepared, plan.positions, plan.signatures, plan.outcomes, plan.deadline, enqueued)
         return _collect(app, prepared, enqueued, plan.outcomes, plan.deadline, fail_fast, progress, markers, epoch)
     except KeyboardInterrupt:
         raise _interrupted(app, prepared, enqueued, plan.outcomes, markers) from None
@@ -239,7 +239,7 @@ def withdraw_queued(client: redis.Redis, queue: str, task_ids: set[str]) -> int:
     return removed
 
 
-def _enqueue_all(app: Celery, prepared: list[PreparedCall], positions: list[int], signatures: list[Signature],
+def enqueue_all(app: Celery, prepared: list[PreparedCall], positions: list[int], signatures: list[Signature],
                  outcomes: list[Outcome | None], batch_deadline: float | None,
                  enqueued: dict[int, AsyncResult]) -> None:
     """Publish each call into ``enqueued`` (retrying while the broker is unreachable and its deadline

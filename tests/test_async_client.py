@@ -18,6 +18,7 @@ from orchestrator.errors import (
     CircuitBreakerOpenError,
     DeadlineExceeded,
     InvalidCall,
+    NotEnqueued,
     OrchestratorError,
     OutcomeUnknown,
     ToolReturnedError,
@@ -184,6 +185,28 @@ def test_a_batch_whose_every_server_has_its_breaker_open_fails_fast_on_the_async
     assert [type(o) for o in outcomes] == [CircuitBreakerOpenError] * 3 and seen == [1, 2, 3]
 
 
+def test_calls_admitted_together_fail_one_by_one_a_bad_param_or_an_open_breaker_failing_only_its_call(
+        stack: Stack) -> None:
+    """Calls started in one loop turn are admitted as one chunk; a schema violation or an open breaker
+    fails only the call it concerns, each with its own error, and the others return their results."""
+    async def body(c: AsyncOrchestrator) -> tuple[Any, ...]:
+        await c.call_tool("probe", "add", {"a": 1, "b": 1})  # the catalog is cached
+        await c.force_breaker("probe_http", "open")
+        try:
+            return await asyncio.gather(
+                c.call_tool("probe", "add", {"a": 1, "b": 1}), c.call_tool("probe", "add", {"a": "x", "b": 1}),
+                c.call_tool("probe_http", "echo", {"text": "x"}), c.call_tool("probe_http", "echo", {"text": "y"}),
+                c.call_tool("probe", "add", {"a": 2, "b": 1}), return_exceptions=True)
+        finally:
+            await c.reset_breaker("probe_http")
+
+    first, bad, open_1, open_2, last = run(stack.settings, body)
+    assert first.data["result"] == 2 and last.data["result"] == 3
+    assert isinstance(bad, InvalidCall) and bad.field == "params.a", bad
+    assert isinstance(open_1, CircuitBreakerOpenError) and isinstance(open_2, CircuitBreakerOpenError)
+    assert open_1 is not open_2
+
+
 def test_two_thousand_concurrent_calls_run_with_a_constant_thread_count(stack: Stack) -> None:
     """The client's threads are the same with 20 or 2,000 calls in flight (waiting costs no thread)."""
     async def body(c: AsyncOrchestrator) -> tuple[int, int, list[ToolResult]]:
@@ -231,3 +254,26 @@ def test_a_pending_async_call_survives_redis_restarting_with_an_outcome_by_its_d
     assert all(isinstance(o, ToolResult | OrchestratorError) for o in outcomes), outcomes
     assert elapsed < 8 + 2.0 + 3, elapsed  # deadline + result grace + slack for a loaded machine
     assert after.data == {"result": 5}
+
+
+def test_with_redis_down_an_async_call_and_batch_end_as_not_enqueued_at_their_deadline(
+        fault_stack: FaultStack) -> None:
+    """The async client publishes through the same retrying ``enqueue`` as the sync one: with Redis
+    stopped a call is NotEnqueued (transient, naming the Redis) by its deadline, a batch gets one per call."""
+    async def body(c: AsyncOrchestrator) -> tuple[Any, float, list[Any]]:
+        with fault_stack.redis.stopped():
+            started, error = time.monotonic(), None
+            try:
+                await c.call_tool("probe_http", "add", {"a": 1, "b": 2}, timeout=1.5)
+            except OrchestratorError as exc:
+                error = exc
+            elapsed = time.monotonic() - started
+            outcomes = await c.call_tools_parallel([("probe_http", "add", {"a": i, "b": 1}, 1.0) for i in range(3)])
+        return error, elapsed, outcomes
+
+    error, elapsed, outcomes = run(fault_stack.settings, body)
+    assert isinstance(error, NotEnqueued) and error.transient, error
+    assert f"127.0.0.1:{fault_stack.redis.port}" in str(error) and "not enqueued" in str(error)
+    assert error.server == "probe_http" and error.tool == "add"
+    assert 1.2 < elapsed < 6, elapsed
+    assert [type(o) for o in outcomes] == [NotEnqueued] * 3

@@ -21,14 +21,15 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from functools import partial
-from typing import Any, TypeVar
+from typing import Any, Generic, TypeVar
 
-from celery import Celery, group
+from celery import Celery
+from celery.result import AsyncResult
 from redis.exceptions import RedisError
 
 from orchestrator import health, keys
 from orchestrator.aio.waiter import Meta, ResultWaiter
-from orchestrator.batch import Outcome, outcome_of, plan_batch, prepare_batch, unfinished_outcome
+from orchestrator.batch import Outcome, enqueue_all, outcome_of, plan_batch, prepare_batch, unfinished_outcome
 from orchestrator.breaker import BreakerSnapshot
 from orchestrator.celery_app import RESULT_GRACE_SECONDS
 from orchestrator.client import Orchestrator, client_urls
@@ -53,6 +54,11 @@ OUTBOX_CHUNK = 32
 """Sends per publisher-thread job: small enough that both publisher threads share a burst."""
 
 T = TypeVar("T")
+P = TypeVar("P")
+Sent = tuple[PreparedCall, bool, str]
+"""A published call: resolved, whether the catalog lists its tool, its task id."""
+BatchSent = tuple[list[PreparedCall], list[bool], Any, dict[int, str]]
+"""A published batch: resolved calls, listed flags, its plan, the task id of each enqueued position."""
 AsyncProgress = Callable[[int, int], Any]
 """``progress(completed, total)``; a coroutine function is awaited on the loop."""
 
@@ -70,41 +76,46 @@ def _results_are_awaited_on_the_loop(producer: Any, task_id: str) -> None:
     """``Backend.on_task_call`` of the publisher threads: subscribe nothing."""
 
 
-class Outbox:
-    """Sends handed over by the loop, run in chunks on the publisher threads: one thread hand-off (and one
-    loop wake-up) per chunk instead of per call, so a burst of calls costs the loop little."""
+class Outbox(Generic[P, T]):
+    """Work handed over by the loop, run in chunks on the publisher threads: one thread hand-off (and one
+    loop wake-up) per chunk instead of per call, and ``run`` sees the whole chunk, so it can admit the
+    calls of a burst together (one catalog read, one breaker look per server)."""
 
-    def __init__(self, executor: ThreadPoolExecutor, revoke: Callable[[list[str]], None]) -> None:
+    def __init__(self, executor: ThreadPoolExecutor, run: Callable[[list[P]], list[tuple[bool, Any]]],
+                 sent_ids: Callable[[T], list[str]], revoke: Callable[[list[str]], None]) -> None:
         self._executor = executor
+        self._run = run
+        self._sent_ids = sent_ids
         self._revoke = revoke
-        self._queued: list[tuple[Callable[[], Any], Callable[[Any], list[str]], asyncio.Future[Any]]] = []
+        self._queued: list[tuple[P, asyncio.Future[T]]] = []
 
-    def submit(self, send: Callable[[], T], sent_ids: Callable[[T], list[str]]) -> asyncio.Future[T]:
-        """``send()``'s outcome, later; if the future is cancelled once ``send`` ran, ``sent_ids`` are revoked."""
+    def submit(self, payload: P) -> asyncio.Future[T]:
+        """``payload``'s outcome, later; if the future is cancelled once it was sent, its ids are revoked."""
         loop = asyncio.get_running_loop()
         future: asyncio.Future[T] = loop.create_future()
         if not self._queued:
             loop.call_soon(self._flush, loop)
-        self._queued.append((send, sent_ids, future))
+        self._queued.append((payload, future))
         return future
 
     def _flush(self, loop: asyncio.AbstractEventLoop) -> None:
-        jobs = [job for job in self._queued if not job[2].cancelled()]  # cancelled before sending: nothing to do
+        jobs = [job for job in self._queued if not job[1].cancelled()]  # cancelled before sending: nothing to do
         self._queued = []
         for start in range(0, len(jobs), OUTBOX_CHUNK):
             chunk = jobs[start:start + OUTBOX_CHUNK]
-            done = self._executor.submit(_run_each, [send for send, _, _ in chunk])
+            done = self._executor.submit(self._run, [payload for payload, _ in chunk])
             done.add_done_callback(partial(self._hand_back, loop, chunk))
 
-    def _hand_back(self, loop: asyncio.AbstractEventLoop, chunk: list[Any], done: Future[list[Any]]) -> None:
+    def _hand_back(self, loop: asyncio.AbstractEventLoop, chunk: list[tuple[P, asyncio.Future[T]]],
+                   done: Future[list[tuple[bool, Any]]]) -> None:
         with contextlib.suppress(RuntimeError):  # the loop is closed: nobody is waiting any more
             loop.call_soon_threadsafe(self._deliver, chunk, done.result())
 
-    def _deliver(self, chunk: list[Any], outcomes: list[tuple[bool, Any]]) -> None:
-        for (_send, sent_ids, future), (ok, value) in zip(chunk, outcomes, strict=True):
+    def _deliver(self, chunk: list[tuple[P, asyncio.Future[T]]], outcomes: list[tuple[bool, Any]]) -> None:
+        for (_payload, future), (ok, value) in zip(chunk, outcomes, strict=True):
             if future.cancelled():
                 if ok:
-                    self._revoke(sent_ids(value))
+                    self._revoke(self._sent_ids(value))
             elif ok:
                 future.set_result(value)
             else:
@@ -135,7 +146,11 @@ class AsyncOrchestrator:
         for _ in range(PUBLISH_THREADS):  # every publisher thread now, so the thread count is flat from the start
             self._publisher.submit(started.wait, 10)
         self._blocking = ThreadPoolExecutor(BLOCKING_THREADS, "mcp-orch-sync")
-        self._outbox = Outbox(self._publisher, self._revoke)
+        self._calls: Outbox[PreparedCall, Sent] = Outbox(self._publisher, self._admit_and_send_each,
+                                                         lambda sent: [sent[2]], self._revoke)
+        self._batches: Outbox[Callable[[], BatchSent], BatchSent] = Outbox(self._publisher, _run_each,
+                                                                           lambda sent: list(sent[3].values()),
+                                                                           self._revoke)
         self._waiter: ResultWaiter | None = None
 
     @property
@@ -160,7 +175,7 @@ class AsyncOrchestrator:
                         timeout: float | None = None, *, raise_on_error: bool = True) -> ToolResult:
         """As ``Orchestrator.call_tool``: validated before enqueue, one typed outcome, by its deadline."""
         call = prepare_call(self.settings, server, tool, params, timeout)
-        call, listed, task_id = await self._publish(call, partial(self._admit_and_send, call), lambda sent: [sent[2]])
+        call, listed, task_id = await self._publish(call, call.deadline, self._calls.submit(call))
         try:
             meta = await self.results.wait(task_id, max(call.deadline - time.time(), 0.0) + RESULT_GRACE_SECONDS)
         except TimeoutError:
@@ -185,20 +200,44 @@ class AsyncOrchestrator:
             raise error
         return ToolResult.model_validate(meta["result"])
 
-    def _admit_and_send(self, call: PreparedCall) -> tuple[PreparedCall, bool, str]:
+    def _admit_and_send(self, call: PreparedCall) -> Sent:
         """(publisher thread) Resolve, fail fast on an open breaker, enqueue; the call and its task id."""
         call, listed = self.sync._admit(call)
         return call, listed, self.sync._send(call, CALL_TOOL, call.task_kwargs()).id
 
-    async def _publish(self, call: PreparedCall, send: Callable[[], T], sent_ids: Callable[[T], list[str]]) -> T:
-        """Run ``send`` on a publisher thread within ``call``'s deadline; typed errors only.
+    def _admit_and_send_each(self, calls: list[PreparedCall]) -> list[tuple[bool, Any]]:
+        """(publisher thread) A chunk of calls admitted together, then each enqueued; each call's own outcome.
 
-        If the caller stops waiting (cancelled, or the deadline passed) while the message is being
-        sent, whatever it enqueued is revoked once the send ends.
+        One catalog read for the chunk and one breaker look per server instead of one each per call
+        (the publisher threads wait on Redis round trips, so these bound the client's throughput).
+        A server whose breaker refuses is asked again for each of its calls, so each gets its own error.
         """
-        future: asyncio.Future[T] = self._outbox.submit(send, sent_ids)
         try:
-            async with asyncio.timeout(max(call.deadline - time.time(), 0.0)):
+            resolved, listed = self.sync._resolve(calls, prefixed=False)
+        except Exception:  # boundary: a call with bad params; admitted one by one, only that call fails
+            return _run_each([partial(self._admit_and_send, call) for call in calls])
+        admitted: set[str] = set()
+        outcomes: list[tuple[bool, Any]] = []
+        for call, known in zip(resolved, listed, strict=True):
+            try:
+                if call.server.name not in admitted:
+                    self.sync.breakers.breaker(call.server.name).check_or_raise()
+                    admitted.add(call.server.name)
+                outcomes.append((True, (call, known, self.sync._send(call, CALL_TOOL, call.task_kwargs()).id)))
+            except Exception as exc:  # boundary: handed back to the caller, who types it
+                outcomes.append((False, exc))
+        return outcomes
+
+    async def _publish(self, call: PreparedCall, deadline: float, future: asyncio.Future[T]) -> T:
+        """The outcome of a send queued on the publisher threads; typed errors only.
+
+        ``enqueue`` retries an unreachable broker until ``deadline`` and then raises ``NotEnqueued``;
+        the wait here ends ``RESULT_GRACE_SECONDS`` later (a send stuck in a socket). If the caller
+        stops waiting (cancelled, or that time passed) while the message is being sent, whatever it
+        enqueued is revoked once the send ends.
+        """
+        try:
+            async with asyncio.timeout(max(deadline - time.time(), 0.0) + RESULT_GRACE_SECONDS):
                 return await future
         except TimeoutError:
             raise DeadlineExceeded(f"could not enqueue the call to {call.server.name} within {call.timeout:g}s",
@@ -268,23 +307,22 @@ class AsyncOrchestrator:
         if not prepared:
             plan_batch(self.app, self.settings, [], timeout=timeout, max_concurrency=max_concurrency)
             return []
-        first = min(prepared, key=lambda call: call.deadline)
-        resolved, listed, plan, task_ids = await self._publish(
-            first, partial(self._plan_and_send, prepared, timeout, max_concurrency), lambda sent: sent[3])
+        last = max(prepared, key=lambda call: call.deadline)
+        resolved, listed, plan, ids = await self._publish(
+            last, last.deadline, self._batches.submit(partial(self._plan_and_send, prepared, timeout, max_concurrency)))
         outcomes = plan.outcomes
         total, done = len(outcomes), 0
         for _refused in range(sum(outcome is not None for outcome in outcomes)):
             done += 1
             await _report(progress, done, total)
-        if not plan.positions:  # every server of the batch refused by its breaker
+        if not ids:  # every call refused by its breaker or not enqueued by its deadline
             return [outcome for outcome in outcomes if outcome is not None]
-        wait_until = max(resolved[p].deadline for p in plan.positions) + RESULT_GRACE_SECONDS
+        wait_until = max(resolved[p].deadline for p in ids) + RESULT_GRACE_SECONDS
         if plan.deadline is not None:
             wait_until = min(wait_until, plan.deadline)
         arrivals: asyncio.Queue[tuple[int, Outcome | None]] = asyncio.Queue()
         waits = [asyncio.create_task(self._arrival(arrivals, index, resolved[index], task_id, wait_until))
-                 for index, task_id in zip(plan.positions, task_ids, strict=True)]
-        ids = dict(zip(plan.positions, task_ids, strict=True))
+                 for index, task_id in ids.items()]
         failed_fast = False
         try:
             for _ in waits:
@@ -317,16 +355,15 @@ class AsyncOrchestrator:
         return await self._off_loop(self.sync._hinted)(final, resolved, listed)
 
     def _plan_and_send(self, prepared: list[PreparedCall], timeout: float | None,
-                       max_concurrency: Mapping[str, int] | None) -> tuple[list[PreparedCall], list[bool], Any,
-                                                                           list[str]]:
-        """(publisher thread) Resolve and check the batch, fail fast open breakers, enqueue the rest."""
-        resolved, listed = self.sync.catalog.resolve_batch(prepared)
+                       max_concurrency: Mapping[str, int] | None) -> BatchSent:
+        """(publisher thread) Resolve and check the batch, fail fast open breakers, enqueue the rest (each
+        retried while the broker is unreachable; one not enqueued by its deadline gets ``NotEnqueued``)."""
+        resolved, listed = self.sync._resolve(prepared, prefixed=True)  # Redis down: the calls go as given
         plan = plan_batch(self.app, self.settings, resolved, timeout=timeout, max_concurrency=max_concurrency,
                           breakers=self.sync.breakers, listed=listed, counts=self.sync.redis)
-        if not plan.signatures:
-            return resolved, listed, plan, []
-        handle = group(plan.signatures, app=self.app).apply_async()
-        return resolved, listed, plan, [result.id for result in handle.results]
+        enqueued: dict[int, AsyncResult] = {}
+        enqueue_all(self.app, resolved, plan.positions, plan.signatures, plan.outcomes, plan.deadline, enqueued)
+        return resolved, listed, plan, {position: handle.id for position, handle in enqueued.items()}
 
     async def _arrival(self, arrivals: asyncio.Queue[tuple[int, Outcome | None]], index: int, call: PreparedCall,
                        task_id: str, wait_until: float) -> None:
