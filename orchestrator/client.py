@@ -136,12 +136,16 @@ class Orchestrator:
         counted in the call metrics (no worker sees it).
         """
         (call,), (listed,) = self._resolve([call], prefixed=False)
+        self._check_breaker(call, listed)
+        return call, listed
+
+    def _check_breaker(self, call: PreparedCall, listed: bool) -> None:
+        """Fail fast when ``call``'s breaker refuses, counting the refusal in the call metrics."""
         try:
             self.breakers.breaker(call.server.name).check_or_raise()
         except CircuitBreakerOpenError:
             record_refusals(self.redis, [(call.server.name, call.tool if listed else UNLISTED_TOOL)])
             raise
-        return call, listed
 
     def _hinted(self, outcomes: list[Outcome], calls: list[PreparedCall], listed: list[bool]) -> list[Outcome]:
         """A batch's outcomes, the tool errors of names no catalog lists naming the close matches."""

@@ -221,7 +221,7 @@ class AsyncOrchestrator:
         for call, known in zip(resolved, listed, strict=True):
             try:
                 if call.server.name not in admitted:
-                    self.sync.breakers.breaker(call.server.name).check_or_raise()
+                    self.sync._check_breaker(call, known)
                     admitted.add(call.server.name)
                 outcomes.append((True, (call, known, self.sync._send(call, CALL_TOOL, call.task_kwargs()).id)))
             except Exception as exc:  # boundary: handed back to the caller, who types it
