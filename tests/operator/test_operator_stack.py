@@ -159,6 +159,21 @@ def test_a_call_through_the_cli_reaches_the_stack(running: RunningStack) -> None
         assert len(json.loads(limited.stdout)["data"]["queue"]["slots"]) == 1 < slots
 
 
+def test_the_readme_python_snippet_runs_as_written_against_the_stack(running: RunningStack, tmp_path: Path) -> None:
+    """README's "From Python" script, saved as app.py and run with the stack's Redis URL as it says, prints a
+    successful call."""
+    readme = (REPO / "README.md").read_text()
+    snippet = re.search(r"From Python \(AutoArr's side\).*?```python\n(.*?)```", readme, re.S)
+    assert snippet, "README lost its Python snippet"
+    (tmp_path / "app.py").write_text(snippet.group(1))
+    broker = re.search(r"^\s+redis\s+(redis://\S+)", "\n".join(running.output), re.M)
+    assert broker, "the stack printed no Redis URL"
+    done = subprocess.run([sys.executable, str(tmp_path / "app.py")], cwd=tmp_path, capture_output=True, text=True,
+                          env={**running.env, "MCP_ORCH_BROKER_URL": broker.group(1)}, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("True "), done.stdout
+
+
 def test_flower_shows_the_task_by_name_behind_basic_auth_and_without_secrets(running: RunningStack) -> None:
     """Flower's API refuses a request without the login; with it, the call shows as ``sabnzbd.<tool>``
     with server, tool and params as arguments, and no secret anywhere in what Flower returns."""
