@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import json
+import queue
 import statistics
+import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -78,3 +81,30 @@ def write_json(name: str, payload: dict[str, object]) -> Path:
     path = RESULTS / f"{name}.json"
     path.write_text(json.dumps(payload, indent=2))
     return path
+
+
+def read_until_ready(proc: subprocess.Popen[str], timeout: float) -> list[str]:
+    """``mcp-orch stack`` output lines up to and including the ``Try:`` line that ends its readiness report
+    (the benchmarks and the operator tests both wait on it)."""
+    lines: queue.Queue[str | None] = queue.Queue()
+
+    def pump() -> None:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            lines.put(line.rstrip("\n"))
+        lines.put(None)
+
+    threading.Thread(target=pump, daemon=True).start()
+    seen: list[str] = []
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            line = lines.get(timeout=max(deadline - time.monotonic(), 0.01))
+        except queue.Empty:
+            break
+        if line is None:
+            break
+        seen.append(line)
+        if line.startswith("Try:"):
+            return seen
+    raise RuntimeError("the stack did not report readiness:\n" + "\n".join(seen))

@@ -27,7 +27,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
-import queue
 import re
 import secrets
 import signal
@@ -35,7 +34,6 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -46,7 +44,7 @@ import psutil
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import upstream_sim
-from bench.common import REPO, print_table, summarize, write_json
+from bench.common import REPO, print_table, read_until_ready, summarize, write_json
 from orchestrator.client import Orchestrator
 from orchestrator.config import DEFAULTS_FILE, MEDIA_SERVER_VARIABLES, load_settings
 from orchestrator.results import ToolResult
@@ -119,31 +117,6 @@ class Stack:
 
     def client(self) -> Orchestrator:
         return Orchestrator(load_settings(DEFAULTS_FILE, broker_url=self.broker_url))
-
-
-def read_until_ready(proc: subprocess.Popen[str], timeout: float) -> list[str]:
-    lines: queue.Queue[str | None] = queue.Queue()
-
-    def pump() -> None:
-        assert proc.stdout is not None
-        for line in proc.stdout:
-            lines.put(line.rstrip("\n"))
-        lines.put(None)
-
-    threading.Thread(target=pump, daemon=True).start()
-    seen: list[str] = []
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            line = lines.get(timeout=max(deadline - time.monotonic(), 0.01))
-        except queue.Empty:
-            break
-        if line is None:
-            break
-        seen.append(line)
-        if line.startswith("Try:"):
-            return seen
-    raise RuntimeError("the stack did not report readiness:\n" + "\n".join(seen))
 
 
 @contextlib.contextmanager

@@ -12,12 +12,10 @@ import base64
 import contextlib
 import json
 import os
-import queue
 import re
 import signal
 import subprocess
 import sys
-import threading
 import time
 import urllib.error
 import urllib.request
@@ -28,6 +26,7 @@ from pathlib import Path
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from bench.common import read_until_ready
 from orchestrator.services import MEDIA_SERVICE_NAMES
 from tests.support.procs import REPO
 from tests.support.proctree import alive as _exists
@@ -72,32 +71,6 @@ def operator_env(root: Path) -> dict[str, str]:
            if not key.startswith(("MCP_ORCH_", "FLOWER_")) and not key.endswith(("_URL", "_API_KEY", "_TOKEN"))}
     env.update({"XDG_RUNTIME_DIR": str(root), "PYTHONUNBUFFERED": "1"})
     return env
-
-
-def read_until_ready(proc: subprocess.Popen[str], timeout: float) -> list[str]:
-    """Stack output lines up to and including the ``Try:`` line that ends its readiness report."""
-    lines: queue.Queue[str | None] = queue.Queue()
-
-    def pump() -> None:
-        assert proc.stdout is not None
-        for line in proc.stdout:
-            lines.put(line.rstrip("\n"))
-        lines.put(None)
-
-    threading.Thread(target=pump, daemon=True).start()
-    seen: list[str] = []
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            line = lines.get(timeout=max(deadline - time.monotonic(), 0.01))
-        except queue.Empty:
-            break
-        if line is None:
-            break
-        seen.append(line)
-        if line.startswith("Try:"):
-            return seen
-    raise AssertionError("the stack did not report readiness:\n" + "\n".join(seen))
 
 
 @contextlib.contextmanager
