@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 import threading
 import time
@@ -32,7 +33,9 @@ pytestmark = pytest.mark.slow
 
 
 def run(stack_settings: Any, body: Callable[[AsyncOrchestrator], Awaitable[Any]]) -> Any:
-    """Run ``body`` with a fresh async client on a fresh loop, closing the client after it."""
+    """Run ``body`` with a fresh async client on a fresh loop, closing the client after it. Garbage of earlier
+    tests (results bound to their stopped Redis) is collected here, not inside a publisher thread."""
+    gc.collect()
     async def main() -> Any:
         async with AsyncOrchestrator(stack_settings) as aclient:
             return await body(aclient)

@@ -50,6 +50,8 @@ BLOCKING_THREADS = 4
 MARKER_CHECK_SECONDS = 1.0
 """At most this long past a deadline is spent reading execution markers (Redis may be the thing that is down)."""
 
+CLOSE_TIMEOUT_SECONDS = 5.0
+"""How long ``aclose`` waits for the broker/backend connections to close before it leaves them."""
 OUTBOX_CHUNK = 32
 """Sends per publisher-thread job: small enough that both publisher threads share a burst."""
 
@@ -203,7 +205,7 @@ class AsyncOrchestrator:
     def _admit_and_send(self, call: PreparedCall) -> Sent:
         """(publisher thread) Resolve, fail fast on an open breaker, enqueue; the call and its task id."""
         call, listed = self.sync._admit(call)
-        return call, listed, self.sync._send(call, CALL_TOOL, call.task_kwargs()).id
+        return call, listed, _task_id(self.sync._send(call, CALL_TOOL, call.task_kwargs()))
 
     def _admit_and_send_each(self, calls: list[PreparedCall]) -> list[tuple[bool, Any]]:
         """(publisher thread) A chunk of calls admitted together, then each enqueued; each call's own outcome.
@@ -223,7 +225,7 @@ class AsyncOrchestrator:
                 if call.server.name not in admitted:
                     self.sync._check_breaker(call, known)
                     admitted.add(call.server.name)
-                outcomes.append((True, (call, known, self.sync._send(call, CALL_TOOL, call.task_kwargs()).id)))
+                outcomes.append((True, (call, known, _task_id(self.sync._send(call, CALL_TOOL, call.task_kwargs())))))
             except Exception as exc:  # boundary: handed back to the caller, who types it
                 outcomes.append((False, exc))
         return outcomes
@@ -363,7 +365,7 @@ class AsyncOrchestrator:
                           breakers=self.sync.breakers, listed=listed, counts=self.sync.redis)
         enqueued: dict[int, AsyncResult] = {}
         enqueue_all(self.app, resolved, plan.positions, plan.signatures, plan.outcomes, plan.deadline, enqueued)
-        return resolved, listed, plan, {position: handle.id for position, handle in enqueued.items()}
+        return resolved, listed, plan, {position: _task_id(handle) for position, handle in enqueued.items()}
 
     async def _arrival(self, arrivals: asyncio.Queue[tuple[int, Outcome | None]], index: int, call: PreparedCall,
                        task_id: str, wait_until: float) -> None:
@@ -411,7 +413,11 @@ class AsyncOrchestrator:
         if self._waiter is not None:
             await self._waiter.aclose()
             self._waiter = None
-        await asyncio.get_running_loop().run_in_executor(self._publisher, self.sync.close)
+        closing = asyncio.get_running_loop().run_in_executor(self._publisher, self.sync.close)
+        try:  # a close stuck on an unreachable Redis must not hold the caller's shutdown
+            await asyncio.wait_for(closing, CLOSE_TIMEOUT_SECONDS)
+        except TimeoutError:
+            log.warning("closing the broker/backend connections took over %gs; left to finish", CLOSE_TIMEOUT_SECONDS)
         self._publisher.shutdown(wait=False)
         self._blocking.shutdown(wait=False)
 
@@ -420,6 +426,14 @@ class AsyncOrchestrator:
 
     async def __aexit__(self, *exc: object) -> None:
         await self.aclose()
+
+
+def _task_id(handle: AsyncResult) -> str:
+    """The id of a task sent from a publisher thread, its handle detached from the result backend: the
+    loop waits for it, so the handle's ``__del__`` must not talk to Redis (during an outage that blocks the
+    publisher thread in Celery's reconnect loop)."""
+    handle.backend = None
+    return str(handle.id)
 
 
 async def _report(progress: AsyncProgress | None, done: int, total: int) -> None:
