@@ -10,6 +10,7 @@ import dataclasses
 import json
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -197,6 +198,16 @@ def cmd_stack(args: argparse.Namespace) -> int:
         return 1
 
 
+def _per_server_command(sub: Any, name: str, help_text: str,
+                        func: Callable[[argparse.Namespace], int]) -> argparse.ArgumentParser:
+    """A subcommand about one server or, without one, every enabled server; prints text or ``--json``."""
+    parser: argparse.ArgumentParser = sub.add_parser(name, help=help_text)
+    parser.add_argument("server", nargs="?", help="server name or alias (default: all enabled servers)")
+    parser.add_argument("--json", action="store_true", help="print JSON")
+    parser.set_defaults(func=func)
+    return parser
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="mcp-orch", description="AutoArr's MCP tool-call orchestrator.")
     parser.add_argument("--config", help=f"TOML config file (default: ${CONFIG_PATH_ENV} or the bundled defaults)")
@@ -216,11 +227,8 @@ def build_parser() -> argparse.ArgumentParser:
                       help="wait until the deadline for a worker to take the call, even if none runs now")
     call.set_defaults(func=cmd_call)
 
-    tools = sub.add_parser("tools", help="list the tools of one server, or of all")
-    tools.add_argument("server", nargs="?", help="server name or alias (default: all enabled servers)")
-    tools.add_argument("--json", action="store_true", help="print JSON")
+    tools = _per_server_command(sub, "tools", "list the tools of one server, or of all", cmd_tools)
     tools.add_argument("--refresh", action="store_true", help="ask the workers instead of the cached catalog")
-    tools.set_defaults(func=cmd_tools)
 
     breakers = sub.add_parser("breakers", help="show, reset or force the circuit breakers")
     breakers.add_argument("action", nargs="?", choices=["show", "reset", "open", "closed", "disable"],
@@ -238,11 +246,8 @@ def build_parser() -> argparse.ArgumentParser:
     worker.add_argument("--loglevel", "-l", default="INFO")
     worker.set_defaults(func=cmd_worker)
 
-    health = sub.add_parser("health", help="server health (exit 1 unless all healthy)")
-    health.add_argument("server", nargs="?", help="server name or alias (default: all enabled servers)")
+    health = _per_server_command(sub, "health", "server health (exit 1 unless all healthy)", cmd_health)
     health.add_argument("--check", action="store_true", help="run fresh checks through the queues")
-    health.add_argument("--json", action="store_true", help="print JSON")
-    health.set_defaults(func=cmd_health)
 
     beat = sub.add_parser("beat", help="run the beat that schedules health checks (one per deployment)")
     beat.add_argument("--loglevel", "-l", default="INFO")
