@@ -5,7 +5,7 @@ is one row: server, tool and params exactly as AutoArr writes them, and a check 
 caller reads from the result. The seed behaviours follow, then AutoArr's error middleware
 mapping (rebuilt here from its documented order, not copied) applied to real failures.
 
-The stack is ``tests/test_compat.py``'s (``running_compat_stack``): four simulators, workers
+The stack is ``tests/support/compat_stack.py``'s (fixtures in ``tests/compat/conftest.py``): four simulators, workers
 started with ``worker_environment(seed config)``, Redis database 17.
 """
 
@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import time
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -33,9 +33,8 @@ from orchestrator.compat import (
     exceptions,
 )
 from orchestrator.operator.processes import wait_until
-from tests.compat.test_compat import WAIT, CompatStack, connected, reset_faults_and_breakers, run, running_compat_stack
+from tests.support.compat_stack import WAIT, CompatStack, connected, run
 from tests.support.proctree import descendants
-from tests.support.redis_proc import RedisServer
 
 pytestmark = pytest.mark.slow
 
@@ -199,19 +198,6 @@ async def _ids(mcp: MCPOrchestrator) -> Ids:
             "queued_nzo": queue["queue"]["slots"][-1]["nzo_id"], "series": series[0]["id"],
             "episode": episodes[0]["id"], "movie": movies[0]["id"], "library": libraries[0]["key"],
             "item": recent[0]["ratingKey"]}
-
-
-@pytest.fixture(scope="module")
-def compat_stack(redis_server: RedisServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[CompatStack]:
-    with running_compat_stack(redis_server, tmp_path_factory.mktemp("autoarr")) as stack:
-        yield stack
-
-
-@pytest.fixture
-def stack(compat_stack: CompatStack) -> Iterator[CompatStack]:
-    """The module stack, with simulator faults and breakers back to normal after each test."""
-    yield compat_stack
-    reset_faults_and_breakers(compat_stack)
 
 
 @pytest.fixture(scope="module")
