@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.config import ConfigError, load_settings
+from orchestrator.config import DEFAULTS_FILE, EMBEDDED_FILE, ConfigError, load_settings
 
 MINIMAL = """
 broker_url = "redis://127.0.0.1:6379/3"
@@ -114,3 +114,14 @@ def test_the_bundled_defaults_load(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("MCP_ORCH_CONFIG", raising=False)
     settings = load_settings()
     assert settings.servers
+
+
+def test_the_compact_stacks_servers_are_the_bundled_defaults_but_for_the_transport() -> None:
+    """embedded.toml serves defaults.toml's servers in-process: same aliases, health probe, policies, variables."""
+    stdio, inprocess = load_settings(DEFAULTS_FILE).servers, load_settings(EMBEDDED_FILE).servers
+    assert inprocess.keys() == stdio.keys()
+    for name, server in stdio.items():
+        embedded = inprocess[name]
+        assert embedded.transport.type == "inprocess"
+        assert embedded.transport.env.keys() == server.transport.env.keys(), name
+        assert embedded.model_dump(exclude={"transport"}) == server.model_dump(exclude={"transport"}), name
