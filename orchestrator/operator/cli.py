@@ -66,6 +66,8 @@ def tool_properties(client: Orchestrator, server: str, tool: str) -> dict[str, A
 
 
 def collect_params(args: argparse.Namespace, properties: dict[str, Any] | None = None) -> dict[str, Any]:
+    """``--json-params`` and the ``-p`` items as one dict; a key given twice is refused, naming it
+    (which of the two values was meant cannot be told)."""
     params: dict[str, Any] = {}
     if args.params_json:
         try:
@@ -74,7 +76,11 @@ def collect_params(args: argparse.Namespace, properties: dict[str, Any] | None =
             raise InvalidCall(f"params: --json-params is not valid JSON: {exc}", field="params") from None
         if not isinstance(params, dict):
             raise InvalidCall("params: --json-params must be a JSON object", field="params")
-    params.update(dict(parse_param(item, properties) for item in args.param))
+    for item in args.param:
+        key, value = parse_param(item, properties)
+        if key in params:
+            raise InvalidCall(f"params.{key}: given twice (by --param or --json-params)", field=f"params.{key}")
+        params[key] = value
     return params
 
 

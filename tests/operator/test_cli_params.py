@@ -8,8 +8,8 @@ from typing import Any
 import pytest
 
 from orchestrator.client import Orchestrator
-from orchestrator.errors import DeadlineExceeded
-from orchestrator.operator.cli import main, parse_param
+from orchestrator.errors import DeadlineExceeded, InvalidCall
+from orchestrator.operator.cli import build_parser, collect_params, main, parse_param
 from orchestrator.operator.processes import wait_until
 from tests.conftest import Stack
 
@@ -33,6 +33,18 @@ PROPERTIES: dict[str, Any] = {
 def test_a_value_is_read_as_the_type_the_tool_schema_wants(given: str, expected: tuple[str, Any]) -> None:
     """JSON where the schema allows the parsed type (or says nothing), the text where it wants a string."""
     assert parse_param(given, PROPERTIES) == expected
+
+
+@pytest.mark.parametrize("given", [
+    ["-p", "series_id=1", "-p", "series_id=2"],
+    ["-p", "series_id=1", "--json-params", '{"series_id": 2}'],
+])
+def test_a_parameter_given_twice_is_refused_naming_it(given: list[str]) -> None:
+    """Two values for one key (two ``-p``, or ``-p`` and ``--json-params``) is an error, not the last one silently."""
+    args = build_parser().parse_args(["call", "sonarr", "sonarr_get_series_by_id", *given])
+    with pytest.raises(InvalidCall, match=r"params\.series_id: given twice") as caught:
+        collect_params(args)
+    assert caught.value.details["field"] == "params.series_id"
 
 
 @pytest.mark.slow
