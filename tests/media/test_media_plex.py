@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from importlib import metadata
 
 import pytest
@@ -30,19 +29,10 @@ TOOLS = {
 TRAVERSAL = "1/../../../status/sessions?"
 
 
-@pytest.fixture(scope="module")
-def plex() -> Iterator[Served]:
-    served = Served("plex")
-    yield served
-    served.close()
-
-
 def test_server_lists_exactly_autoarrs_plex_tools_with_output_schemas(plex: Served) -> None:
     """The server offers AutoArr's 8 Plex tools and the 5 its router calls, each with an output schema and
     annotations."""
-    tools = plex.client.list_tools()
-    assert {tool.name for tool in tools} == TOOLS
-    assert all(tool.output_schema and tool.annotations for tool in tools)
+    plex.assert_lists_exactly(TOOLS)
 
 
 def test_libraries_are_the_media_container_directories(plex: Served) -> None:

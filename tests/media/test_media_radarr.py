@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -49,19 +48,10 @@ ID_TOOLS = [
 BAD_IDS = [0, -1, "1", "1/../../system/status", True, 1.5]
 
 
-@pytest.fixture(scope="module")
-def radarr() -> Iterator[Served]:
-    served = Served("radarr")
-    yield served
-    served.close()
-
-
 def test_server_lists_exactly_autoarrs_radarr_tools_with_output_schemas(radarr: Served) -> None:
     """The server offers AutoArr's 9 Radarr tools and the 7 its callers add, each with an output schema and
     annotations."""
-    tools = radarr.client.list_tools()
-    assert {tool.name for tool in tools} == TOOLS
-    assert all(tool.output_schema and tool.annotations for tool in tools)
+    radarr.assert_lists_exactly(TOOLS)
 
 
 def test_movies_list_is_wrapped_as_success_data(radarr: Served) -> None:

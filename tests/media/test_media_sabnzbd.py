@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from importlib import metadata
 
 import pytest
@@ -28,22 +27,13 @@ TOOLS = {
 }
 
 
-@pytest.fixture(scope="module")
-def sab() -> Iterator[Served]:
-    served = Served("sabnzbd")
-    yield served
-    served.close()
-
-
 def slots(sab: Served) -> dict[str, dict]:
     return {slot["nzo_id"]: slot for slot in sab.ok("sabnzbd_get_queue")["queue"]["slots"]}
 
 
 def test_server_lists_exactly_autoarrs_sabnzbd_tools_with_output_schemas(sab: Served) -> None:
     """The server offers AutoArr's 11 SABnzbd tools, each with an output schema and annotations."""
-    tools = sab.client.list_tools()
-    assert {tool.name for tool in tools} == TOOLS
-    assert all(tool.output_schema and tool.annotations for tool in tools)
+    sab.assert_lists_exactly(TOOLS)
 
 
 def test_queue_shows_slots_and_progresses_as_time_passes(sab: Served) -> None:

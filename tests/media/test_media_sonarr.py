@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -40,13 +39,6 @@ ID_TOOLS = [
 BAD_IDS = [0, -1, "1", "1/../../system/status", True, 1.5]
 
 
-@pytest.fixture(scope="module")
-def sonarr() -> Iterator[Served]:
-    served = Served("sonarr")
-    yield served
-    served.close()
-
-
 def titles(sonarr: Served) -> set[str]:
     return {series["title"] for series in sonarr.ok("sonarr_get_series")["data"]}
 
@@ -54,9 +46,7 @@ def titles(sonarr: Served) -> set[str]:
 def test_server_lists_exactly_autoarrs_sonarr_tools_with_output_schemas(sonarr: Served) -> None:
     """The server offers AutoArr's 10 Sonarr tools and the 5 its callers add, each with an output schema and
     annotations."""
-    tools = sonarr.client.list_tools()
-    assert {tool.name for tool in tools} == TOOLS
-    assert all(tool.output_schema and tool.annotations for tool in tools)
+    sonarr.assert_lists_exactly(TOOLS)
 
 
 def test_series_list_is_wrapped_as_success_data(sonarr: Served) -> None:

@@ -140,6 +140,12 @@ class Served:
         assert self.secret not in everything_in(result)
         return text
 
+    def assert_lists_exactly(self, names: set[str]) -> None:
+        """The server lists exactly the tools ``names``, each with an output schema and annotations."""
+        tools = self.client.list_tools()
+        assert {tool.name for tool in tools} == names
+        assert all(tool.output_schema and tool.annotations for tool in tools)
+
     def close(self) -> None:
         self.client.close()
         self.sim.stop()
