@@ -17,15 +17,11 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 
 import pytest
-import redis
 
 from orchestrator import AsyncOrchestrator
-from orchestrator.celery_app import make_celery
 from orchestrator.client import Orchestrator
-from orchestrator.config import load_settings
 from orchestrator.errors import (
     CircuitBreakerOpenError,
     DeadlineExceeded,
@@ -35,7 +31,7 @@ from orchestrator.errors import (
 )
 from orchestrator.operator.processes import ChildProcess
 from tests.support.ports import free_port
-from tests.support.procs import REPO, start_worker
+from tests.support.procs import REPO, configured_worker
 from tests.support.redis_proc import RedisServer
 
 pytestmark = pytest.mark.slow
@@ -112,30 +108,16 @@ class ErrorStack:
 @pytest.fixture(scope="module")
 def error_stack(redis_server: RedisServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ErrorStack]:
     """One threads-pool worker for the four servers, a refusing HTTP endpoint, a client."""
-    root: Path = tmp_path_factory.mktemp("error-classes")
     broker = f"{redis_server.url}/{BROKER_DB}"
-    conn = redis.Redis.from_url(broker)
-    conn.flushdb()
-    conn.close()
     refusing = ThreadingHTTPServer(("127.0.0.1", 0), _Refuse)
     threading.Thread(target=refusing.serve_forever, daemon=True).start()
-    config_path = root / "errors.toml"
-    config_path.write_text(CONFIG.format(broker=broker, fastmcp=FASTMCP_PYTHON, repo=REPO, closed_port=free_port(),
-                                         refusing_port=refusing.server_address[1]))
-    settings = load_settings(config_path)
-    app = make_celery(settings)
-    queues = [server.queue for server in settings.servers.values()]
-    worker = start_worker(app, name="errors", queues=queues, pool="threads", concurrency=4,
-                          env={"MCP_ORCH_CONFIG": str(config_path), "REFUSED_TOKEN": REFUSED_TOKEN,
-                               "LOCAL_TZ": LOCAL_TZ},
-                          log=root / "worker-errors.log")
-    client = Orchestrator(settings)
+    config = CONFIG.format(broker=broker, fastmcp=FASTMCP_PYTHON, repo=REPO, closed_port=free_port(),
+                           refusing_port=refusing.server_address[1])
     try:
-        yield ErrorStack(client, worker)
+        with configured_worker(broker, config, tmp_path_factory.mktemp("error-classes"), name="errors",
+                               env={"REFUSED_TOKEN": REFUSED_TOKEN, "LOCAL_TZ": LOCAL_TZ}) as (_, worker, client):
+            yield ErrorStack(client, worker)
     finally:
-        client.close()
-        worker.stop()
-        app.close()
         refusing.shutdown()
 
 

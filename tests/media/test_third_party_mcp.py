@@ -13,18 +13,16 @@ import os
 import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 
 import pytest
 import redis
 
 import upstream_sim
-from orchestrator.celery_app import make_celery
 from orchestrator.client import Orchestrator
-from orchestrator.config import Settings, load_settings
+from orchestrator.config import Settings
 from orchestrator.operator.processes import ChildProcess
 from tests.support.media import CANARY
-from tests.support.procs import REPO, start_worker
+from tests.support.procs import REPO, configured_worker
 from tests.support.redis_proc import RedisServer
 from upstream_sim.runner import SimHandle
 
@@ -56,34 +54,25 @@ if COMMAND is None:
     pytest.skip(f"third-party Sonarr MCP server {SCRIPT!r} ({PACKAGE}) is not installed; it needs mcp<2 "
                 f"so it lives in its own virtualenv: {INSTALL_HINT}", allow_module_level=True)
 
-CONFIG = """
-broker_url = "{broker}"
-default_timeout = 30
-
-[servers.sonarr3p]
-protocol = "legacy"
-connect_timeout = 30
-[servers.sonarr3p.transport]
+SERVER = """
+[servers.{name}]
+{protocol}connect_timeout = 30
+[servers.{name}.transport]
 type = "stdio"
 command = "{command}"
 args = ["--sonarr-only", "--disclosure", "off"]
-[servers.sonarr3p.transport.env]
-SONARR_BASE_URL = "${{SONARR_URL}}"
-SONARR_API_KEY = "${{SONARR_API_KEY}}"
-FASTMCP_SHOW_CLI_BANNER = "false"
-
-[servers.sonarr3p_auto]
-connect_timeout = 30
-[servers.sonarr3p_auto.transport]
-type = "stdio"
-command = "{command}"
-args = ["--sonarr-only", "--disclosure", "off"]
-[servers.sonarr3p_auto.transport.env]
+[servers.{name}.transport.env]
 SONARR_BASE_URL = "${{SONARR_URL}}"
 SONARR_API_KEY = "${{SONARR_API_KEY}}"
 FASTMCP_SHOW_CLI_BANNER = "false"
 """
-"""``sonarr3p`` pins the legacy (2025-11-25) handshake; ``sonarr3p_auto`` lets the client fall back to it."""
+
+
+def config_text(broker: str) -> str:
+    """``sonarr3p`` pins the legacy (2025-11-25) handshake; ``sonarr3p_auto`` lets the client fall back to it."""
+    servers = [SERVER.format(name=name, protocol=protocol, command=COMMAND)
+               for name, protocol in (("sonarr3p", 'protocol = "legacy"\n'), ("sonarr3p_auto", ""))]
+    return "\n".join([f'broker_url = "{broker}"', "default_timeout = 30", *servers])
 
 
 @dataclass
@@ -98,30 +87,13 @@ class ThirdParty:
 @pytest.fixture(scope="module")
 def third_party(redis_server: RedisServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ThirdParty]:
     """The Sonarr simulator, the third-party server configured twice, one threads-pool worker for both."""
-    root: Path = tmp_path_factory.mktemp("third-party")
     broker = f"{redis_server.url}/{BROKER_DB}"
-    conn = redis.Redis.from_url(broker)
-    conn.flushdb()
-    conn.close()
     sim = upstream_sim.run_in_thread("sonarr", SECRET)
-    worker = app = client = None
     try:
-        config_path = root / "third-party.toml"
-        config_path.write_text(CONFIG.format(broker=broker, command=COMMAND))
-        settings = load_settings(config_path)
-        app = make_celery(settings)
-        env = {"MCP_ORCH_CONFIG": str(config_path), "SONARR_URL": sim.url, "SONARR_API_KEY": SECRET}
-        worker = start_worker(app, name="thirdparty", queues=["mcp.sonarr3p", "mcp.sonarr3p_auto"], pool="threads",
-                              concurrency=4, env=env, log=root / "worker-thirdparty.log")
-        client = Orchestrator(settings)
-        yield ThirdParty(sim, settings, broker, worker, client)
+        with configured_worker(broker, config_text(broker), tmp_path_factory.mktemp("third-party"), name="thirdparty",
+                               env={"SONARR_URL": sim.url, "SONARR_API_KEY": SECRET}) as (settings, worker, client):
+            yield ThirdParty(sim, settings, broker, worker, client)
     finally:
-        if client is not None:
-            client.close()
-        if worker is not None:
-            worker.stop()
-        if app is not None:
-            app.close()
         sim.stop()
 
 

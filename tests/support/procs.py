@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
+import redis
 from celery import Celery
 
+from orchestrator.celery_app import make_celery
+from orchestrator.client import Orchestrator
+from orchestrator.config import Settings, load_settings
 from orchestrator.operator.processes import ChildProcess, wait_until
 from tests.support.ports import wait_for_port
 
@@ -50,3 +56,33 @@ def start_worker(app: Celery, *, name: str, queues: list[str], pool: str, concur
 
     wait_until(answers, timeout, f"worker {hostname} to answer a ping")
     return child
+
+
+@contextlib.contextmanager
+def configured_worker(broker: str, config: str, root: Path, *, name: str,
+                      env: dict[str, str] | None = None) -> Iterator[tuple[Settings, ChildProcess, Orchestrator]]:
+    """A threads-pool worker (4 threads) for every server of ``config`` (TOML text) and a client, on
+    ``broker`` (a database of its own, flushed first); all stopped and closed on exit.
+
+    The worker reads ``config`` from ``root/<name>.toml`` (``MCP_ORCH_CONFIG``) plus ``env``."""
+    conn = redis.Redis.from_url(broker)
+    conn.flushdb()
+    conn.close()
+    config_path = root / f"{name}.toml"
+    config_path.write_text(config)
+    settings = load_settings(config_path)
+    app = make_celery(settings)
+    worker = client = None
+    try:
+        worker = start_worker(app, name=name, queues=[server.queue for server in settings.servers.values()],
+                              pool="threads", concurrency=4, env={"MCP_ORCH_CONFIG": str(config_path), **(env or {})},
+                              log=root / f"worker-{name}.log")
+        client = Orchestrator(settings)
+        yield settings, worker, client
+    finally:
+        if client is not None:
+            client.close()
+        if worker is not None:
+            worker.stop()
+        app.close()
+
