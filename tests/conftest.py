@@ -13,10 +13,9 @@ import redis
 
 from orchestrator.celery_app import make_celery
 from orchestrator.client import Orchestrator
-from orchestrator.config import Settings, load_settings
+from orchestrator.config import Settings
 from orchestrator.operator.processes import ChildProcess
-from tests.support.ports import free_port
-from tests.support.procs import REPO, start_http_probe, start_worker
+from tests.support.procs import probe_config, start_worker
 from tests.support.redis_proc import RedisServer
 
 pytest_plugins = ["tests.support.breaker_fixtures", "tests.support.fault_stack"]
@@ -61,14 +60,13 @@ CANARY_TOKEN = "CANARY-http-token-8b2c"
 
 @dataclass
 class Stack:
-    """A real stack for one test session: Redis, a probe MCP server over HTTP, two workers."""
+    """A real stack for one test session: Redis, a probe MCP server over HTTP (``probe_config``), two workers."""
 
     redis: RedisServer
     config_path: Path
     broker_url: str
     settings: Settings
     workers: dict[str, ChildProcess]
-    http_probe: ChildProcess
 
     def client(self) -> Orchestrator:
         return Orchestrator(self.settings)
@@ -96,12 +94,12 @@ env = {{ PROBE_API_KEY = "${{PROBE_API_KEY}}" }}
 
 [servers.probe_http.transport]
 type = "http"
-url = "http://127.0.0.1:{http_port}/mcp"
+url = "http://127.0.0.1:{port}/mcp"
 headers = {{ Authorization = "Bearer ${{PROBE_TOKEN}}" }}
 
 [servers.capped.transport]
 type = "http"
-url = "http://127.0.0.1:{http_port}/mcp"
+url = "http://127.0.0.1:{port}/mcp"
 
 [servers.flaky]
 breaker = {{ failure_threshold = 3, open_seconds = 1.5, success_threshold = 1 }}
@@ -109,14 +107,14 @@ retry = {{ max_attempts = 3, backoff_seconds = 0.01, max_backoff_seconds = 0.05,
 deny_tools = ["delete_thing"]
 [servers.flaky.transport]
 type = "http"
-url = "http://127.0.0.1:{http_port}/mcp"
+url = "http://127.0.0.1:{port}/mcp"
 
 [servers.flaky_attempts]
 breaker = {{ failure_threshold = 3, open_seconds = 1.5, success_threshold = 1, count = "attempts" }}
 retry = {{ max_attempts = 3, backoff_seconds = 0.01, max_backoff_seconds = 0.05 }}
 [servers.flaky_attempts.transport]
 type = "http"
-url = "http://127.0.0.1:{http_port}/mcp"
+url = "http://127.0.0.1:{port}/mcp"
 
 [servers.idle.transport]
 type = "stdio"
@@ -138,27 +136,23 @@ transport = {{ type = "stdio", command = "python", args = ["-m", "tests.support.
 def stack(redis_server: RedisServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     """Redis + probe MCP server over HTTP + a threads-pool worker and a prefork worker."""
     root = tmp_path_factory.mktemp("stack")
-    http_port = free_port()
-    http_probe = start_http_probe("probe-http", http_port, log=root / "probe-http.log")
     broker = f"{redis_server.url}/0"
-    config_path = root / "orchestrator.toml"
-    config_path.write_text(STACK_CONFIG.format(broker=broker, repo=REPO, http_port=http_port))
-    settings = load_settings(config_path)
-    env = {"MCP_ORCH_CONFIG": str(config_path), "PROBE_API_KEY": CANARY_KEY, "PROBE_TOKEN": CANARY_TOKEN}
-    app = make_celery(settings)
     workers: dict[str, ChildProcess] = {}
-    try:
-        workers["threads"] = start_worker(app, name="threads", queues=["mcp.probe", "mcp.probe_http", "mcp.stuck",
-                                                                         "mcp.capped", "mcp.flaky",
-                                                                         "mcp.flaky_attempts"],
-                                          pool="threads", concurrency=8, env=env, log=root / "worker-threads.log")
-        workers["prefork"] = start_worker(app, name="prefork", queues=["mcp.forked", "mcp.capped"],
-                                          pool="prefork", concurrency=1, env=env, log=root / "worker-prefork.log")
-        yield Stack(redis_server, config_path, broker, settings, workers, http_probe)
-    finally:
-        for child in [*workers.values(), http_probe]:
-            child.stop()
-        app.close()
+    with probe_config(root, "orchestrator", STACK_CONFIG, broker=broker) as (config_path, settings):
+        env = {"MCP_ORCH_CONFIG": str(config_path), "PROBE_API_KEY": CANARY_KEY, "PROBE_TOKEN": CANARY_TOKEN}
+        app = make_celery(settings)
+        try:
+            workers["threads"] = start_worker(app, name="threads", queues=["mcp.probe", "mcp.probe_http", "mcp.stuck",
+                                                                             "mcp.capped", "mcp.flaky",
+                                                                             "mcp.flaky_attempts"],
+                                              pool="threads", concurrency=8, env=env, log=root / "worker-threads.log")
+            workers["prefork"] = start_worker(app, name="prefork", queues=["mcp.forked", "mcp.capped"],
+                                              pool="prefork", concurrency=1, env=env, log=root / "worker-prefork.log")
+            yield Stack(redis_server, config_path, broker, settings, workers)
+        finally:
+            for child in workers.values():
+                child.stop()
+            app.close()
 
 
 @pytest.fixture

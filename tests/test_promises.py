@@ -24,7 +24,7 @@ from celery import Celery
 
 from orchestrator.celery_app import make_celery
 from orchestrator.client import Orchestrator
-from orchestrator.config import Settings, load_settings
+from orchestrator.config import Settings
 from orchestrator.errors import (
     CircuitBreakerOpenError,
     OrchestratorError,
@@ -35,8 +35,7 @@ from orchestrator.errors import (
 from orchestrator.keys import execution_marker_key
 from orchestrator.operator.processes import ChildProcess, wait_until
 from orchestrator.results import ToolResult
-from tests.support.ports import free_port
-from tests.support.procs import REPO, start_http_probe, start_worker
+from tests.support.procs import probe_config, start_worker
 from tests.support.redis_proc import RedisServer
 
 pytestmark = pytest.mark.slow
@@ -102,23 +101,22 @@ def promise_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PromiseS
     root = tmp_path_factory.mktemp("promises")
     server = RedisServer()
     server.start()
-    port = free_port()
-    probe = start_http_probe("promises-probe", port, log=root / "probe.log")
-    config = root / "promises.toml"
-    config.write_text(CONFIG.format(broker=f"{server.url}/0", port=port, repo=REPO, visibility=VISIBILITY_TIMEOUT))
-    settings = load_settings(config)
-    env = {"MCP_ORCH_CONFIG": str(config), "LEAKY_API_KEY": SECRET}
-    app = make_celery(settings)
-    stack = PromiseStack(settings, redis.Redis.from_url(settings.broker_url), app, env, root, [])
     try:
-        stack.worker("one", ["mcp.capped", "mcp.patient", "mcp.leaky"])
-        stack.worker("two", ["mcp.capped"])
-        yield stack
+        with probe_config(root, "promises", CONFIG, broker=f"{server.url}/0",
+                          visibility=VISIBILITY_TIMEOUT) as (config, settings):
+            env = {"MCP_ORCH_CONFIG": str(config), "LEAKY_API_KEY": SECRET}
+            app = make_celery(settings)
+            stack = PromiseStack(settings, redis.Redis.from_url(settings.broker_url), app, env, root, [])
+            try:
+                stack.worker("one", ["mcp.capped", "mcp.patient", "mcp.leaky"])
+                stack.worker("two", ["mcp.capped"])
+                yield stack
+            finally:
+                for child in stack.workers:
+                    child.stop()
+                stack.broker.close()
+                app.close()
     finally:
-        for child in [*stack.workers, probe]:
-            child.stop()
-        stack.broker.close()
-        app.close()
         server.cleanup()
 
 

@@ -11,10 +11,9 @@ import pytest
 
 from orchestrator.celery_app import make_celery
 from orchestrator.client import Orchestrator
-from orchestrator.config import Settings, load_settings
+from orchestrator.config import Settings
 from orchestrator.operator.processes import ChildProcess
-from tests.support.ports import free_port
-from tests.support.procs import REPO, start_http_probe, start_worker
+from tests.support.procs import probe_config, start_worker
 from tests.support.redis_proc import RedisServer
 
 CONFIG = """
@@ -45,7 +44,6 @@ class FaultStack:
     settings: Settings
     env: dict[str, str]
     root: Path
-    probe: ChildProcess
 
     def client(self) -> Orchestrator:
         return Orchestrator(self.settings)
@@ -61,13 +59,8 @@ def fault_stack(tmp_path: Path) -> Iterator[FaultStack]:
     """A private redis-server and HTTP probe MCP server; workers are started by each test."""
     server = RedisServer()
     server.start()
-    port = free_port()
-    probe = start_http_probe("probe", port, log=tmp_path / "probe.log")
-    config = tmp_path / "faults.toml"
-    config.write_text(CONFIG.format(broker=f"{server.url}/0", port=port, repo=REPO))
-    settings = load_settings(config)
     try:
-        yield FaultStack(server, settings, {"MCP_ORCH_CONFIG": str(config)}, tmp_path, probe)
+        with probe_config(tmp_path, "faults", CONFIG, broker=f"{server.url}/0") as (config, settings):
+            yield FaultStack(server, settings, {"MCP_ORCH_CONFIG": str(config)}, tmp_path)
     finally:
-        probe.stop()
         server.cleanup()

@@ -14,7 +14,7 @@ from orchestrator.celery_app import make_celery
 from orchestrator.client import Orchestrator
 from orchestrator.config import Settings, load_settings
 from orchestrator.operator.processes import ChildProcess, wait_until
-from tests.support.ports import wait_for_port
+from tests.support.ports import free_port, wait_for_port
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -86,3 +86,16 @@ def configured_worker(broker: str, config: str, root: Path, *, name: str,
             worker.stop()
         app.close()
 
+
+@contextlib.contextmanager
+def probe_config(root: Path, name: str, template: str, **fields: object) -> Iterator[tuple[Path, Settings]]:
+    """The probe MCP server over HTTP on a free port, and ``template`` (TOML text) formatted with that
+    ``port``, the ``repo`` and ``fields``, written to ``root/<name>.toml`` and loaded; the probe stops on exit."""
+    port = free_port()
+    probe = start_http_probe(f"{name}-probe", port, log=root / f"{name}-probe.log")
+    try:
+        path = root / f"{name}.toml"
+        path.write_text(template.format(port=port, repo=REPO, **fields))
+        yield path, load_settings(path)
+    finally:
+        probe.stop()
