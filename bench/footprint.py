@@ -172,19 +172,44 @@ def footprint(stack: Stack) -> dict[str, object]:
             "per_process": processes}
 
 
-def latency_interleaved(clients: dict[str, Orchestrator], calls: int) -> dict[str, dict[str, float]]:
+def latency_interleaved(clients: dict[str, Orchestrator], calls: int) -> dict[str, list[list[float]]]:
+    """Per-call latencies (ms) of each layout, one call at a time, as blocks of ``BLOCK`` calls: each
+    round runs one block on every layout in turn (the order alternating between rounds), so the
+    machine's noise hits both alike."""
     server, tool, params = CALL
     for client in clients.values():  # warm up: sessions open, catalog cached
         for _ in range(10):
             client.call_tool(server, tool, params, timeout=30)
-    samples: dict[str, list[float]] = {name: [] for name in clients}
+    blocks: dict[str, list[list[float]]] = {name: [] for name in clients}
+    order = list(clients)
     for _ in range(max(1, calls // BLOCK)):
-        for name, client in clients.items():
+        for name in order:
+            block = []
             for _ in range(BLOCK):
                 began = time.perf_counter()
-                client.call_tool(server, tool, params, timeout=30)
-                samples[name].append((time.perf_counter() - began) * 1000)
-    return {name: summarize(values) for name, values in samples.items()}
+                clients[name].call_tool(server, tool, params, timeout=30)
+                block.append((time.perf_counter() - began) * 1000)
+            blocks[name].append(block)
+        order.reverse()
+    return blocks
+
+
+def latency_report(blocks: dict[str, list[list[float]]]) -> dict[str, object]:
+    """Each layout's p50/p99 over all its calls and its p50 per round; compact / distributed as the
+    ratio of the two p50s and as the median of the per-round ratios (a round's two blocks ran back
+    to back, so that one is the least exposed to the machine's load changing during the run)."""
+    round_p50s = {name: [statistics.median(block) for block in layout] for name, layout in blocks.items()}
+    report: dict[str, object] = {
+        name: {**summarize([ms for block in layout for ms in block]), "rounds": len(layout),
+               "round_p50s_ms": [round(value, 2) for value in round_p50s[name]]}
+        for name, layout in blocks.items()}
+    compact = statistics.median([ms for block in blocks["compact"] for ms in block])
+    distributed = statistics.median([ms for block in blocks["distributed"] for ms in block])
+    per_round = [c / d for c, d in zip(round_p50s["compact"], round_p50s["distributed"], strict=True)]
+    report["compact_over_distributed"] = {
+        "p50_ratio": round(compact / distributed, 3), "median_round_ratio": round(statistics.median(per_round), 3),
+        "rounds_compact_faster": sum(ratio < 1 for ratio in per_round), "rounds": len(per_round)}
+    return report
 
 
 def throughput_alternating(clients: dict[str, Orchestrator], size: int, repeats: int = 2) -> dict[str, object]:
@@ -256,7 +281,7 @@ def main() -> None:
         rows += [footprint(compact), footprint(distributed)]
         clients = {"compact": compact.client(), "distributed": distributed.client()}
         try:
-            report["latency"] = latency_interleaved(clients, args.calls)
+            report["latency"] = latency_report(latency_interleaved(clients, args.calls))
             report["throughput"] = throughput_alternating(clients, args.batch)
             after = {stack.name: footprint(stack) for stack in (compact, distributed)}
             report["after_load_total_rss_mb"] = {name: row["total_rss_mb"] for name, row in after.items()}
@@ -283,6 +308,7 @@ def main() -> None:
                 [{"layout": name, **latency[name], **throughput[name]}  # type: ignore[index]
                  for name in ("compact", "distributed")],
                 ["layout", "n", "p50_ms", "p99_ms", "median_calls_per_s", "runs"])
+    print(f"\nlatency compact / distributed: {latency['compact_over_distributed']}")  # type: ignore[index]
     print(f"\ntotal RSS after the load: {report['after_load_total_rss_mb']}")
     if "soak" in report:
         soaked = report["soak"]
