@@ -280,7 +280,13 @@ def soak(calls: int) -> dict[str, object]:
     return {"calls": calls, "warmup_calls": warm, "worker_rss_after_warmup_mb": start, "worker_rss_end_mb": final,
             "growth_pct": round(100 * (final - start) / start, 2),
             "second_half_growth_pct": round(100 * (final - middle) / start, 2),
-            "samples": samples[:: max(1, len(samples) // 20)] + samples[-1:]}
+            "samples": thinned(samples, 20)}
+
+
+def thinned(samples: list[tuple[int, float]], count: int) -> list[tuple[int, float]]:
+    """About ``count`` of ``samples``, evenly spaced, the last one always included."""
+    kept = samples[:: max(1, len(samples) // count)]
+    return kept if kept[-1] == samples[-1] else [*kept, samples[-1]]
 
 
 def main() -> None:
