@@ -9,7 +9,8 @@ and measures with psutil over the stack's whole process tree:
 - with both layouts up at once: per-call latency (one call at a time, blocks of the two layouts
   interleaved so that the machine's noise hits both alike) and batch throughput
   (``call_tools_parallel`` over the four servers, alternating layouts);
-- ``--soak N``: N calls through the compact stack, reporting the worker's RSS growth.
+- ``--soak N``: N calls through the compact stack after a warm-up of N/10, reporting the worker's RSS
+  growth from the warmed baseline.
 
 Variants: compact and distributed, each with its simulators and Flower; compact without Flower;
 compact without Flower or simulators (the bench serves the upstreams from its own process, so
@@ -172,19 +173,44 @@ def footprint(stack: Stack) -> dict[str, object]:
             "per_process": processes}
 
 
-def latency_interleaved(clients: dict[str, Orchestrator], calls: int) -> dict[str, dict[str, float]]:
+def latency_interleaved(clients: dict[str, Orchestrator], calls: int) -> dict[str, list[list[float]]]:
+    """Per-call latencies (ms) of each layout, one call at a time, as blocks of ``BLOCK`` calls: each
+    round runs one block on every layout in turn (the order alternating between rounds), so the
+    machine's noise hits both alike."""
     server, tool, params = CALL
     for client in clients.values():  # warm up: sessions open, catalog cached
         for _ in range(10):
             client.call_tool(server, tool, params, timeout=30)
-    samples: dict[str, list[float]] = {name: [] for name in clients}
+    blocks: dict[str, list[list[float]]] = {name: [] for name in clients}
+    order = list(clients)
     for _ in range(max(1, calls // BLOCK)):
-        for name, client in clients.items():
+        for name in order:
+            block = []
             for _ in range(BLOCK):
                 began = time.perf_counter()
-                client.call_tool(server, tool, params, timeout=30)
-                samples[name].append((time.perf_counter() - began) * 1000)
-    return {name: summarize(values) for name, values in samples.items()}
+                clients[name].call_tool(server, tool, params, timeout=30)
+                block.append((time.perf_counter() - began) * 1000)
+            blocks[name].append(block)
+        order.reverse()
+    return blocks
+
+
+def latency_report(blocks: dict[str, list[list[float]]]) -> dict[str, object]:
+    """Each layout's p50/p99 over all its calls and its p50 per round; compact / distributed as the
+    ratio of the two p50s and as the median of the per-round ratios (a round's two blocks ran back
+    to back, so that one is the least exposed to the machine's load changing during the run)."""
+    round_p50s = {name: [statistics.median(block) for block in layout] for name, layout in blocks.items()}
+    report: dict[str, object] = {
+        name: {**summarize([ms for block in layout for ms in block]), "rounds": len(layout),
+               "round_p50s_ms": [round(value, 2) for value in round_p50s[name]]}
+        for name, layout in blocks.items()}
+    compact = statistics.median([ms for block in blocks["compact"] for ms in block])
+    distributed = statistics.median([ms for block in blocks["distributed"] for ms in block])
+    per_round = [c / d for c, d in zip(round_p50s["compact"], round_p50s["distributed"], strict=True)]
+    report["compact_over_distributed"] = {
+        "p50_ratio": round(compact / distributed, 3), "median_round_ratio": round(statistics.median(per_round), 3),
+        "rounds_compact_faster": sum(ratio < 1 for ratio in per_round), "rounds": len(per_round)}
+    return report
 
 
 def throughput_alternating(clients: dict[str, Orchestrator], size: int, repeats: int = 2) -> dict[str, object]:
@@ -219,36 +245,56 @@ def external_upstreams() -> Iterator[dict[str, str]]:
 
 
 def soak(calls: int) -> dict[str, object]:
-    """``calls`` calls through the compact stack (no Flower) in batches; the worker's RSS growth."""
+    """The compact stack's worker (no Flower) serving ``calls`` calls in batches over the four servers:
+    its RSS growth from a warmed baseline. A warm-up of ``calls // 10`` calls (at least one batch)
+    runs first, so sessions, caches, the pool's threads and the allocator's arenas are at their
+    working size; growth is counted from the RSS after it, so it is what the calls leave behind."""
     with launched("compact soak", ["--no-flower"]) as stack:
-        worker = next(psutil.Process(row["pid"]) for row in stack.processes()  # type: ignore[arg-type]
+        worker = next(psutil.Process(int(str(row["pid"]))) for row in stack.processes()
                       if str(row["process"]).startswith("worker"))
         client = stack.client()
+        batch = [{"server": s, "tool": t, "params": p} for s, t, p in BATCH_CALLS] * 125
+
+        def serve(count: int) -> None:
+            outcomes = client.call_tools_parallel(batch[:count], timeout=600)
+            failed = [outcome for outcome in outcomes if not isinstance(outcome, ToolResult)]
+            assert not failed, failed[:3]
+
+        def rss_mb() -> float:
+            return round(worker.memory_info().rss / 2**20, 2)
+
         try:
-            batch = [{"server": s, "tool": t, "params": p} for s, t, p in BATCH_CALLS] * 125
             warm = max(len(batch), calls // 10)
-            done, samples, baseline = 0, [], None
-            while done < calls:
-                outcomes = client.call_tools_parallel(batch[:min(len(batch), calls - done)], timeout=600)
-                assert all(isinstance(outcome, ToolResult) for outcome in outcomes)
-                done += len(outcomes)
-                rss = worker.memory_info().rss / 2**20
-                samples.append((done, round(rss, 1)))
-                if baseline is None and done >= warm:
-                    baseline = rss
+            for done in range(0, warm, len(batch)):
+                serve(min(len(batch), warm - done))
+            samples = [(0, rss_mb())]
+            for done in range(0, calls, len(batch)):
+                serve(min(len(batch), calls - done))
+                samples.append((min(done + len(batch), calls), rss_mb()))
+                if len(samples) % 20 == 0:
+                    print(f"soak: {samples[-1][0]} of {calls} calls, worker RSS {samples[-1][1]} MB",
+                          file=sys.stderr, flush=True)
         finally:
             client.close()
-    final = samples[-1][1]
-    start = baseline if baseline is not None else samples[0][1]
-    return {"calls": calls, "worker_rss_after_warmup_mb": round(start, 1), "worker_rss_end_mb": final,
-            "growth_pct": round(100 * (final - start) / start, 2), "samples": samples[:: max(1, len(samples) // 20)]}
+    start, middle, final = samples[0][1], samples[len(samples) // 2][1], samples[-1][1]
+    return {"calls": calls, "warmup_calls": warm, "worker_rss_after_warmup_mb": start, "worker_rss_end_mb": final,
+            "growth_pct": round(100 * (final - start) / start, 2),
+            "second_half_growth_pct": round(100 * (final - middle) / start, 2),
+            "samples": thinned(samples, 20)}
+
+
+def thinned(samples: list[tuple[int, float]], count: int) -> list[tuple[int, float]]:
+    """About ``count`` of ``samples``, evenly spaced, the last one always included."""
+    kept = samples[:: max(1, len(samples) // count)]
+    return kept if kept[-1] == samples[-1] else [*kept, samples[-1]]
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--calls", type=int, default=200, help="sequential calls per layout for the latency")
     parser.add_argument("--batch", type=int, default=400, help="calls in each throughput batch")
-    parser.add_argument("--soak", type=int, default=0, help="also run N calls through the compact stack")
+    parser.add_argument("--soak", type=int, default=0,
+                        help="also run N calls (after N/10 of warm-up) through the compact stack: worker RSS growth")
     args = parser.parse_args()
     report: dict[str, object] = {}
     rows = []
@@ -256,7 +302,7 @@ def main() -> None:
         rows += [footprint(compact), footprint(distributed)]
         clients = {"compact": compact.client(), "distributed": distributed.client()}
         try:
-            report["latency"] = latency_interleaved(clients, args.calls)
+            report["latency"] = latency_report(latency_interleaved(clients, args.calls))
             report["throughput"] = throughput_alternating(clients, args.batch)
             after = {stack.name: footprint(stack) for stack in (compact, distributed)}
             report["after_load_total_rss_mb"] = {name: row["total_rss_mb"] for name, row in after.items()}
@@ -283,11 +329,14 @@ def main() -> None:
                 [{"layout": name, **latency[name], **throughput[name]}  # type: ignore[index]
                  for name in ("compact", "distributed")],
                 ["layout", "n", "p50_ms", "p99_ms", "median_calls_per_s", "runs"])
+    print(f"\nlatency compact / distributed: {latency['compact_over_distributed']}")  # type: ignore[index]
     print(f"\ntotal RSS after the load: {report['after_load_total_rss_mb']}")
     if "soak" in report:
         soaked = report["soak"]
-        print(f"\nsoak: {soaked['calls']} calls, worker RSS {soaked['worker_rss_after_warmup_mb']} -> "  # type: ignore[index]
-              f"{soaked['worker_rss_end_mb']} MB ({soaked['growth_pct']:+.2f} %; target < 5 %)")  # type: ignore[index]
+        print(f"\nsoak: {soaked['calls']} calls after a warm-up of {soaked['warmup_calls']}, worker RSS "  # type: ignore[index]
+              f"{soaked['worker_rss_after_warmup_mb']} -> {soaked['worker_rss_end_mb']} MB "  # type: ignore[index]
+              f"({soaked['growth_pct']:+.2f} %, of which {soaked['second_half_growth_pct']:+.2f} % "  # type: ignore[index]
+              f"in the second half; target < 5 %)")
     print(f"targets: {TARGETS}")
     print(f"wrote {write_json('footprint', report)}")
 
