@@ -384,12 +384,16 @@ def redis_epoch(markers: redis.Redis | None, tracked: TrackedReads | None = None
     connection and with it the cache, a flush invalidates it): no round trip on the common path."""
     if markers is None:
         return None
-    try:
-        known = tracked.read(("GET", EPOCH_KEY)) if tracked is not None else None
-    except LIBRARY_ERRORS:
-        return None
-    if known is not None:
-        return text(known)
+    if tracked is not None:
+        try:
+            epoch = tracked.read(("GET", EPOCH_KEY))
+            if epoch is None:
+                markers.set(EPOCH_KEY, uuid(), nx=True)
+                tracked.forget(EPOCH_KEY)
+                epoch = tracked.read(("GET", EPOCH_KEY))
+        except LIBRARY_ERRORS:
+            return None
+        return text(epoch) if epoch is not None else None
     token = uuid()
     try:
         pipe = markers.pipeline(transaction=False)
