@@ -175,6 +175,7 @@ class CircuitBreaker:
         self._keys = [keys.breaker_key(server), keys.breaker_trials_key(server),
                       keys.breaker_calls_key(server), keys.breaker_buckets_key(server)]
         self._view_command = ("HMGET", self._keys[0], "state", "gen", "open_until", "failures")
+        self._half_open = False  # the last script answer said half-open: ask the script, skip the cache
         self._policy_json = self.policy.script_argument()  # built once: it rides on every record
         self._redis_down = False
 
@@ -217,18 +218,19 @@ class CircuitBreaker:
             return admission.state
         verdict = "-" if success is None else str(int(self.policy.counts_as_failure(success, duration)))
         try:
-            if self._tracked is not None and verdict != "1":
+            if self._tracked is not None and verdict != "1" and not admission.trial:
                 view = self._view()
                 if self._record_changes_nothing(view, admission, verdict):
                     return view.state
-            state, generation, _applied, from_state = self._scripts["record"](
+            state, generation, applied, from_state = self._scripts["record"](
                 keys=self._keys,
                 args=[_ms(self._clock()), self.server, keys.BREAKER_EVENTS_CHANNEL, admission.generation,
                       admission.trial_id, verdict, self._policy_json])
         except _REDIS_DOWN as exc:
             self._on_redis_down(exc, "outcome dropped")
             return admission.state
-        self._wrote(keys.text(from_state))
+        if applied:
+            self._wrote(keys.text(state), keys.text(from_state))
         self._on_redis_up()
         self._log_transition(keys.text(from_state), keys.text(state), generation)
         return keys.text(state)
@@ -258,7 +260,7 @@ class CircuitBreaker:
         policy = self.policy
         mode = 2 if recover_generation is not None else int(peek)
         try:
-            if self._tracked is not None and recover_generation is None:
+            if self._tracked is not None and recover_generation is None and not self._half_open:
                 cached = self._cached_admission(self._view(), peek)
                 if cached is not None:
                     return cached
@@ -272,10 +274,11 @@ class CircuitBreaker:
                                 else "refusing calls")
             return Admission(allowed=policy.on_redis_error == "fail_open", state="unknown", generation=-1,
                              reason="Redis is unreachable")
-        if not peek:
-            self._wrote(keys.text(from_state))
-        self._on_redis_up()
         state = keys.text(state)
+        self._half_open = state == BreakerState.HALF_OPEN
+        if not peek:
+            self._wrote(state, keys.text(from_state))
+        self._on_redis_up()
         self._log_transition(keys.text(from_state), state, generation)
         return Admission(allowed=bool(allowed), state=state, generation=generation,
                          retry_after=None if retry_ms < 0 else retry_ms / 1000, trial_id=trial_id,
@@ -316,22 +319,25 @@ class CircuitBreaker:
             return False
         return verdict == "-" or (self.policy.mode == "consecutive" and view.failures == 0)
 
-    def _wrote(self, from_state: str) -> None:
-        """A script of this process may have changed the hash (``from_state``: it changed the state).
+    def _wrote(self, state: str, from_state: str = "", *, command: bool = False) -> None:
+        """A script of this process changed the hash, leaving ``state`` (``from_state``: it changed the state).
 
-        This process's copy is dropped at once (its own push may still be on the way). After a state
-        change, one more round trip before returning: Redis writes every invalidation push of a command
-        in the same event-loop pass as that command's reply, so once the PING's reply is back every
-        other process's push is on its socket, and any admission anywhere that starts after this one
-        returns sees the change. A transition is rare; the common path never pays this."""
+        This process's copy is dropped at once (its own push may still be on the way) and read again on
+        the tracked connection, unless half-open is involved (never answered from memory, so no other
+        process can hold an answer this change makes wrong). That read is a round trip after the write,
+        so it is also a barrier: Redis writes every invalidation push of a command in the same
+        event-loop pass as that command's reply, so once the read is back every other process's push is
+        on its socket, and an admission anywhere that starts after this call returns sees the change.
+        Only failures, transitions, rate-mode outcomes and operator commands get here."""
+        self._half_open = state == BreakerState.HALF_OPEN
         if self._tracked is None:
             return
         self._tracked.forget(self._keys[0])
-        if from_state:
+        if command or BreakerState.HALF_OPEN not in (state, from_state):
             try:
-                self._redis.ping()
-            except _REDIS_DOWN as exc:  # the change is made; only its barrier is lost
-                logger.debug("breaker %s: no barrier after a state change: %s", self.server, exc)
+                self._view()
+            except _REDIS_DOWN as exc:  # the change is made; the next admission reads it
+                logger.debug("breaker %s: no read after a write: %s", self.server, exc)
 
     def _raise_if_refused(self, admission: Admission) -> Admission:
         if not admission.allowed:
@@ -347,7 +353,7 @@ class CircuitBreaker:
         state, generation, from_state = self._scripts["command"](
             keys=self._keys,
             args=[_ms(self._clock()), self.server, keys.BREAKER_EVENTS_CHANNEL, target.value])
-        self._wrote(keys.text(from_state) or BreakerState.CLOSED.value)
+        self._wrote(keys.text(state), keys.text(from_state), command=True)
         self._log_transition(keys.text(from_state), keys.text(state), generation)
 
     def _queue_snapshot(self, pipe: redis.client.Pipeline) -> None:
