@@ -23,6 +23,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -36,6 +37,11 @@ log = logging.getLogger("orchestrator.tracking")
 MAX_ENTRIES = 4096
 """Cached replies kept per process; past it the cache is emptied (Redis keeps tracking, harmlessly)."""
 
+LIVENESS_SECONDS = 1.0
+"""A read more than this long after the tracked connection last heard from Redis PINGs it first: a
+Redis that vanished without closing the socket (host lost, network cut) stops answers from memory
+within this plus the socket timeout, instead of never."""
+
 Command = tuple[Any, ...]
 """A read-only command whose second item is its only key, e.g. ``("HMGET", key, "state", "gen")``."""
 
@@ -43,9 +49,12 @@ Command = tuple[Any, ...]
 class TrackedReads:
     """Read-only single-key commands answered from memory until Redis says the key changed."""
 
-    def __init__(self, client: redis.Redis, *, max_entries: int = MAX_ENTRIES) -> None:
+    def __init__(self, client: redis.Redis, *, max_entries: int = MAX_ENTRIES,
+                 liveness_seconds: float = LIVENESS_SECONDS) -> None:
         self._pool = client.connection_pool
         self._max_entries = max_entries
+        self._liveness_seconds = liveness_seconds
+        self._heard_at = 0.0
         self._lock = threading.Lock()
         self._cache: dict[Any, dict[Command, Any]] = {}
         self._size = 0
@@ -89,6 +98,10 @@ class TrackedReads:
         conn = self._connection()
         while conn.can_read(0):  # pushes already here: apply them before answering
             conn.read_response(push_request=True)
+        if time.monotonic() - self._heard_at > self._liveness_seconds:
+            conn.send_command("PING")
+            conn.read_response()  # the pushes before the reply are applied on the way
+            self._heard_at = time.monotonic()
         replies: list[Any] = [None] * len(commands)
         missing = []
         for index, command in enumerate(commands):
@@ -106,6 +119,7 @@ class TrackedReads:
                 raise reply
             replies[index] = reply
             self._store(commands[index], reply)
+        self._heard_at = time.monotonic()
         return replies
 
     def _store(self, command: Command, reply: Any) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
 
 import pytest
@@ -16,7 +17,7 @@ from orchestrator.validation import prepare_call
 
 @pytest.fixture
 def tracked(redis_client: redis.Redis) -> Iterator[TrackedReads]:
-    reads = TrackedReads(redis_client)
+    reads = TrackedReads(redis_client, liveness_seconds=math.inf)  # no liveness PING in the counts
     yield reads
     reads.close()
 
@@ -104,3 +105,18 @@ def test_the_epoch_is_read_once_and_follows_a_flush(redis_client: redis.Redis, t
     other.ping()
     second = redis_epoch(redis_client, tracked)
     assert second is not None and second != first
+
+
+def test_a_quiet_connection_is_proved_alive_before_answering_from_memory(redis_client: redis.Redis,
+                                                                          other: redis.Redis) -> None:
+    """A socket that stays silent may belong to a Redis that vanished without closing it: after
+    ``liveness_seconds`` of silence a read PINGs the tracked connection before trusting the cache."""
+    reads = TrackedReads(redis_client, liveness_seconds=0)
+    try:
+        other.set("k", "1")
+        assert reads.read(("GET", "k")) == b"1"
+        before = calls_of(other, "ping")
+        assert reads.read(("GET", "k")) == b"1"
+        assert calls_of(other, "ping") == before + 1
+    finally:
+        reads.close()

@@ -3,6 +3,7 @@ with the tracked cache."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
 from typing import Any
 
@@ -91,7 +92,7 @@ def test_with_the_tracked_cache_no_path_costs_more_and_a_closed_success_costs_no
     open refusal are answered from memory; a write is followed by one read that refills the cache (not
     around half-open, which is never answered from memory: the first call after it reads once)."""
     clock = Clock()
-    tracked = TrackedReads(counted)
+    tracked = TrackedReads(counted, liveness_seconds=math.inf)  # no liveness PING (one a second) in the counts
     breaker = CircuitBreaker(counted, "sonarr", POLICY, clock=clock, tracked=tracked)
     breaker.record(breaker.admit(), success=True, duration=0.01)  # loads the scripts, fills the cache
     paths = {"closed success": round_trips(breaker, success=True),
