@@ -1,7 +1,10 @@
 """Benchmark: this Redis breaker against pybreaker's CircuitRedisStorage, side by side, one run.
 
-Measures, for both: Redis round trips per call on each path, calls/s of a guarded no-op call
-with 1 and 8 processes, and how many half-open trial calls get through when 8 processes race.
+Ours twice: as the client and the workers run it (``orchestrator``: the closed path answered from the
+tracked cache, ``orchestrator/tracking.py``) and with every decision a script call (``scripts only``,
+what it was before the cache). Measures, for all three: Redis round trips per call on each path,
+calls/s of a guarded no-op call with 1 and 8 processes, and how many half-open trial calls get
+through when 8 processes race.
 Prints a table of medians and writes them to bench/results/breaker.json.
 
     python bench/bench_breaker.py [--redis-url redis://127.0.0.1:6379/15] [--calls 1000] [--repeats 3]
@@ -35,12 +38,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench.common import start_redis, temp_dir
 from orchestrator.breaker import CircuitBreaker
 from orchestrator.breaker.policy import BreakerPolicy
+from orchestrator.tracking import TrackedReads
 
 RESULTS = Path(__file__).with_name("results") / "breaker.json"
 PROCESSES = 8
 TRIAL_SECONDS = 0.2  # each half-open trial call lasts this long, so all racers arrive while it runs
 OURS = "orchestrator"
+SCRIPTS = "scripts only"
 THEIRS = "pybreaker"
+KINDS = (OURS, SCRIPTS, THEIRS)
 
 
 class CountingConnection(redis.Connection):
@@ -70,8 +76,9 @@ def redis_server(url: str | None) -> Iterator[str]:
 
 # -- the two breakers behind one small interface, both with the seed's policy: 5 failures trip,
 # 60 s open, 3 trial successes close (ours also admits 1 trial at a time, pybreaker does not limit).
-def ours(client: redis.Redis, clock: Callable[[], float] = time.time) -> CircuitBreaker:
-    return CircuitBreaker(client, "bench", BreakerPolicy(), clock=clock)
+def ours(client: redis.Redis, clock: Callable[[], float] = time.time, *, cached: bool = True) -> CircuitBreaker:
+    return CircuitBreaker(client, "bench", BreakerPolicy(), clock=clock,
+                          tracked=TrackedReads(client) if cached else None)
 
 
 def theirs(client: redis.Redis) -> pybreaker.CircuitBreaker:
@@ -127,12 +134,17 @@ def open_theirs(client: redis.Redis) -> pybreaker.CircuitBreaker:
 # -- measurements ----------------------------------------------------------------------------------
 def guarded(kind: str, client: redis.Redis) -> tuple[Any, Callable[..., bool]]:
     """A breaker of ``kind`` on ``client`` and the function that makes one guarded call through it."""
-    return (ours(client), call_ours) if kind == OURS else (theirs(client), call_theirs)
+    if kind == THEIRS:
+        return theirs(client), call_theirs
+    return ours(client, cached=kind == OURS), call_ours
 
 
 def opened(kind: str, client: redis.Redis) -> Any:
     """A breaker of ``kind`` whose open wait just ended (its next call is a half-open trial)."""
-    return open_ours(client) if kind == OURS else open_theirs(client)
+    if kind == THEIRS:
+        return open_theirs(client)
+    open_ours(client)
+    return guarded(kind, client)[0]
 
 
 def _sent_by(call: Callable[[], object]) -> int:
@@ -144,7 +156,8 @@ def _sent_by(call: Callable[[], object]) -> int:
 def _path_round_trips(client: redis.Redis, kind: str) -> dict[str, int]:
     client.flushdb()
     breaker, call = guarded(kind, client)
-    threshold = breaker.policy.failure_threshold if kind == OURS else breaker.fail_max
+    threshold = breaker.fail_max if kind == THEIRS else breaker.policy.failure_threshold
+    call(breaker, success=False)  # warm: connections made (ours: its tracked one too), counts back to zero
     call(breaker)
     trips = {"closed success": _sent_by(lambda: call(breaker)),
              "closed failure": _sent_by(lambda: call(breaker, success=False))}
@@ -154,6 +167,8 @@ def _path_round_trips(client: redis.Redis, kind: str) -> dict[str, int]:
     trips["open refusal"] = _sent_by(lambda: call(breaker))
     client.flushdb()
     trial = opened(kind, client)
+    if kind != THEIRS:
+        trial.peek()  # warm: its tracked connection made (the state is left as it is)
     trips["half-open trial"] = _sent_by(lambda: call(trial))
     return trips
 
@@ -161,7 +176,7 @@ def _path_round_trips(client: redis.Redis, kind: str) -> dict[str, int]:
 def round_trips(url: str) -> dict[str, dict[str, int]]:
     """Requests sent to Redis for one guarded call on each path (scripts already loaded)."""
     client = redis.Redis(connection_pool=redis.ConnectionPool.from_url(url, connection_class=CountingConnection))
-    result = {kind: _path_round_trips(client, kind) for kind in (OURS, THEIRS)}
+    result = {kind: _path_round_trips(client, kind) for kind in (SCRIPTS, *KINDS)}  # scripts-only first: loads them
     client.close()
     return result
 
@@ -225,11 +240,10 @@ def main() -> None:
         runs: dict[tuple[str, int], list[float]] = {}
         for _ in range(args.repeats):  # interleaved, so load changes hit both alike
             for n in (1, PROCESSES):
-                for kind in (OURS, THEIRS):
+                for kind in KINDS:
                     runs.setdefault((kind, n), []).append(throughput(url, kind, n, args.calls))
-        rates = {kind: {n: statistics.median(runs[kind, n]) for n in (1, PROCESSES)} for kind in (OURS, THEIRS)}
-        races = {kind: statistics.median(half_open_race(url, kind) for _ in range(args.repeats))
-                 for kind in (OURS, THEIRS)}
+        rates = {kind: {n: statistics.median(runs[kind, n]) for n in (1, PROCESSES)} for kind in KINDS}
+        races = {kind: statistics.median(half_open_race(url, kind) for _ in range(args.repeats)) for kind in KINDS}
     report = {
         "when": datetime.now(UTC).isoformat(timespec="seconds"), "python": platform.python_version(),
         "pybreaker": version("pybreaker"), "calls_per_process": args.calls, "repeats": args.repeats,
@@ -243,15 +257,17 @@ def main() -> None:
 
 
 def print_table(report: dict[str, Any]) -> None:
-    rows = [(f"round trips: {path}", report["round_trips_per_call"][OURS][path],
-             report["round_trips_per_call"][THEIRS][path]) for path in report["round_trips_per_call"][OURS]]
-    rows += [(f"calls/s, {n} process{'es' if n > 1 else ''} (median)", f"{report['calls_per_second'][OURS][n]:,.0f}",
-              f"{report['calls_per_second'][THEIRS][n]:,.0f}") for n in (1, PROCESSES)]
+    trips, rates = report["round_trips_per_call"], report["calls_per_second"]
+    rows = [(f"round trips: {path}", *(trips[kind][path] for kind in KINDS)) for path in trips[OURS]]
+    rows += [(f"calls/s, {n} process{'es' if n > 1 else ''} (median)", *(f"{rates[kind][n]:,.0f}" for kind in KINDS))
+             for n in (1, PROCESSES)]
+    rows += [(f"calls/s, {n} process{'es' if n > 1 else ''}: x pybreaker",
+              *(f"{rates[kind][n] / rates[THEIRS][n]:.2f}x" for kind in KINDS)) for n in (1, PROCESSES)]
     races = report["half_open_trials_admitted_of_8_racing (allowed: 1)"]
-    rows.append(("half-open trials let through, 8 racing (median)", races[OURS], races[THEIRS]))
-    print(f"{'':52} {OURS:>14} {THEIRS:>12}")
-    for name, mine, other in rows:
-        print(f"{name:52} {mine!s:>14} {other!s:>12}")
+    rows.append(("half-open trials let through, 8 racing (median)", *(races[kind] for kind in KINDS)))
+    print(f"{'':52}" + "".join(f"{kind:>14}" for kind in KINDS))
+    for name, *values in rows:
+        print(f"{name:52}" + "".join(f"{value!s:>14}" for value in values))
     print(f"\n{report['seconds']} s; JSON in {RESULTS}")
 
 

@@ -40,6 +40,7 @@ from orchestrator.errors import (
 from orchestrator.keys import EPOCH_KEY, execution_marker_key, text
 from orchestrator.metrics import UNLISTED_TOOL, record_refusals
 from orchestrator.results import ToolResult
+from orchestrator.tracking import TrackedReads
 from orchestrator.unreachable import LIBRARY_ERRORS, is_unreachable
 from orchestrator.validation import PreparedCall, prepare_call, resolve_server
 from orchestrator.wire import CALL_TOOL
@@ -376,10 +377,23 @@ def stored_meta(app: Celery, task_id: str) -> dict[str, Any] | None:
     return None
 
 
-def redis_epoch(markers: redis.Redis | None) -> str | None:
-    """Redis's data epoch (``keys.EPOCH_KEY``, set here if missing); None when Redis cannot be asked."""
+def redis_epoch(markers: redis.Redis | None, tracked: TrackedReads | None = None) -> str | None:
+    """Redis's data epoch (``keys.EPOCH_KEY``, set here if missing); None when Redis cannot be asked.
+
+    ``tracked`` answers from memory while Redis has not changed the key (a restart drops the tracked
+    connection and with it the cache, a flush invalidates it): no round trip on the common path."""
     if markers is None:
         return None
+    if tracked is not None:
+        try:
+            epoch = tracked.read(("GET", EPOCH_KEY))
+            if epoch is None:
+                markers.set(EPOCH_KEY, uuid(), nx=True)
+                tracked.forget(EPOCH_KEY)
+                epoch = tracked.read(("GET", EPOCH_KEY))
+        except LIBRARY_ERRORS:
+            return None
+        return text(epoch) if epoch is not None else None
     token = uuid()
     try:
         pipe = markers.pipeline(transaction=False)

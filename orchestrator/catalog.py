@@ -30,6 +30,7 @@ from jsonschema.validators import validator_for
 
 from orchestrator import keys
 from orchestrator.errors import InvalidCall
+from orchestrator.tracking import TrackedReads
 from orchestrator.validation import PreparedCall, close_tool_matches, resolve_tool_name, tool_name_candidates
 
 __all__ = ["Catalog", "catalog_digest", "schema_error_message"]
@@ -76,8 +77,9 @@ def schema_error_message(error: schema_errors.ValidationError) -> tuple[str, str
 class Catalog:
     """Read and write the tool catalog; validate params against the cached input schemas."""
 
-    def __init__(self, client: redis.Redis) -> None:
+    def __init__(self, client: redis.Redis, *, tracked: TrackedReads | None = None) -> None:
         self.redis = client
+        self._tracked = tracked
         self._validators: OrderedDict[bytes, Any] = OrderedDict()
 
     # -- writing (workers, and a client after a refresh through a worker) ----------------------
@@ -98,6 +100,8 @@ class Catalog:
         pipe.hset(meta_key, mapping={"digest": digest, "count": len(tools), "updated_at": repr(now),
                                      "checked_at": repr(now), "source": source})
         pipe.execute()
+        if self._tracked is not None:  # our own write: do not wait for Redis's push to say so
+            self._tracked.forget(keys.tools_key(server))
         log.info("tool catalog of %s updated from %s: %d tools", server, source, len(tools))
         return True
 
@@ -125,7 +129,7 @@ class Catalog:
 
     def resolve_batch(self, calls: Sequence[PreparedCall], *, prefixed: bool = True
                       ) -> tuple[list[PreparedCall], list[bool]]:
-        """Resolve and check every call, in one round trip.
+        """Resolve and check every call, in one round trip (none when ``tracked`` holds these entries).
 
         An unprefixed name resolves to the server's prefixed tool when the catalog lists it
         (``get_queue`` on ``sabnzbd`` -> ``sabnzbd_get_queue``). A name the catalog does not
@@ -135,11 +139,10 @@ class Catalog:
         if not calls:
             return [], []
         candidates = [tool_name_candidates(call.server.name, call.tool) for call in calls]
-        pipe = self.redis.pipeline(transaction=False)
-        for call, names in zip(calls, candidates, strict=True):
-            pipe.hmget(keys.tools_key(call.server.name), names)
         resolved, listed = list(calls), [False] * len(calls)
-        for index, (call, names, raws) in enumerate(zip(calls, candidates, pipe.execute(), strict=True)):
+        entries = self._entries([(keys.tools_key(call.server.name), names)
+                                 for call, names in zip(calls, candidates, strict=True)])
+        for index, (call, names, raws) in enumerate(zip(calls, candidates, entries, strict=True)):
             found = {name: raw for name, raw in zip(names, raws, strict=True) if raw is not None}
             name = resolve_tool_name(call.server.name, call.tool, found)
             if name is None:
@@ -149,6 +152,15 @@ class Catalog:
             listed[index] = True
             self._check_one(resolved[index], found[name], prefix=f"calls[{index}]." if prefixed else "")
         return resolved, listed
+
+    def _entries(self, lookups: Sequence[tuple[str, Sequence[str]]]) -> list[list[bytes | None]]:
+        """``HMGET`` of each (catalog key, tool names): from the tracked cache when there is one, else one pipeline."""
+        if self._tracked is not None:
+            return self._tracked.read_many([("HMGET", key, *names) for key, names in lookups])
+        pipe = self.redis.pipeline(transaction=False)
+        for key, names in lookups:
+            pipe.hmget(key, names)
+        return pipe.execute()
 
     def close_matches(self, server: str, tool: str, servers: Sequence[str]) -> str:
         """A hint naming the tools like ``tool`` on ``server`` and elsewhere ('' when none is close)."""

@@ -47,6 +47,7 @@ from orchestrator.errors import (
 )
 from orchestrator.metrics import UNLISTED_TOOL, record_refusals
 from orchestrator.results import ToolResult, answered_result
+from orchestrator.tracking import TrackedReads
 from orchestrator.unreachable import LIBRARY_ERRORS, guard_public_methods, is_unreachable
 from orchestrator.validation import (
     PreparedCall,
@@ -78,7 +79,9 @@ class Orchestrator:
         self.settings = settings or load_settings()
         self.app = app or make_celery(self.settings, main="mcp_orchestrator_client", client=True)
         self.redis = redis_conn.connect(self.settings, socket_timeout=5, socket_connect_timeout=5)
-        self.breakers = BreakerBoard(self.redis, {name: s.breaker for name, s in self.settings.servers.items()})
+        self.tracked = TrackedReads(self.redis)  # catalog, breakers, epoch: read from memory, kept exact by Redis
+        self.breakers = BreakerBoard(self.redis, {name: s.breaker for name, s in self.settings.servers.items()},
+                                     tracked=self.tracked)
 
     def call_tool(self, server: str, tool: str, params: dict[str, Any] | None = None,
                   timeout: float | None = None, *, raise_on_error: bool = True,
@@ -173,7 +176,7 @@ class Orchestrator:
     @cached_property
     def catalog(self) -> Catalog:
         """The tool catalog in Redis: ``list_tools`` without a worker, schemas to check params."""
-        return Catalog(self.redis)
+        return Catalog(self.redis, tracked=self.tracked)
 
     @cached_property
     def health_store(self) -> health.HealthStore:
@@ -235,7 +238,7 @@ class Orchestrator:
     def _run(self, call: PreparedCall, task: str, kwargs: dict[str, Any], *, check_worker: bool = False) -> Any:
         if task != CALL_TOOL:
             return self._wait(call, self._send(call, task, kwargs))
-        epoch = redis_epoch(self.redis)  # before enqueueing: did Redis lose the call's marker meanwhile?
+        epoch = redis_epoch(self.redis, self.tracked)  # before enqueueing: did Redis lose the call's marker meanwhile?
         handle = self._send(call, task, kwargs)
         if check_worker:
             early = self._unless_no_worker(call, handle)
@@ -361,5 +364,6 @@ class Orchestrator:
 
     def close(self) -> None:
         """Release the broker, backend and Redis connections."""
+        self.tracked.close()
         self.redis.close()
         self.app.close()

@@ -23,6 +23,7 @@ from orchestrator.health import HealthStore
 from orchestrator.keys import execution_marker_key
 from orchestrator.limits import ConcurrencyLimit
 from orchestrator.redaction import Redactor
+from orchestrator.tracking import TrackedReads
 from workers.sessions import SessionHook, SessionManager
 
 
@@ -58,7 +59,9 @@ class WorkerRuntime:
 
     @cached_property
     def breakers(self) -> BreakerBoard:
-        return BreakerBoard(self.redis, {name: server.breaker for name, server in self.settings.servers.items()})
+        """Closed-path admissions and no-op successes served from memory, kept exact by Redis (``TrackedReads``)."""
+        return BreakerBoard(self.redis, {name: server.breaker for name, server in self.settings.servers.items()},
+                            tracked=TrackedReads(self.redis))
 
     @cached_property
     def limits(self) -> ConcurrencyLimit:

@@ -20,6 +20,17 @@ What counts as a failure is the caller's decision (``record(success=...)``; ``No
 that says nothing about the server, which counts neither way); a success slower than
 ``slow_call_seconds`` counts as a failure too.
 
+With a ``TrackedReads`` (the client and the workers pass one), the common case costs no round
+trip: a closed (or disabled) breaker admits, an open one refuses until ``open_until`` and a
+forced-open one refuses, all from this process's copy of the breaker hash, which Redis keeps
+exact by invalidating it whenever any script anywhere changes it (``orchestrator/tracking.py``).
+A success that would change nothing (closed, same generation, consecutive mode, no failures
+counted; or an outcome that counts neither way) writes nothing. Everything else goes through the
+scripts, atomic as before: half-open admissions (trial slots), the open wait ending, every failure,
+rate-mode outcomes, operator commands, health-probe recovery. A cached answer is as old as the
+invalidations still crossing the socket when it is given: one socket hop, the same as the age of a
+script's answer when it reaches the caller (docs/ARCHITECTURE.md, "Client-side caching").
+
 If Redis is unreachable, ``on_redis_error`` decides: ``fail_open`` admits the call unguarded,
 ``fail_closed`` refuses it; outcomes are then dropped. A refused connection is noticed at once,
 but an unanswering Redis costs each call its client's socket timeouts times its retries before the
@@ -43,6 +54,7 @@ from redis.commands.core import Script
 from orchestrator import keys
 from orchestrator.breaker.policy import BreakerPolicy
 from orchestrator.errors import CircuitBreakerOpenError, UnknownServer
+from orchestrator.tracking import TrackedReads
 
 __all__ = ["Admission", "BreakerBoard", "BreakerSnapshot", "BreakerState", "CircuitBreaker"]
 
@@ -136,18 +148,34 @@ _REFUSALS: dict[str, str] = {
 }
 
 
+@dataclass(frozen=True, slots=True)
+class _View:
+    """The fields of the breaker hash that decide the common case, as this process last read them."""
+
+    state: str
+    generation: int
+    open_until: int
+    failures: int
+
+
 class CircuitBreaker:
-    """The breaker of one MCP server: ``admit()`` before the call, ``record()`` after it."""
+    """The breaker of one MCP server: ``admit()`` before the call, ``record()`` after it.
+
+    ``tracked`` serves the closed, open and forced-open answers and the no-op successes from memory
+    (module docstring); without it every decision is a script call."""
 
     def __init__(self, redis_client: redis.Redis, server: str, policy: BreakerPolicy | None = None, *,
-                 clock: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] = time.time, tracked: TrackedReads | None = None) -> None:
         self.server = server
         self.policy = policy or BreakerPolicy()
         self._redis = redis_client
         self._clock = clock
+        self._tracked = tracked
         self._scripts = _scripts_for(redis_client)
         self._keys = [keys.breaker_key(server), keys.breaker_trials_key(server),
                       keys.breaker_calls_key(server), keys.breaker_buckets_key(server)]
+        self._view_command = ("HMGET", self._keys[0], "state", "gen", "open_until", "failures")
+        self._half_open = False  # the last script answer said half-open: ask the script, skip the cache
         self._policy_json = self.policy.script_argument()  # built once: it rides on every record
         self._redis_down = False
 
@@ -190,13 +218,19 @@ class CircuitBreaker:
             return admission.state
         verdict = "-" if success is None else str(int(self.policy.counts_as_failure(success, duration)))
         try:
-            state, generation, _applied, from_state = self._scripts["record"](
+            if self._tracked is not None and verdict != "1" and not admission.trial:
+                view = self._view()
+                if self._record_changes_nothing(view, admission, verdict):
+                    return view.state
+            state, generation, applied, from_state = self._scripts["record"](
                 keys=self._keys,
                 args=[_ms(self._clock()), self.server, keys.BREAKER_EVENTS_CHANNEL, admission.generation,
                       admission.trial_id, verdict, self._policy_json])
         except _REDIS_DOWN as exc:
             self._on_redis_down(exc, "outcome dropped")
             return admission.state
+        if applied:
+            self._wrote(keys.text(state), keys.text(from_state))
         self._on_redis_up()
         self._log_transition(keys.text(from_state), keys.text(state), generation)
         return keys.text(state)
@@ -226,6 +260,10 @@ class CircuitBreaker:
         policy = self.policy
         mode = 2 if recover_generation is not None else int(peek)
         try:
+            if self._tracked is not None and recover_generation is None and not self._half_open:
+                cached = self._cached_admission(self._view(), peek)
+                if cached is not None:
+                    return cached
             allowed, state, generation, retry_ms, trial_id, from_state = self._scripts["admit"](
                 keys=self._keys[:2],
                 args=[_ms(self._clock()), self.server, keys.BREAKER_EVENTS_CHANNEL,
@@ -236,12 +274,70 @@ class CircuitBreaker:
                                 else "refusing calls")
             return Admission(allowed=policy.on_redis_error == "fail_open", state="unknown", generation=-1,
                              reason="Redis is unreachable")
-        self._on_redis_up()
         state = keys.text(state)
+        self._half_open = state == BreakerState.HALF_OPEN
+        if not peek:
+            self._wrote(state, keys.text(from_state))
+        self._on_redis_up()
         self._log_transition(keys.text(from_state), state, generation)
         return Admission(allowed=bool(allowed), state=state, generation=generation,
                          retry_after=None if retry_ms < 0 else retry_ms / 1000, trial_id=trial_id,
                          reason="" if allowed else _REFUSALS.get(state, "trial slots busy"))
+
+    def _view(self) -> _View:
+        """The deciding fields of the breaker hash, from memory unless Redis changed it since the last read."""
+        assert self._tracked is not None
+        state, generation, open_until, failures = self._tracked.read(self._view_command)
+        return _View(state=keys.text(state) if state is not None else BreakerState.CLOSED.value,
+                     generation=int(generation or 0), open_until=int(open_until or 0), failures=int(failures or 0))
+
+    def _cached_admission(self, view: _View, peek: bool) -> Admission | None:
+        """What ``admit.lua`` would answer without writing anything, or None when it may write (a trial
+        slot, the open wait ending) and must decide atomically."""
+        if view.state in (BreakerState.CLOSED, BreakerState.DISABLED):
+            return Admission(allowed=True, state=view.state, generation=view.generation, retry_after=0.0)
+        if view.state == BreakerState.FORCED_OPEN:
+            return Admission(allowed=False, state=view.state, generation=view.generation,
+                             reason=_REFUSALS[view.state])
+        if view.state == BreakerState.OPEN:
+            wait_ms = view.open_until - _ms(self._clock())
+            if wait_ms > 0:
+                return Admission(allowed=False, state=view.state, generation=view.generation,
+                                 retry_after=wait_ms / 1000, reason=_REFUSALS[view.state])
+            if peek:
+                return Admission(allowed=True, state=view.state, generation=view.generation, retry_after=0.0)
+        return None
+
+    def _record_changes_nothing(self, view: _View, admission: Admission, verdict: str) -> bool:
+        """``record.lua`` would leave the breaker as it is: an outcome of another generation or of a
+        state that counts nothing, one that counts neither way while closed, or a success while
+        closed in consecutive mode with no failure counted."""
+        if view.generation != admission.generation or view.state not in (BreakerState.CLOSED,
+                                                                         BreakerState.HALF_OPEN):
+            return True
+        if view.state != BreakerState.CLOSED:
+            return False
+        return verdict == "-" or (self.policy.mode == "consecutive" and view.failures == 0)
+
+    def _wrote(self, state: str, from_state: str = "", *, command: bool = False) -> None:
+        """A script of this process changed the hash, leaving ``state`` (``from_state``: it changed the state).
+
+        This process's copy is dropped at once (its own push may still be on the way) and read again on
+        the tracked connection, unless half-open is involved (never answered from memory, so no other
+        process can hold an answer this change makes wrong). That read is a round trip after the write,
+        so it is also a barrier: Redis writes every invalidation push of a command in the same
+        event-loop pass as that command's reply, so once the read is back every other process's push is
+        on its socket, and an admission anywhere that starts after this call returns sees the change.
+        Only failures, transitions, rate-mode outcomes and operator commands get here."""
+        self._half_open = state == BreakerState.HALF_OPEN
+        if self._tracked is None:
+            return
+        self._tracked.forget(self._keys[0])
+        if command or BreakerState.HALF_OPEN not in (state, from_state):
+            try:
+                self._view()
+            except _REDIS_DOWN as exc:  # the change is made; the next admission reads it
+                logger.debug("breaker %s: no read after a write: %s", self.server, exc)
 
     def _raise_if_refused(self, admission: Admission) -> Admission:
         if not admission.allowed:
@@ -257,6 +353,7 @@ class CircuitBreaker:
         state, generation, from_state = self._scripts["command"](
             keys=self._keys,
             args=[_ms(self._clock()), self.server, keys.BREAKER_EVENTS_CHANNEL, target.value])
+        self._wrote(keys.text(state), keys.text(from_state), command=True)
         self._log_transition(keys.text(from_state), keys.text(state), generation)
 
     def _queue_snapshot(self, pipe: redis.client.Pipeline) -> None:
@@ -319,10 +416,10 @@ class BreakerBoard:
     """The breakers of all configured servers, sharing one Redis client."""
 
     def __init__(self, redis_client: redis.Redis, policies: Mapping[str, BreakerPolicy], *,
-                 clock: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] = time.time, tracked: TrackedReads | None = None) -> None:
         self._redis = redis_client
         self._clock = clock
-        self._breakers = {server: CircuitBreaker(redis_client, server, policy, clock=clock)
+        self._breakers = {server: CircuitBreaker(redis_client, server, policy, clock=clock, tracked=tracked)
                           for server, policy in policies.items()}
 
     def breaker(self, server: str) -> CircuitBreaker:

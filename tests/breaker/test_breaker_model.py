@@ -13,6 +13,7 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, 
 
 from orchestrator.breaker import Admission, CircuitBreaker
 from orchestrator.breaker.policy import BreakerPolicy
+from orchestrator.tracking import TrackedReads
 
 POLICIES = {
     "consecutive": BreakerPolicy(failure_threshold=3, open_seconds=2, success_threshold=2, half_open_max_calls=2,
@@ -115,18 +116,33 @@ class Model:
 
 
 class BreakerMachine(RuleBasedStateMachine):
-    """Drives the Redis breaker and the model with the same calls and clock; answers must match."""
+    """Drives the Redis breaker and the model with the same calls and clock; answers must match.
+
+    With ``operator_client``, the breaker answers from its tracked cache and the operator commands
+    come from another client (another process's breaker), so only Redis's invalidations tell it."""
 
     client: redis.Redis
     policy: BreakerPolicy
+    operator_client: redis.Redis | None = None
 
     def __init__(self) -> None:
         super().__init__()
         self.client.flushdb()
         self.now = T0
-        self.breaker = CircuitBreaker(self.client, "sonarr", self.policy, clock=lambda: self.now / 1000)
+        clock = lambda: self.now / 1000  # noqa: E731
+        self.tracked = ([] if self.operator_client is None else
+                        [TrackedReads(self.client), TrackedReads(self.operator_client)])
+        self.breaker = CircuitBreaker(self.client, "sonarr", self.policy, clock=clock,
+                                      tracked=self.tracked[0] if self.tracked else None)
+        self.operator_breaker = (self.breaker if self.operator_client is None else
+                                 CircuitBreaker(self.operator_client, "sonarr", self.policy, clock=clock,
+                                                tracked=self.tracked[1]))
         self.model = Model(self.policy)
         self.in_flight: list[Admission] = []
+
+    def teardown(self) -> None:
+        for tracked in self.tracked:
+            tracked.close()
 
     @rule(ms=st.integers(0, 4000))
     def advance_the_clock(self, ms: int) -> None:
@@ -158,7 +174,7 @@ class BreakerMachine(RuleBasedStateMachine):
     @precondition(lambda self: self.now % 7 == 0)  # rare, so the automatic states get explored
     @rule(command=st.sampled_from(["reset", "force_open", "force_closed"]))
     def operator(self, command: str) -> None:
-        getattr(self.breaker, command)()
+        getattr(self.operator_breaker, command)()
         self.model.command({"reset": "closed", "force_open": "forced_open", "force_closed": "disabled"}[command])
 
     @invariant()
@@ -176,3 +192,17 @@ def test_the_lua_breaker_behaves_like_the_reference_model(store, policy_name):
     """Hundreds of random admits, records, clock moves and operator commands: same answers."""
     machine = type("Machine", (BreakerMachine,), {"client": store, "policy": POLICIES[policy_name]})
     run_state_machine_as_test(machine, settings=RUNS)
+
+
+@pytest.mark.parametrize("policy_name", POLICIES)
+def test_the_cached_breaker_behaves_like_the_reference_model(redis_url, policy_name):
+    """The same on real Redis with the tracked cache answering the common case and an operator in another
+    client: every answer still matches the model, so no cached answer is ever stale."""
+    clients = [redis.Redis.from_url(redis_url) for _ in range(2)]
+    machine = type("Machine", (BreakerMachine,), {"client": clients[0], "operator_client": clients[1],
+                                                  "policy": POLICIES[policy_name]})
+    try:
+        run_state_machine_as_test(machine, settings=RUNS)
+    finally:
+        for client in clients:
+            client.close()

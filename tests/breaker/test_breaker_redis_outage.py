@@ -13,6 +13,7 @@ from redis.retry import Retry
 from orchestrator.breaker import CircuitBreaker
 from orchestrator.breaker.policy import BreakerPolicy
 from orchestrator.errors import CircuitBreakerOpenError
+from orchestrator.tracking import TrackedReads
 from tests.support.redis_proc import RedisServer
 
 
@@ -71,3 +72,17 @@ def test_the_breaker_works_again_once_redis_is_back(client, redis_server, caplog
         assert breaker.admit().generation == -1
     assert breaker.record(breaker.admit(), success=False, duration=0.1) == "open"
     assert "Redis is reachable again" in caplog.text
+
+
+def test_a_cached_closed_answer_does_not_outlive_the_connection(client, redis_server):
+    """With the tracked cache holding "closed", a stopped Redis still makes fail_closed refuse (the lost
+    connection drops the cache), and after the restart the breaker is read afresh."""
+    tracked = TrackedReads(client)
+    breaker = CircuitBreaker(client, "sonarr", BreakerPolicy(on_redis_error="fail_closed"), tracked=tracked)
+    assert breaker.admit().allowed
+    with redis_server.stopped():
+        refused = breaker.admit()
+        assert (refused.allowed, refused.state) == (False, "unknown")
+    breaker.force_open()
+    assert not breaker.admit().allowed
+    tracked.close()

@@ -1,7 +1,9 @@
-"""admit + record cost at most 2 Redis round trips on every path (counted on the socket)."""
+"""admit + record cost at most 2 Redis round trips on every path (counted on the socket), none on a closed success
+with the tracked cache."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
 from typing import Any
 
@@ -10,6 +12,7 @@ import redis
 
 from orchestrator.breaker import CircuitBreaker
 from orchestrator.breaker.policy import BreakerPolicy
+from orchestrator.tracking import TrackedReads
 from tests.support.breaker_fixtures import Clock
 
 POLICY = BreakerPolicy(failure_threshold=2, open_seconds=10, success_threshold=2, half_open_max_calls=1)
@@ -82,3 +85,33 @@ def test_a_snapshot_is_one_round_trip(counted):
     before = CountingConnection.sent
     breaker.snapshot()
     assert CountingConnection.sent - before == 1
+
+
+def test_with_the_tracked_cache_no_path_costs_more_and_a_closed_success_costs_nothing(counted):
+    """The same paths with the tracked cache (its connection counted too): the closed success and the
+    open refusal are answered from memory; a write is followed by one read that refills the cache (not
+    around half-open, which is never answered from memory: the first call after it reads once)."""
+    clock = Clock()
+    tracked = TrackedReads(counted, liveness_seconds=math.inf)  # no liveness PING (one a second) in the counts
+    breaker = CircuitBreaker(counted, "sonarr", POLICY, clock=clock, tracked=tracked)
+    breaker.record(breaker.admit(), success=True, duration=0.01)  # loads the scripts, fills the cache
+    paths = {"closed success": round_trips(breaker, success=True),
+             "closed failure": round_trips(breaker, success=False),
+             "closed failure that trips": round_trips(breaker, success=False),
+             "open refusal": round_trips(breaker, success=True)}
+    clock.now += 10
+    paths["half-open trial success"] = round_trips(breaker, success=True)
+    paths["half-open trial failure"] = round_trips(breaker, success=False)
+    clock.now += 20
+    trial = breaker.admit()
+    paths["half-open refusal (slot taken)"] = round_trips(breaker, success=True)
+    breaker.record(trial, success=True, duration=0.01)
+    paths["half-open trial success that closes"] = round_trips(breaker, success=True)
+    paths["closed success after closing"] = round_trips(breaker, success=True)
+    tracked.close()
+    assert paths == {
+        "closed success": (0, "closed"), "closed failure": (2, "closed"),
+        "closed failure that trips": (2, "open"), "open refusal": (0, "open"),
+        "half-open trial success": (2, "half_open"), "half-open trial failure": (2, "open"),
+        "half-open refusal (slot taken)": (1, "half_open"),
+        "half-open trial success that closes": (2, "closed"), "closed success after closing": (1, "closed")}
