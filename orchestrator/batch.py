@@ -297,7 +297,7 @@ class Publisher:
     def _run(self, app: Celery, prepared: list[PreparedCall], plan: BatchPlan) -> None:
         try:
             # the collecting thread listens for every call before it reads what is stored already
-            enqueue_all(app, prepared, plan.positions, plan.signatures, plan.outcomes, plan.deadline, {},
+            enqueue_all(app, prepared, plan.positions, plan.signatures, plan.outcomes, plan.deadline, None,
                         stopped=self._stopped, subscribe=False)
         except BaseException as exc:  # handed to the collecting thread by ``stop``
             self._error = exc
@@ -353,10 +353,10 @@ def withdraw_queued(client: redis.Redis, queue: str, task_ids: set[str]) -> int:
 
 def enqueue_all(app: Celery, prepared: list[PreparedCall], positions: list[tuple[int, ...]],
                 signatures: list[Signature], outcomes: list[Outcome | None], batch_deadline: float | None,
-                enqueued: dict[int, AsyncResult], *, stopped: threading.Event | None = None,
+                enqueued: dict[int, AsyncResult] | None, *, stopped: threading.Event | None = None,
                 subscribe: bool = True) -> None:
-    """Publish each signature, its calls' handles into ``enqueued`` (retrying while the broker is unreachable
-    and the calls' deadlines allow); the calls of one that could not be enqueued get ``NotEnqueued``.
+    """Publish each signature, its calls' handles into ``enqueued`` unless None (retrying while the broker is
+    unreachable and the calls' deadlines allow); the calls of one that could not be enqueued get ``NotEnqueued``.
 
     ``subscribe``: listen for the results of a chunk's calls (a single call's task is listened for by
     ``apply_async``); ``stopped``: publish nothing more once it is set."""
@@ -371,14 +371,16 @@ def enqueue_all(app: Celery, prepared: list[PreparedCall], positions: list[tuple
                 for task_id in ids:
                     app.backend.on_task_call(producer, task_id)
             try:
-                enqueue(app, signature, give_up_at=give_up_at, producer=producer)
+                sent = enqueue(app, signature, give_up_at=give_up_at, producer=producer)
             except NotEnqueued as exc:
                 for position, task_id in zip(chunk, ids, strict=True):
                     outcomes[position] = type(exc)(exc.message, {**exc.details, "tool": prepared[position].tool,
                                                                  "task_id": task_id})
                 continue
-            for position, task_id in zip(chunk, ids, strict=True):
-                enqueued[position] = AsyncResult(task_id, app=app)
+            sent.backend = None  # dropped here: its __del__ must not stop the listening for the call
+            if enqueued is not None:
+                for position, task_id in zip(chunk, ids, strict=True):
+                    enqueued[position] = AsyncResult(task_id, app=app)
 
 
 def call_ids(signature: Signature) -> list[str]:
