@@ -6,6 +6,10 @@ finished by then is revoked and reported as ``DeadlineExceeded``, or ``OutcomeUn
 started), fail fast (the first
 permanent failure revokes what has not started, reported as ``CallCancelled``), report
 progress as results arrive, and cap the calls running at once per server across the fleet.
+
+The calls to one server travel in chunks (``plan_batch``): one task carries several calls, each with
+its own task id fixed here, and the worker stores each call's outcome under that id, so everything
+above stays per call (``workers.chunks``; docs/ARCHITECTURE.md, "The path of a batch").
 """
 
 from __future__ import annotations
