@@ -227,7 +227,7 @@ def _signature(app: Celery, calls: list[PreparedCall], ids: list[str], cap: int 
         kwargs = {"server": server.name, "start_by": batch_deadline,
                   "calls": [{"id": task_id, "tool": call.tool, "params": call.params, "deadline": call.deadline}
                             for task_id, call in zip(ids, calls, strict=True)]}
-        name, options = CALL_CHUNK, {"ignore_result": True}  # each call stores its own result
+        name, options = CALL_CHUNK, {"task_id": uuid(), "ignore_result": True}  # each call stores its own result
     if cap is not None:
         kwargs["max_concurrency"] = cap
     return app.signature(name, kwargs=kwargs, queue=server.queue, expires=datetime.fromtimestamp(expires, tz=UTC),
@@ -264,7 +264,7 @@ def run_batch(app: Celery, settings: Settings, prepared: list[PreparedCall], *, 
                         publisher)
     except KeyboardInterrupt:
         publisher.stop()
-        raise _interrupted(app, prepared, enqueued, plan.outcomes, markers) from None
+        raise _interrupted(app, prepared, enqueued, plan, markers) from None
 
 
 def listen_for(app: Celery, task_ids: list[str]) -> None:
@@ -326,32 +326,41 @@ class BatchInterrupted(KeyboardInterrupt):
 
 
 def _interrupted(app: Celery, prepared: list[PreparedCall], enqueued: Mapping[int, AsyncResult],
-                 outcomes: list[Outcome | None], queues: redis.Redis | None) -> BatchInterrupted:
-    """Revoke what has no outcome yet and withdraw what still waits in a queue; say how many of each."""
+                 plan: BatchPlan, queues: redis.Redis | None) -> BatchInterrupted:
+    """Revoke what has no outcome yet and withdraw the messages (a call's, or a chunk's) that still wait in
+    a queue; say how many calls of each."""
+    outcomes = plan.outcomes
     unfinished = {index: handle.id for index, handle in enqueued.items() if outcomes[index] is None}
     withdrawn = 0
     with contextlib.suppress(*LIBRARY_ERRORS):
         revoke_calls(app, queues, list(unfinished.values()), max((prepared[i].deadline for i in unfinished),
                                                                  default=time.time()))
         if queues is not None:
-            by_queue: dict[str, set[str]] = {}
-            for index, task_id in unfinished.items():
-                by_queue.setdefault(prepared[index].server.queue, set()).add(task_id)
-            withdrawn = sum(withdraw_queued(queues, queue, ids) for queue, ids in by_queue.items())
+            by_queue: dict[str, dict[str, int]] = {}  # queue -> message id -> calls it carries
+            for chunk, signature in zip(plan.positions, plan.signatures, strict=True):
+                if any(index in unfinished for index in chunk):
+                    by_queue.setdefault(prepared[chunk[0]].server.queue, {})[signature.options["task_id"]] = len(chunk)
+            withdrawn = sum(calls[message_id] for queue, calls in by_queue.items()
+                            for message_id in withdraw_queued_ids(queues, queue, set(calls)))
     ended = sum(outcome is not None for outcome in outcomes)
     return BatchInterrupted(len(prepared), ended, withdrawn, len(unfinished))
 
 
 def withdraw_queued(client: redis.Redis, queue: str, task_ids: set[str]) -> int:
     """Remove the messages of ``task_ids`` still waiting in ``queue`` (kombu's Redis list); how many."""
-    removed = 0
+    return len(withdraw_queued_ids(client, queue, task_ids))
+
+
+def withdraw_queued_ids(client: redis.Redis, queue: str, task_ids: set[str]) -> set[str]:
+    """Remove the messages of ``task_ids`` still waiting in ``queue`` (kombu's Redis list); the ids removed."""
+    removed = set()
     for raw in client.lrange(queue, 0, -1):
         try:
             task_id = json.loads(raw)["headers"]["id"]
         except (ValueError, KeyError, TypeError):
             continue
-        if task_id in task_ids:
-            removed += int(client.lrem(queue, 1, raw))  # type: ignore[arg-type]  # bytes work; the stub says str
+        if task_id in task_ids and client.lrem(queue, 1, raw):  # type: ignore[arg-type]  # bytes work; the stub says str
+            removed.add(task_id)
     return removed
 
 
