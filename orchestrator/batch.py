@@ -277,14 +277,18 @@ def listen_for(app: Celery, task_ids: list[str]) -> None:
             app.backend.on_task_call(None, task_id)
         return
     assert consumer is not None
-    consumer.consume_from(task_ids[0])  # starts its connection if it has none yet
-    with consumer._locked():
-        channels = [key for key in map(consumer._get_key_for_task, task_ids) if key not in consumer.subscribed_to]
-        consumer._pending_unsubscribe.difference_update(channels)
-        consumer.subscribed_to.update(channels)
-        if channels:
-            with consumer.reconnect_on_error():
-                consumer._pubsub.subscribe(*channels)
+    try:
+        consumer.consume_from(task_ids[0])  # starts its connection if it has none yet
+        with consumer._locked():
+            channels = [key for key in map(consumer._get_key_for_task, task_ids) if key not in consumer.subscribed_to]
+            consumer._pending_unsubscribe.difference_update(channels)
+            consumer.subscribed_to.update(channels)  # a reconnection subscribes to all of these again
+            if channels:
+                with consumer.reconnect_on_error():
+                    consumer._pubsub.subscribe(*channels)
+    except Exception as exc:  # Redis unreachable: publishing meets it too (NotEnqueued), or the wait listens again
+        if not is_unreachable(exc):
+            raise
 
 
 class Publisher:
