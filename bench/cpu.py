@@ -19,7 +19,7 @@ PARTS: dict[str, Callable[[psutil.Process], bool]] = {
     "upstreams": lambda proc: "upstream_sim" in _cmdline(proc),
     "redis": lambda proc: proc.name().startswith("redis-server"),
 }
-"""Which processes make up each part (first match wins); the rest of the machine is not counted."""
+"""Which of the benchmark's processes make up each part (first match wins)."""
 
 
 def _cmdline(proc: psutil.Process) -> str:
@@ -31,9 +31,12 @@ def _part_of(proc: psutil.Process) -> str | None:
 
 
 def cpu_seconds() -> dict[int, tuple[str, float]]:
-    """User + system CPU seconds so far of every process belonging to a part, by pid."""
+    """User + system CPU seconds so far of every process belonging to a part, by pid: this process and
+    its descendants only (the benchmark starts everything it measures; other work on a shared machine,
+    another Celery worker or MCP server included, is not counted)."""
     out: dict[int, tuple[str, float]] = {}
-    for proc in psutil.process_iter():
+    me = psutil.Process()
+    for proc in [me, *me.children(recursive=True)]:
         try:
             part = _part_of(proc)
             if part is not None:

@@ -6,16 +6,22 @@ finished by then is revoked and reported as ``DeadlineExceeded``, or ``OutcomeUn
 started), fail fast (the first
 permanent failure revokes what has not started, reported as ``CallCancelled``), report
 progress as results arrive, and cap the calls running at once per server across the fleet.
+
+The calls to one server travel in chunks (``plan_batch``): one task carries several calls, each with
+its own task id fixed here, and the worker stores each call's outcome under that id, so everything
+above stays per call (``workers.chunks``; docs/ARCHITECTURE.md, "The path of a batch").
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
+import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from itertools import zip_longest
 from typing import Any, TypeVar
 
 import redis
@@ -41,9 +47,10 @@ from orchestrator.keys import EPOCH_KEY, execution_marker_key, text
 from orchestrator.metrics import UNLISTED_TOOL, record_refusals
 from orchestrator.results import ToolResult
 from orchestrator.tracking import TrackedReads
+from orchestrator.revocation import revoke_calls
 from orchestrator.unreachable import LIBRARY_ERRORS, is_unreachable
 from orchestrator.validation import PreparedCall, prepare_call, resolve_server
-from orchestrator.wire import CALL_TOOL
+from orchestrator.wire import CALL_CHUNK, CALL_TOOL
 
 Outcome = ToolResult | OrchestratorError
 """One call's outcome in a batch: its result, or the typed error it ended with."""
@@ -128,28 +135,67 @@ def outcome_of(app: Celery, call: PreparedCall, task_id: str, meta: Mapping[str,
 
 @dataclass
 class BatchPlan:
-    """A validated batch ready to enqueue: what its breakers refused, and one signature per other call."""
+    """A validated batch ready to enqueue: what its breakers refused, and the signatures of the other calls.
+
+    A signature is one call's task, or a chunk: several calls to one server in one task, each with its own
+    task id, fixed here, under which the worker stores its own result (``task_ids``)."""
 
     deadline: float | None
     """The batch's overall deadline (epoch seconds), if it has one."""
     outcomes: list[Outcome | None]
     """One slot per call, filled already for the calls their breaker refused."""
-    positions: list[int]
-    """The index in the batch of each signature's call."""
+    positions: list[tuple[int, ...]]
+    """The indexes in the batch of the calls each signature carries."""
     signatures: list[Signature]
+    task_ids: dict[int, str]
+    """Each call's own task id, by its index in the batch."""
+
+
+ADAPTIVE_FIRST_CHUNK = 4
+"""Calls in a server's first chunk when ``batch_chunk_size`` is 0 (adaptive): its results come back at once."""
+ADAPTIVE_MAX_CHUNK = 64
+"""Largest adaptive chunk (each chunk doubles the one before): a big batch is still shared by every worker
+that consumes the server's queue."""
+
+
+def chunk_positions(prepared: list[PreparedCall], positions: list[int], size: int) -> list[tuple[int, ...]]:
+    """``positions`` grouped into chunks of calls to one server: of ``size`` calls (1: one call each, in
+    input order), or adaptive (0: ``ADAPTIVE_FIRST_CHUNK``, doubling to ``ADAPTIVE_MAX_CHUNK``); the chunks
+    of the servers taken in turn, so that every server's first chunk is sent first."""
+    if size == 1:
+        return [(position,) for position in positions]
+    by_server: dict[str, list[int]] = {}
+    for position in positions:
+        by_server.setdefault(prepared[position].server.name, []).append(position)
+    per_server = [_split(server_positions, size) for server_positions in by_server.values()]
+    return [chunk for turn in zip_longest(*per_server) for chunk in turn if chunk]
+
+
+def _split(positions: list[int], size: int) -> list[tuple[int, ...]]:
+    chunks, start, step = [], 0, size or ADAPTIVE_FIRST_CHUNK
+    while start < len(positions):
+        chunks.append(tuple(positions[start:start + step]))
+        start += step
+        if not size:
+            step = min(step * 2, ADAPTIVE_MAX_CHUNK)
+    return chunks
 
 
 def plan_batch(app: Celery, settings: Settings, prepared: list[PreparedCall], *, timeout: float | None = None,
                max_concurrency: Mapping[str, int] | None = None,
                breakers: BreakerBoard | None = None, listed: Sequence[bool] | None = None,
-               counts: redis.Redis | None = None) -> BatchPlan:
-    """Check the batch options, fail fast the servers whose breaker is open, sign the other calls.
+               counts: redis.Redis | None = None, chunk_size: int | None = None) -> BatchPlan:
+    """Check the batch options, fail fast the servers whose breaker is open, sign the other calls, grouped
+    by server into chunks of ``chunk_size`` (default ``settings.batch_chunk_size``; see ``chunk_positions``).
 
     The calls refused are counted in ``counts`` (the call metrics), under their tool name when the
     catalog lists it (``listed``, one flag per call), else ``UNLISTED_TOOL``."""
     caps = _check_caps(settings, max_concurrency)
     if timeout is not None and (isinstance(timeout, bool) or not isinstance(timeout, int | float) or timeout <= 0):
         raise InvalidCall("timeout: the batch deadline must be a positive number of seconds", field="timeout")
+    size = settings.batch_chunk_size if chunk_size is None else chunk_size
+    if isinstance(size, bool) or not isinstance(size, int) or size < 0:
+        raise InvalidCall("chunk_size: must be 0 (adaptive), 1 (a task per call) or a chunk size", field="chunk_size")
     batch_deadline = time.time() + timeout if timeout is not None else None
     refused = _refused_servers(prepared, breakers) if prepared else {}
     if refused and counts is not None:
@@ -157,47 +203,120 @@ def plan_batch(app: Celery, settings: Settings, prepared: list[PreparedCall], *,
         record_refusals(counts, [(call.server.name, call.tool if tool_listed else UNLISTED_TOOL)
                                  for call, tool_listed in zip(prepared, known, strict=True)
                                  if call.server.name in refused])
-    signatures, positions = [], []
-    for position, call in enumerate(prepared):
-        if call.server.name in refused:
-            continue
-        positions.append(position)
-        kwargs = call.task_kwargs()
-        cap = caps.get(call.server.name)
-        if cap is not None:
-            kwargs["max_concurrency"] = cap
-        expires = min(call.deadline, batch_deadline) if batch_deadline else call.deadline
-        signatures.append(app.signature(CALL_TOOL, kwargs=kwargs, queue=call.server.queue,
-                                        expires=datetime.fromtimestamp(expires, tz=UTC)))
-    return BatchPlan(batch_deadline, [refused.get(call.server.name) for call in prepared], positions, signatures)
+    sendable = [position for position, call in enumerate(prepared) if call.server.name not in refused]
+    plan = BatchPlan(batch_deadline, [refused.get(call.server.name) for call in prepared], [], [], {})
+    for chunk in chunk_positions(prepared, sendable, size):
+        calls = [prepared[position] for position in chunk]
+        ids = [uuid() for _ in chunk]
+        plan.task_ids.update(zip(chunk, ids, strict=True))
+        plan.positions.append(chunk)
+        plan.signatures.append(_signature(app, calls, ids, caps.get(calls[0].server.name), batch_deadline))
+    return plan
+
+
+def _signature(app: Celery, calls: list[PreparedCall], ids: list[str], cap: int | None,
+               batch_deadline: float | None) -> Signature:
+    """One call's task, or the chunk task of several calls to one server (each with its own id and deadline;
+    ``start_by``: the batch deadline, after which the worker starts none of them)."""
+    expires = max(min(call.deadline, batch_deadline) if batch_deadline else call.deadline for call in calls)
+    server = calls[0].server
+    options: dict[str, Any]
+    if len(calls) == 1:
+        kwargs = calls[0].task_kwargs()
+        name, options = CALL_TOOL, {"task_id": ids[0]}
+    else:
+        kwargs = {"server": server.name, "start_by": batch_deadline,
+                  "calls": [{"id": task_id, "tool": call.tool, "params": call.params, "deadline": call.deadline}
+                            for task_id, call in zip(ids, calls, strict=True)]}
+        name, options = CALL_CHUNK, {"task_id": uuid(), "ignore_result": True}  # each call stores its own result
+    if cap is not None:
+        kwargs["max_concurrency"] = cap
+    return app.signature(name, kwargs=kwargs, queue=server.queue, expires=datetime.fromtimestamp(expires, tz=UTC),
+                         **options)
 
 
 def run_batch(app: Celery, settings: Settings, prepared: list[PreparedCall], *, timeout: float | None = None,
               fail_fast: bool = False, progress: ProgressCallback | None = None,
               max_concurrency: Mapping[str, int] | None = None,
               breakers: BreakerBoard | None = None, markers: redis.Redis | None = None,
-              listed: Sequence[bool] | None = None) -> list[Outcome]:
+              listed: Sequence[bool] | None = None, chunk_size: int | None = None) -> list[Outcome]:
     """Enqueue validated calls (``prepare_batch``); one outcome per call, in input order, whatever dies.
 
-    A server whose breaker is open fails its own calls at once (not enqueued); the others run.
+    A server whose breaker is open fails its own calls at once (not enqueued); the others run, grouped
+    into chunks (``plan_batch``). Outcomes are collected while the chunks are still being published (a
+    publisher thread), so the first results come back before the last chunk is sent.
     ``markers`` is the Redis holding the workers' execution markers: a call that ends without a
     result is ``OutcomeUnknown`` when it started, ``DeadlineExceeded`` when it did not; the call counters
     there count the calls a breaker refused (``plan_batch``).
     """
     plan = plan_batch(app, settings, prepared, timeout=timeout, max_concurrency=max_concurrency, breakers=breakers,
-                      listed=listed, counts=markers)
+                      listed=listed, counts=markers, chunk_size=chunk_size)
     if not prepared:
         return []
     if not plan.signatures:
         _report_done(progress, len(prepared), len(prepared))
         return [outcome for outcome in plan.outcomes if outcome is not None]
     epoch = redis_epoch(markers)
-    enqueued: dict[int, AsyncResult] = {}
+    enqueued = {position: AsyncResult(task_id, app=app) for position, task_id in plan.task_ids.items()}
+    listen_for(app, list(plan.task_ids.values()))
+    publisher = Publisher(app, prepared, plan)
     try:
-        enqueue_all(app, prepared, plan.positions, plan.signatures, plan.outcomes, plan.deadline, enqueued)
-        return _collect(app, prepared, enqueued, plan.outcomes, plan.deadline, fail_fast, progress, markers, epoch)
+        return _collect(app, prepared, enqueued, plan.outcomes, plan.deadline, fail_fast, progress, markers, epoch,
+                        publisher)
     except KeyboardInterrupt:
-        raise _interrupted(app, prepared, enqueued, plan.outcomes, markers) from None
+        publisher.stop()
+        raise _interrupted(app, prepared, enqueued, plan, markers) from None
+
+
+def listen_for(app: Celery, task_ids: list[str]) -> None:
+    """Listen for the results of ``task_ids`` with one SUBSCRIBE, where Celery's Redis result consumer sends
+    one per call: 2,000 writes under its lock, racing the publisher, before a 2,000-call batch could show
+    its first outcome. A result backend without that consumer listens per call, as ``apply_async`` does."""
+    consumer = getattr(app.backend, "result_consumer", None)
+    if not task_ids or not all(hasattr(consumer, name) for name in ("_locked", "_pubsub", "subscribed_to")):
+        for task_id in task_ids:
+            app.backend.on_task_call(None, task_id)
+        return
+    assert consumer is not None
+    try:
+        consumer.consume_from(task_ids[0])  # starts its connection if it has none yet
+        with consumer._locked():
+            channels = [key for key in map(consumer._get_key_for_task, task_ids) if key not in consumer.subscribed_to]
+            consumer._pending_unsubscribe.difference_update(channels)
+            consumer.subscribed_to.update(channels)  # a reconnection subscribes to all of these again
+            if channels:
+                with consumer.reconnect_on_error():
+                    consumer._pubsub.subscribe(*channels)
+    except Exception as exc:  # Redis unreachable: publishing meets it too (NotEnqueued), or the wait listens again
+        if not is_unreachable(exc):
+            raise
+
+
+class Publisher:
+    """Publishes a plan's signatures on a thread of its own (``enqueue_all``) while the caller collects
+    outcomes; ``stop`` ends it early (fail fast, Ctrl-C) and re-raises what it failed with."""
+
+    def __init__(self, app: Celery, prepared: list[PreparedCall], plan: BatchPlan) -> None:
+        self._stopped = threading.Event()
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, args=(app, prepared, plan), name="batch-publisher",
+                                        daemon=True)
+        self._thread.start()
+
+    def _run(self, app: Celery, prepared: list[PreparedCall], plan: BatchPlan) -> None:
+        try:
+            # the collecting thread listens for every call before it reads what is stored already
+            enqueue_all(app, prepared, plan.positions, plan.signatures, plan.outcomes, plan.deadline, None,
+                        stopped=self._stopped, subscribe=False)
+        except BaseException as exc:  # handed to the collecting thread by ``stop``
+            self._error = exc
+
+    def stop(self) -> None:
+        """Publish nothing more, wait for the thread, raise what it failed with."""
+        self._stopped.set()
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
 
 
 class BatchInterrupted(KeyboardInterrupt):
@@ -212,47 +331,81 @@ class BatchInterrupted(KeyboardInterrupt):
 
 
 def _interrupted(app: Celery, prepared: list[PreparedCall], enqueued: Mapping[int, AsyncResult],
-                 outcomes: list[Outcome | None], queues: redis.Redis | None) -> BatchInterrupted:
-    """Revoke what has no outcome yet and withdraw what still waits in a queue; say how many of each."""
+                 plan: BatchPlan, queues: redis.Redis | None) -> BatchInterrupted:
+    """Revoke what has no outcome yet and withdraw the messages (a call's, or a chunk's) that still wait in
+    a queue; say how many calls of each."""
+    outcomes = plan.outcomes
     unfinished = {index: handle.id for index, handle in enqueued.items() if outcomes[index] is None}
     withdrawn = 0
     with contextlib.suppress(*LIBRARY_ERRORS):
-        app.control.revoke(list(unfinished.values()))
+        revoke_calls(app, queues, list(unfinished.values()), max((prepared[i].deadline for i in unfinished),
+                                                                 default=time.time()))
         if queues is not None:
-            by_queue: dict[str, set[str]] = {}
-            for index, task_id in unfinished.items():
-                by_queue.setdefault(prepared[index].server.queue, set()).add(task_id)
-            withdrawn = sum(withdraw_queued(queues, queue, ids) for queue, ids in by_queue.items())
+            by_queue: dict[str, dict[str, int]] = {}  # queue -> message id -> calls it carries
+            for chunk, signature in zip(plan.positions, plan.signatures, strict=True):
+                if any(index in unfinished for index in chunk):
+                    by_queue.setdefault(prepared[chunk[0]].server.queue, {})[signature.options["task_id"]] = len(chunk)
+            withdrawn = sum(calls[message_id] for queue, calls in by_queue.items()
+                            for message_id in withdraw_queued_ids(queues, queue, set(calls)))
     ended = sum(outcome is not None for outcome in outcomes)
     return BatchInterrupted(len(prepared), ended, withdrawn, len(unfinished))
 
 
 def withdraw_queued(client: redis.Redis, queue: str, task_ids: set[str]) -> int:
     """Remove the messages of ``task_ids`` still waiting in ``queue`` (kombu's Redis list); how many."""
-    removed = 0
+    return len(withdraw_queued_ids(client, queue, task_ids))
+
+
+def withdraw_queued_ids(client: redis.Redis, queue: str, task_ids: set[str]) -> set[str]:
+    """Remove the messages of ``task_ids`` still waiting in ``queue`` (kombu's Redis list); the ids removed."""
+    removed = set()
     for raw in client.lrange(queue, 0, -1):
         try:
             task_id = json.loads(raw)["headers"]["id"]
         except (ValueError, KeyError, TypeError):
             continue
-        if task_id in task_ids:
-            removed += int(client.lrem(queue, 1, raw))  # type: ignore[arg-type]  # bytes work; the stub says str
+        if task_id in task_ids and client.lrem(queue, 1, raw):  # type: ignore[arg-type]  # bytes work; the stub says str
+            removed.add(task_id)
     return removed
 
 
-def enqueue_all(app: Celery, prepared: list[PreparedCall], positions: list[int], signatures: list[Signature],
-                 outcomes: list[Outcome | None], batch_deadline: float | None,
-                 enqueued: dict[int, AsyncResult]) -> None:
-    """Publish each call into ``enqueued`` (retrying while the broker is unreachable and its deadline
-    allows); a call that could not be enqueued gets its ``NotEnqueued`` outcome instead."""
+def enqueue_all(app: Celery, prepared: list[PreparedCall], positions: list[tuple[int, ...]],
+                signatures: list[Signature], outcomes: list[Outcome | None], batch_deadline: float | None,
+                enqueued: dict[int, AsyncResult] | None, *, stopped: threading.Event | None = None,
+                subscribe: bool = True) -> None:
+    """Publish each signature, its calls' handles into ``enqueued`` unless None (retrying while the broker is
+    unreachable and the calls' deadlines allow); the calls of one that could not be enqueued get ``NotEnqueued``.
+
+    ``subscribe``: listen for the results of a chunk's calls (a single call's task is listened for by
+    ``apply_async``); ``stopped``: publish nothing more once it is set."""
     with app.producer_or_acquire() as producer:  # lazy: connects on the first publish
-        for position, signature in zip(positions, signatures, strict=True):
-            call = prepared[position]
-            give_up_at = min(call.deadline, batch_deadline) if batch_deadline else call.deadline
+        for chunk, signature in zip(positions, signatures, strict=True):
+            if stopped is not None and stopped.is_set():
+                return
+            ids = call_ids(signature)
+            give_up_at = max(min(prepared[p].deadline, batch_deadline) if batch_deadline else prepared[p].deadline
+                             for p in chunk)
+            if subscribe and signature.task == CALL_CHUNK:
+                for task_id in ids:
+                    app.backend.on_task_call(producer, task_id)
             try:
-                enqueued[position] = enqueue(app, signature, give_up_at=give_up_at, producer=producer)
+                sent = enqueue(app, signature, give_up_at=give_up_at, producer=producer)
             except NotEnqueued as exc:
-                outcomes[position] = exc
+                for position, task_id in zip(chunk, ids, strict=True):
+                    outcomes[position] = type(exc)(exc.message, {**exc.details, "tool": prepared[position].tool,
+                                                                 "task_id": task_id})
+                continue
+            sent.backend = None  # dropped here: its __del__ must not stop the listening for the call
+            if enqueued is not None:
+                for position, task_id in zip(chunk, ids, strict=True):
+                    enqueued[position] = AsyncResult(task_id, app=app)
+
+
+def call_ids(signature: Signature) -> list[str]:
+    """The task ids of the calls a planned signature carries (a chunk's calls, or the one call)."""
+    if signature.task == CALL_CHUNK:
+        return [call["id"] for call in signature.kwargs["calls"]]
+    return [signature.options["task_id"]]
 
 
 def unfinished_outcome(call: PreparedCall, task_id: str, *, failed_fast: bool,
@@ -288,9 +441,11 @@ def _report_done(progress: ProgressCallback | None, done: int, total: int) -> No
 
 def _collect(app: Celery, prepared: list[PreparedCall], enqueued: dict[int, AsyncResult],
              outcomes: list[Outcome | None], batch_deadline: float | None, fail_fast: bool,
-             progress: ProgressCallback | None, markers: redis.Redis | None, epoch: str | None) -> list[Outcome]:
-    """Fill ``outcomes`` as results arrive, through Redis restarts; what is still missing at the end
-    is revoked and settled from the stored result and the execution marker (``settle``)."""
+             progress: ProgressCallback | None, markers: redis.Redis | None, epoch: str | None,
+             publisher: Publisher) -> list[Outcome]:
+    """Fill ``outcomes`` as results arrive, through Redis restarts, while ``publisher`` still sends; what is
+    still missing at the end is revoked and settled from the stored result and the execution marker
+    (``settle``)."""
     wait_until = max((prepared[p].deadline for p in enqueued), default=time.time()) + RESULT_GRACE_SECONDS
     if batch_deadline is not None:
         wait_until = min(wait_until, batch_deadline)
@@ -298,6 +453,12 @@ def _collect(app: Celery, prepared: list[PreparedCall], enqueued: dict[int, Asyn
     _report_done(progress, done, len(prepared))
     done, failed_fast = _gather_arrivals(app, prepared, enqueued, outcomes, wait_until, fail_fast, progress, done,
                                          markers, epoch)
+    publisher.stop()
+    not_enqueued = sum(outcome is not None for outcome in outcomes) - done  # by the publisher, meanwhile
+    for _ in range(not_enqueued):
+        done += 1
+        if progress is not None:
+            progress(done, len(prepared))
     _end_unfinished(app, prepared, enqueued, outcomes, batch_deadline, failed_fast, progress, done, markers, epoch)
     for handle in enqueued.values():
         with contextlib.suppress(*LIBRARY_ERRORS):
@@ -351,7 +512,8 @@ def _end_unfinished(app: Celery, prepared: list[PreparedCall], enqueued: Mapping
     unfinished = [index for index in enqueued if outcomes[index] is None]
     if unfinished:
         with contextlib.suppress(*LIBRARY_ERRORS):
-            app.control.revoke([enqueued[index].id for index in unfinished])
+            revoke_calls(app, markers, [enqueued[index].id for index in unfinished],
+                         max(prepared[index].deadline for index in unfinished))
     for index in unfinished:
         call, task_id = prepared[index], enqueued[index].id
         if failed_fast:

@@ -64,6 +64,9 @@ REDIS_URL_SCHEMES = ("redis", "rediss", "unix")
 MAX_PARAMS_BYTES = 256 * 1024
 """Default of ``max_params_bytes``: the largest JSON-encoded params a call may carry (bytes); a
 bigger call is refused before enqueue instead of clogging the broker and failing at the upstream."""
+BATCH_CHUNK_SIZE = 0
+"""Default of ``batch_chunk_size``: how a batch's calls to one server are grouped into tasks. 0: adaptive
+chunks (small first, then larger, ``orchestrator.batch``); 1: one task per call; n > 1: chunks of at most n."""
 KEEPALIVE_SECONDS = 30.0
 """How often an idle held MCP session is probed with ``tools/list`` (seconds)."""
 CONNECT_TIMEOUT_SECONDS = 20.0
@@ -383,6 +386,7 @@ class Settings(BaseSettings):
     visibility_timeout: int = Field(default=VISIBILITY_TIMEOUT_SECONDS, gt=0)
     result_expires: int = Field(default=RESULT_EXPIRES_SECONDS, gt=0)
     max_params_bytes: int = Field(default=MAX_PARAMS_BYTES, gt=0)
+    batch_chunk_size: int = Field(default=BATCH_CHUNK_SIZE, ge=0)
     beat_lock_timeout: int = Field(default=BEAT_LOCK_TIMEOUT_SECONDS, ge=2)
     beat_max_interval: float = Field(default=BEAT_MAX_INTERVAL_SECONDS, gt=0)
     servers: dict[str, ServerConfig] = Field(default_factory=dict)

@@ -54,6 +54,12 @@ def execution_marker_key(task_id: str) -> str:
     return f"{PREFIX}:exec:{task_id}"
 
 
+def revoked_key(task_id: str) -> str:
+    """Set by a client that gave up on a call of a batch (fail fast, batch deadline, Ctrl-C); a chunk's
+    worker checks it just before starting the call, and does not start it when it is set."""
+    return f"{PREFIX}:revoked:{task_id}"
+
+
 UNACKED_KEY = "unacked"
 """kombu's hash of delivered, not yet acknowledged messages: field = delivery tag, value = the message
 (kombu's name, unprefixed). A worker killed with messages in hand leaves them here."""

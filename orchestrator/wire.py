@@ -16,6 +16,8 @@ from orchestrator.keys import queue_name
 
 CALL_TOOL = "mcp.call_tool"
 """Task name of one tool call; the client sends it by name, only workers import its body."""
+CALL_CHUNK = "mcp.call_chunk"
+"""Task name of a chunk of a batch: several calls to one server, each with its own task id and stored result."""
 LIST_TOOLS = "mcp.list_tools"
 """Task name of a ``tools/list`` on a server's held session."""
 HEALTH_CHECK = "mcp.health_check"

@@ -19,6 +19,7 @@ import pytest
 import redis
 
 from orchestrator import keys
+from orchestrator.client import Orchestrator
 from orchestrator.errors import DeadlineExceeded, OrchestratorError, OutcomeUnknown, ToolReturnedError
 from orchestrator.operator.processes import ChildProcess, wait_until
 from orchestrator.results import ToolResult
@@ -36,9 +37,10 @@ def pool_children(worker: ChildProcess) -> list[int]:
 def test_killing_a_worker_process_mid_batch_loses_no_call_and_runs_no_destructive_call_twice(
         fault_stack: FaultStack) -> None:
     """kill -9 of the pool process that is running a delete, mid-batch: every call ends with one outcome,
-    the safe ones are re-run, the killed delete comes back as OutcomeUnknown and no delete runs twice."""
+    the safe ones are re-run, the killed delete comes back as OutcomeUnknown and no delete runs twice.
+    A task per call here; a chunk's worker killed is tests/test_batch_chunks.py's."""
     worker = fault_stack.worker("prefork", "prefork", 2)
-    client = fault_stack.client()
+    client = Orchestrator(fault_stack.settings.model_copy(update={"batch_chunk_size": 1}))
     try:
         calls = []
         for i in range(8):

@@ -64,14 +64,21 @@ def _call_ended(task_id: str | None = None, task: Any = None, kwargs: dict[str, 
     if getattr(task, "name", None) != CALL_TOOL or not task_id:
         return
     started = _started.pop(task_id, None)
-    runtime = current()
-    if state == "RETRY" or not kwargs or kwargs.get("server") not in runtime.settings.servers:
+    if state == "RETRY" or not kwargs:
         return
     duration = time.perf_counter() - started if started is not None else 0.0
+    count_call(kwargs.get("server"), kwargs.get("tool"), retval, state, duration)
+
+
+def count_call(server: Any, tool: Any, retval: Any, state: str | None, duration: float) -> None:
+    """Count one finished call (a ``call_tool`` task, or a call of a chunk once its outcome is stored) by
+    what it returned or raised; a server this worker does not serve is not counted. Never raises."""
+    runtime = current()
+    if server not in runtime.settings.servers:
+        return
     ok, attempts, error = task_outcome(retval, state)
-    server = str(kwargs["server"])
     try:
-        record_call(runtime.redis, server, tool_label(runtime.sessions().held(server), kwargs.get("tool")),
+        record_call(runtime.redis, str(server), tool_label(runtime.sessions().held(str(server)), tool),
                     ok=ok, duration=duration, attempts=attempts, error=error)
     except Exception as exc:  # counting must never fail a call
         log.warning("could not record call metrics: %s", type(exc).__name__)

@@ -1,19 +1,22 @@
-"""Celery tasks: the checks a delivered message needs (deny-list, redelivery, deadline, concurrency
-slot) around the call body, which lives in ``workers.execution``.
+"""Celery tasks: the checks a delivered call needs (deny-list, redelivery, deadline, concurrency slot)
+around the call body, which lives in ``workers.execution``; a call comes alone (``call_tool``) or in
+a chunk of a batch (``call_chunk``, run by ``workers.chunks``), through the same guards either way.
 
 The task functions do not know the app: ``register(app)`` (called by ``workers.app``) binds them.
 The order of the guards is written down in docs/ARCHITECTURE.md ("Guards around a task body")."""
 
 from __future__ import annotations
 
+import time
 from contextlib import nullcontext
 from typing import Any
 
-from celery import Celery, Task
+from celery import Celery, Task, states
 
 from orchestrator.errors import OrchestratorError
 from orchestrator.results import ToolResult, answered_result, tool_error
-from orchestrator.wire import CALL_TOOL, LIST_TOOLS
+from orchestrator.wire import CALL_CHUNK, CALL_TOOL, LIST_TOOLS
+from workers.chunks import chunk_width, run_chunk, store_outcome
 from workers.execution import (
     WorkerCall,
     concurrency_cap,
@@ -24,6 +27,7 @@ from workers.execution import (
     scrub_json,
     server_config,
 )
+from workers.metrics import count_call
 from workers.policy import refuse_denied_tool
 from workers.runtime import current
 
@@ -31,30 +35,72 @@ from workers.runtime import current
 def call_tool(self: Task, server: str, tool: str, params: dict[str, Any], deadline: float,
               max_concurrency: int | None = None) -> dict[str, Any]:
     """Run one MCP tool call on this worker's held session for ``server``."""
+    redelivered = bool(self.request.delivery_info and self.request.delivery_info.get("redelivered"))
+    result = guarded_call(self.backend, server, {"id": self.request.id, "tool": tool, "params": params,
+                                                 "deadline": deadline},
+                          worker=self.request.hostname, redelivered=redelivered, max_concurrency=max_concurrency)
+    assert result is not None  # only a chunk's call can be revoked after delivery
+    return result
+
+
+def guarded_call(backend: Any, server: str, call: dict[str, Any], *, worker: str | None, redelivered: bool,
+                 max_concurrency: int | None, revoked: bool = False) -> dict[str, Any] | None:
+    """One delivered call (``id``, ``tool``, ``params``, ``deadline``) through the guards, in order: its
+    result (JSON), or its error raised; None when it was ``revoked`` before it started (a chunk's call).
+
+    A redelivered call whose result is already stored gives that outcome again instead of running."""
     runtime = current()
     settings, redactor = runtime.settings, runtime.redactor
-    with errors_for_caller(redactor, server=server, tool=tool, task_id=self.request.id):
+    task_id, tool, deadline = call["id"], call["tool"], call["deadline"]
+    with errors_for_caller(redactor, server=server, tool=tool, task_id=task_id):
         config = server_config(settings, server)
         refuse_denied_tool(config, tool)
-        if self.request.delivery_info and self.request.delivery_info.get("redelivered"):
-            stored = self.backend.get_task_meta(self.request.id)
+        if redelivered:
+            stored = backend.get_task_meta(task_id)
             if stored.get("status") == "SUCCESS":
                 return stored["result"]  # it finished before the worker was lost: same outcome again
             if stored.get("status") == "FAILURE":  # ...with an isError result: the same tool error again
-                error = self.backend.exception_to_python(stored["result"])
+                error = backend.exception_to_python(stored["result"])
                 if answered_result(error) is not None:
                     raise error
+        if revoked:
+            return None
         remaining_seconds(deadline, server, tool)  # an expired message is not executed
         cap = concurrency_cap(config, max_concurrency)
-        slot = runtime.limits.slot(server, cap, self.request.id, deadline) if cap else nullcontext()
-        call = WorkerCall(server=config, tool=tool, params=params, deadline=deadline, task_id=self.request.id,
-                          worker=self.request.hostname)
+        slot = runtime.limits.slot(server, cap, task_id, deadline) if cap else nullcontext()
+        worker_call = WorkerCall(server=config, tool=tool, params=call["params"], deadline=deadline,
+                                 task_id=task_id, worker=worker)
         with slot:
-            result = run_call(call, runtime.sessions(), runtime)
+            result = run_call(worker_call, runtime.sessions(), runtime)
         stored = scrub_json(result.model_dump(mode="json"), redactor)
         if result.is_error:  # FAILURE, so Flower shows and counts it; clients turn it back (answered_result)
             raise tool_error(ToolResult.model_validate(stored))
         return stored
+
+
+def call_chunk(self: Task, server: str, calls: list[dict[str, Any]], start_by: float | None = None,
+               max_concurrency: int | None = None) -> None:
+    """Run a chunk of a batch: its calls to ``server`` concurrently on the held session, each through the
+    guards of ``guarded_call``, each outcome stored under the call's own task id (``workers.chunks``)."""
+    redelivered = bool(self.request.delivery_info and self.request.delivery_info.get("redelivered"))
+    worker, backend = self.request.hostname, self.backend  # the request is the task thread's own
+
+    def run(call: dict[str, Any], revoked: bool) -> None:
+        started = time.perf_counter()
+        try:
+            value: Any = guarded_call(backend, server, call, worker=worker,
+                                      redelivered=redelivered, max_concurrency=max_concurrency, revoked=revoked)
+            state = states.SUCCESS if value is not None else states.REVOKED
+        except OrchestratorError as exc:
+            value, state = exc, states.FAILURE
+        store_outcome(backend, call["id"], value, state)
+        if state != states.REVOKED:
+            count_call(server, call["tool"], value, state, time.perf_counter() - started)
+
+    runtime = current()
+    config = runtime.settings.servers.get(server)
+    cap = concurrency_cap(config, max_concurrency) if config is not None else max_concurrency
+    run_chunk(runtime, calls, run, width=chunk_width(cap), start_by=start_by, now=time.time)
 
 
 def list_tools(self: Task, server: str, deadline: float) -> list[dict[str, Any]]:
@@ -68,4 +114,5 @@ def list_tools(self: Task, server: str, deadline: float) -> list[dict[str, Any]]
 def register(app: Celery) -> None:
     """Bind the call tasks to ``app`` under their wire names."""
     app.task(name=CALL_TOOL, bind=True, throws=(OrchestratorError,))(call_tool)
+    app.task(name=CALL_CHUNK, bind=True, ignore_result=True)(call_chunk)
     app.task(name=LIST_TOOLS, bind=True, throws=(OrchestratorError,))(list_tools)

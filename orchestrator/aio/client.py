@@ -36,6 +36,7 @@ from orchestrator.client import Orchestrator, client_urls
 from orchestrator.config import Settings
 from orchestrator.errors import CallFailed, DeadlineExceeded, OrchestratorError, OutcomeUnknown, ToolReturnedError
 from orchestrator.results import ToolResult, answered_result
+from orchestrator.revocation import revoke_calls
 from orchestrator.unreachable import guard_public_methods
 from orchestrator.validation import PreparedCall, prepare_call
 from orchestrator.wire import CALL_TOOL
@@ -257,8 +258,8 @@ class AsyncOrchestrator:
             self._publisher.submit(self._revoke_now, task_ids)
 
     def _revoke_now(self, task_ids: list[str]) -> None:
-        try:
-            self.app.control.revoke(task_ids)
+        try:  # marked in Redis too: a chunk's worker does not start them (orchestrator.revocation)
+            revoke_calls(self.app, self.sync.redis, task_ids, time.time() + self.settings.max_timeout)
         except Exception as exc:  # boundary: a revoke is best effort; the calls also expire at their deadline
             log.warning("could not revoke %d abandoned calls: %s: %s", len(task_ids), type(exc).__name__, exc)
 
@@ -364,7 +365,8 @@ class AsyncOrchestrator:
         plan = plan_batch(self.app, self.settings, resolved, timeout=timeout, max_concurrency=max_concurrency,
                           breakers=self.sync.breakers, listed=listed, counts=self.sync.redis)
         enqueued: dict[int, AsyncResult] = {}
-        enqueue_all(self.app, resolved, plan.positions, plan.signatures, plan.outcomes, plan.deadline, enqueued)
+        enqueue_all(self.app, resolved, plan.positions, plan.signatures, plan.outcomes, plan.deadline, enqueued,
+                    subscribe=False)  # the loop's waiter listens
         return resolved, listed, plan, {position: _task_id(handle) for position, handle in enqueued.items()}
 
     async def _arrival(self, arrivals: asyncio.Queue[tuple[int, Outcome | None]], index: int, call: PreparedCall,

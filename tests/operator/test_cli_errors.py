@@ -70,10 +70,12 @@ def test_ctrl_c_during_a_call_is_one_line_and_exit_130(redis_url: str) -> None:
     assert queue.llen("mcp.sabnzbd") == 0, "the interrupted call was left to run on a later worker"
 
 
-def test_ctrl_c_during_a_batch_withdraws_what_has_not_started_and_says_so(redis_url: str, tmp_path) -> None:
+@pytest.mark.parametrize(("chunk_size", "messages"), [("1", 5), ("0", 2)])  # a task per call; chunks of 4 + 1
+def test_ctrl_c_during_a_batch_withdraws_what_has_not_started_and_says_so(redis_url: str, tmp_path,
+                                                                          chunk_size: str, messages: int) -> None:
     """SIGINT while ``mcp-orch batch`` waits (no worker on the queue): exit 130, one line counting what ended
     and what was withdrawn, and the queue holds none of the batch's messages afterwards (they never run)."""
-    env = {**os.environ, "MCP_ORCH_BROKER_URL": redis_url}
+    env = {**os.environ, "MCP_ORCH_BROKER_URL": redis_url, "MCP_ORCH_BATCH_CHUNK_SIZE": chunk_size}
     env.pop("MCP_ORCH_CONFIG", None)
     batch = tmp_path / "calls.json"
     batch.write_text(json.dumps([{"server": "sabnzbd", "tool": "sabnzbd_get_queue"} for _ in range(5)]))
@@ -82,9 +84,9 @@ def test_ctrl_c_during_a_batch_withdraws_what_has_not_started_and_says_so(redis_
     queue = redis.Redis.from_url(redis_url)
     try:
         deadline = time.monotonic() + 30
-        while queue.llen("mcp.sabnzbd") < 5 and time.monotonic() < deadline:
+        while queue.llen("mcp.sabnzbd") < messages and time.monotonic() < deadline:
             time.sleep(0.05)
-        assert queue.llen("mcp.sabnzbd") == 5, "the batch was never enqueued"
+        assert queue.llen("mcp.sabnzbd") == messages, "the batch was never enqueued"
         proc.send_signal(signal.SIGINT)
         _, err = proc.communicate(timeout=30)
     finally:
