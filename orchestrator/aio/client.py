@@ -183,7 +183,7 @@ class AsyncOrchestrator:
         asked = time.time()
         waited = await self._turnstile.enter()  # a big gather starts its calls over several loop turns
         call = prepare_call(self.settings, server, tool, params, timeout)
-        if waited:  # the deadline counts from when the caller asked (invariant 5)
+        if waited:  # the deadline counts from the ask (invariant 5, docs/ARCHITECTURE.md)
             call = replace(call, deadline=asked + call.timeout)
         call, listed, task_id = await self._publish(call, call.deadline, self._calls.submit(call))
         try:
