@@ -5,9 +5,10 @@ threads-pool worker serving the probe MCP server over stdio (``add``, a fast too
 and each client it reports wall time, calls/s, the client's threads (before and at the peak),
 client RSS growth per call in flight, and event-loop lag (a 5 ms ticker's overshoot, max and
 p99; first on an idle loop: the floor a shared machine sets); the clients take turns at each N,
-so a change in the machine's load hits both. Then the native client's RSS per pending call (N
-calls parked on a queue no worker reads, then cancelled); then the p50 of a single call,
-interleaved with the old client and the sync one. Prints a table and writes ``bench/results/async.json``.
+so a change in the machine's load hits both. Then the native client's RSS per pending call (calls
+parked on a queue no worker reads, in steps of N, the slope of RSS over the count; then cancelled);
+then the p50 of a single call, interleaved with the old client and the sync one. Prints a table and
+writes ``bench/results/async.json``.
 """
 
 from __future__ import annotations
@@ -91,20 +92,44 @@ async def burst(client: Any, n: int) -> dict[str, Any]:
             "lag_max_ms": round(max(sampler.lags), 1), "lag_p99_ms": round(percentile(sampler.lags, 0.99), 1)}
 
 
-async def parked(client: AsyncOrchestrator, n: int) -> dict[str, Any]:
-    """RSS per pending call: ``n`` calls to a queue no worker reads, all subscribed, then cancelled (revoked)."""
-    await asyncio.gather(*(client.call_tool("probe", "add", {"a": 1, "b": 1}) for _ in range(20)))  # warm
-    rss_before = psutil.Process().memory_info().rss
-    calls = [asyncio.create_task(client.call_tool("parked", "add", {"a": 1, "b": 1}, timeout=120)) for _ in range(n)]
-    deadline = time.monotonic() + 120
-    while client.results.pending < n and time.monotonic() < deadline:
+PARK_STEPS = 5
+"""Steps of N parked calls each for the RSS slope (fewer when N is large: at most ``PARK_MAX`` parked)."""
+PARK_MAX = 10_000
+
+
+async def park_more(client: AsyncOrchestrator, calls: list[asyncio.Task[Any]], n: int) -> int:
+    """Park ``n`` more calls (a queue no worker reads); the client's RSS once every call is subscribed."""
+    calls += [asyncio.create_task(client.call_tool("parked", "add", {"a": 1, "b": 1}, timeout=300)) for _ in range(n)]
+    deadline = time.monotonic() + 300
+    while client.results.pending < len(calls) and time.monotonic() < deadline:
         await asyncio.sleep(0.05)
-    pending, rss = client.results.pending, psutil.Process().memory_info().rss
+    return int(psutil.Process().memory_info().rss)
+
+
+async def parked(client: AsyncOrchestrator, n: int) -> dict[str, Any]:
+    """RSS per pending call at ``n``: the slope of RSS over steps of ``n`` more parked calls.
+
+    RSS grows in pages and arenas, and the first calls to a server pay one-time costs (routes,
+    queue objects, the breaker, buffers), so ``growth / n`` after one burst is noise at small ``n``
+    (at 100 calls a single 256 KB arena is 2.5 KB per call). Here one step of ``n`` calls is parked
+    first and kept pending (the warm-up), then ``PARK_STEPS`` more; the least-squares slope of RSS
+    over the pending count (warm-up included as the first point) is the cost of one more pending
+    call. When two steps would park more than ``PARK_MAX`` calls, the one step's growth is used
+    (at that size the noise is small)."""
+    calls: list[asyncio.Task[Any]] = []
+    rss_start = int(psutil.Process().memory_info().rss)
+    steps = min(PARK_STEPS, PARK_MAX // n - 1)
+    points = [(n, await park_more(client, calls, n))]  # the warm-up step: its one-time costs stay out of the slope
+    for _ in range(steps):
+        points.append((len(calls), await park_more(client, calls, n)))
+    pending = client.results.pending
     for call in calls:
         call.cancel()
     await asyncio.gather(*calls, return_exceptions=True)
-    return {"n": n, "pending": pending, "threads": threading.active_count(),
-            "rss_kb_per_pending_call": round((rss - rss_before) / 1024 / n, 2)}
+    first_step = (points[0][1] - rss_start) / n
+    per_call = statistics.linear_regression(*zip(*points, strict=True)).slope if steps else first_step
+    return {"n": n, "steps": steps, "pending": pending, "threads": threading.active_count(),
+            "rss_kb_per_pending_call": round(per_call / 1024, 2), "first_step_kb_per_call": round(first_step / 1024, 2)}
 
 
 async def idle_lag(seconds: float = 3.0) -> dict[str, float]:
@@ -184,7 +209,7 @@ def main() -> None:
                 ["client", "n", "wall_s", "calls_per_s", "failed", "threads_before", "threads_peak",
                  "rss_kb_per_call", "lag_max_ms", "lag_p99_ms"])
     print_table("Calls pending at once (native client; no worker reads their queue)", pending,
-                ["n", "pending", "threads", "rss_kb_per_pending_call"])
+                ["n", "steps", "pending", "threads", "rss_kb_per_pending_call", "first_step_kb_per_call"])
     print_table("Single call p50 (ms)", [{"client": k, "p50_ms": v} for k, v in p50.items()], ["client", "p50_ms"])
     path = write_json("async", {"pending": pending, "rows": rows, "single_call_p50_ms": p50,
                                 "worker_threads": args.concurrency})

@@ -167,7 +167,14 @@ class Orchestrator:
             return calls, [True] * len(calls)
 
     def _with_close_matches(self, error: ToolReturnedError, call: PreparedCall) -> ToolReturnedError:
-        """The tool error of a name no catalog lists, its message naming the close matches."""
+        """The tool error of a name no catalog lists, its message naming the close matches.
+
+        A server with no catalog yet (its first session opened with this call, and the worker's catalog
+        write runs beside the call, so it may land after the error) is listed through a worker first:
+        the hint must not depend on which of the two finished first."""
+        if self.catalog.tools(call.server.name) is None:
+            with contextlib.suppress(OrchestratorError):  # no listing: the error goes without a hint
+                self.list_tools(call.server.name, call.timeout)
         hint = self.catalog.close_matches(call.server.name, call.tool, list(self.settings.enabled_servers()))
         if not hint:
             return error

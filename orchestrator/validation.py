@@ -118,8 +118,11 @@ def close_tool_matches(server: str, tool: str, catalogs: Mapping[str, Collection
     """A hint for a tool name that no catalog lists: similar names on ``server`` (difflib, compared
     with and without the server prefix), and the other servers that have it; '' when none."""
     own = sorted(catalogs.get(server, ()))
-    if resolve_tool_name(server, tool, own):
-        return ""  # listed after all (the catalog caught up): a name that exists needs no hint
+    listed = resolve_tool_name(server, tool, own)
+    if listed == tool:
+        return ""  # the server refused a name it lists (bad params, a stale listing): nothing to suggest
+    if listed:  # sent unresolved before the catalog had it; the catalog has caught up since
+        return f"{server} lists it as {listed}"
     stripped = {name.removeprefix(f"{server}_"): name for name in own}
     wanted = tool.removeprefix(f"{server}_")
     similar = difflib.get_close_matches(wanted, list(stripped), n=CLOSE_MATCHES, cutoff=0.6)

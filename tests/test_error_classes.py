@@ -20,7 +20,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from orchestrator import AsyncOrchestrator
+from orchestrator import AsyncOrchestrator, keys
+from orchestrator.celery_app import make_celery
 from orchestrator.client import Orchestrator
 from orchestrator.errors import (
     CircuitBreakerOpenError,
@@ -30,6 +31,7 @@ from orchestrator.errors import (
     UpstreamUnavailable,
 )
 from orchestrator.operator.processes import ChildProcess
+from orchestrator.validation import close_tool_matches
 from tests.support.ports import free_port
 from tests.support.procs import REPO, configured_worker
 from tests.support.redis_proc import RedisServer
@@ -212,3 +214,29 @@ def test_the_async_client_names_the_close_match_of_a_tool_the_server_refused(err
 
     error = asyncio.run(call())
     assert error.cause == "MCPError -32602" and "close matches on time: get_current_time" in error.message
+
+
+def test_a_refused_tool_name_gets_its_close_match_even_when_the_catalog_is_written_after_the_error(
+        error_stack: ErrorStack) -> None:
+    """A server's catalog is written beside the first call its session serves, so it may land after that call's
+    error: a client that finds no catalog lists the tools through a worker before naming the close matches."""
+    error_stack.client.call_tool("time", "get_current_time", {"timezone": "UTC"})  # the session is open
+    conn = redis.Redis.from_url(error_stack.client.settings.broker_url)
+    conn.delete(keys.tools_key("time"), keys.tools_meta_key("time"))  # as before the session-open write lands
+    conn.close()
+
+    async def call() -> ToolReturnedError:
+        async with AsyncOrchestrator(error_stack.client.settings) as client:
+            with pytest.raises(ToolReturnedError) as caught:
+                await client.call_tool("time", "get_current_tim", {}, timeout=15)
+            return caught.value
+
+    assert "close matches on time: get_current_time" in asyncio.run(call()).message
+
+
+def test_a_hint_names_the_prefixed_tool_a_catalog_lists_after_an_unresolved_name_was_sent() -> None:
+    """An unprefixed name sent before the catalog listed its prefixed form gets that form as its hint, not
+    nothing."""
+    assert close_tool_matches("sabnzbd", "get_queue", {"sabnzbd": ["sabnzbd_get_queue"]}) == \
+        "sabnzbd lists it as sabnzbd_get_queue"
+    assert close_tool_matches("sabnzbd", "sabnzbd_get_queue", {"sabnzbd": ["sabnzbd_get_queue"]}) == ""

@@ -1,9 +1,10 @@
 """The asyncio client: calls in flight wait on the event loop, not in a thread each.
 
-Validation runs on the loop (it is pure). Admission (catalog, breaker) and publishing are
-short blocking Redis/kombu work, run on a small fixed pool of publisher threads; the wait for
-the result is a future resolved by one shared pub/sub connection (``ResultWaiter``). So the
-client's thread count is the same with 10 or 10,000 calls in flight.
+Validation runs on the loop (it is pure), a loop turn's share of calls at a time (``Turnstile``).
+Admission (catalog, breaker) and publishing are short blocking Redis/kombu work, run on a small
+fixed pool of publisher threads; the wait for the result is a future resolved by one shared
+pub/sub connection (``ResultWaiter``). So the client's thread count is the same with 10 or
+10,000 calls in flight.
 
 Cancelling the task that awaits a call revokes the call (a worker drops a revoked message it
 has not started) and drops its subscription; a call whose result cannot be had and whose
@@ -20,6 +21,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import replace
 from functools import partial
 from typing import Any, Generic, TypeVar
 
@@ -28,6 +30,7 @@ from celery.result import AsyncResult
 from redis.exceptions import RedisError
 
 from orchestrator import health, keys
+from orchestrator.aio.turnstile import Turnstile
 from orchestrator.aio.waiter import Meta, ResultWaiter
 from orchestrator.batch import Outcome, enqueue_all, outcome_of, plan_batch, prepare_batch, unfinished_outcome
 from orchestrator.breaker import BreakerSnapshot
@@ -155,6 +158,7 @@ class AsyncOrchestrator:
                                                                            lambda sent: list(sent[3].values()),
                                                                            self._revoke)
         self._waiter: ResultWaiter | None = None
+        self._turnstile = Turnstile()
 
     @property
     def settings(self) -> Settings:
@@ -177,7 +181,11 @@ class AsyncOrchestrator:
     async def call_tool(self, server: str, tool: str, params: dict[str, Any] | None = None,
                         timeout: float | None = None, *, raise_on_error: bool = True) -> ToolResult:
         """As ``Orchestrator.call_tool``: validated before enqueue, one typed outcome, by its deadline."""
+        asked = time.time()
+        waited = await self._turnstile.enter()  # a big gather starts its calls over several loop turns
         call = prepare_call(self.settings, server, tool, params, timeout)
+        if waited:  # the deadline counts from the ask (invariant 5, docs/ARCHITECTURE.md)
+            call = replace(call, deadline=asked + call.timeout)
         call, listed, task_id = await self._publish(call, call.deadline, self._calls.submit(call))
         try:
             meta = await self.results.wait(task_id, max(call.deadline - time.time(), 0.0) + RESULT_GRACE_SECONDS)

@@ -7,6 +7,11 @@ stored before the subscription is found by the read, one stored after it arrives
 Subscriptions and reads are batched (one ``SUBSCRIBE``/``MGET`` for all the calls that started
 since the last flush), so 10,000 calls in flight cost one connection, two tasks and a dict entry each.
 
+The two tasks also stop on a closing flag checked after every wake-up, and ``aclose`` waits for
+them with a timeout: redis-py can swallow a cancellation (a cancelled ``MGET`` whose reply had
+already arrived returns the reply), and a task that goes back to waiting on an event with no
+timer would otherwise hold ``aclose`` forever.
+
 When the connection drops (Redis restarted), pending calls keep waiting until their own
 deadline while the waiter reconnects, subscribes to every pending channel again and re-reads
 their keys: a result stored meanwhile is not lost, and nothing waits past its deadline.
@@ -33,6 +38,8 @@ RECONNECT_DELAYS = (0.05, 0.1, 0.2, 0.5, 1.0)
 """Seconds between attempts to re-open the pub/sub connection (the last one repeats)."""
 BATCH = 2000
 """Channels per SUBSCRIBE / UNSUBSCRIBE / MGET command."""
+CLOSE_SECONDS = 3.0
+"""How long ``aclose`` waits for the connection owner and the key reader to stop."""
 
 Meta = Mapping[str, Any]
 """A task's stored state as Celery decodes it: ``status``, ``result``, ``traceback``..."""
@@ -56,6 +63,7 @@ class ResultWaiter:
         self._fetch_ready = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self._connection: Any = None
+        self._closing = False
         self.connected = asyncio.Event()
 
     @property
@@ -99,7 +107,7 @@ class ResultWaiter:
     async def _own_connection(self) -> None:
         """Keep one pub/sub connection open: (re)subscribe every pending channel, dispatch messages."""
         attempt = 0
-        while True:
+        while not self._closing:
             connection = self._pool.make_connection()
             writer: asyncio.Task[None] | None = None
             try:
@@ -111,10 +119,12 @@ class ResultWaiter:
                 self._connection = connection
                 writer = asyncio.create_task(self._write(connection))
                 self.connected.set()
-                while True:
+                while not self._closing:
                     self._dispatch(await connection.read_response(timeout=math.inf))
             except Exception as exc:  # boundary: any failure of the connection (redis-py, socket) means reconnect
                 self.connected.clear()
+                if self._closing:
+                    return
                 delay = RECONNECT_DELAYS[min(attempt, len(RECONNECT_DELAYS) - 1)]
                 attempt += 1
                 log.warning("result channel lost (%s: %s); %d calls pending; reconnecting in %.2fs",
@@ -135,7 +145,7 @@ class ResultWaiter:
         """Send the subscriptions and unsubscriptions queued since the last flush, in batches."""
         while True:
             await self._write_ready.wait()
-            if connection is not self._connection:
+            if connection is not self._connection or self._closing:
                 return
             self._write_ready.clear()
             leave, self._unsubscribe = list(self._unsubscribe), set()
@@ -174,8 +184,10 @@ class ResultWaiter:
 
     async def _fetch_keys(self) -> None:
         """Read the stored result of every newly subscribed channel: one MGET per batch."""
-        while True:
+        while not self._closing:
             await self._fetch_ready.wait()
+            if self._closing:
+                return
             self._fetch_ready.clear()
             channels, self._fetch = list(self._fetch), set()
             for start in range(0, len(channels), BATCH):
@@ -188,12 +200,22 @@ class ResultWaiter:
                     self._resolve(channel, value)
 
     async def aclose(self) -> None:
-        """Stop the tasks and close both connections; pending waits end with their timeout or cancel."""
+        """Stop the tasks and close both connections; pending waits end with their timeout or cancel.
+
+        Each task is woken and cancelled; one that does not stop within ``CLOSE_SECONDS`` is left."""
+        self._closing = True
+        self._write_ready.set()
+        self._fetch_ready.set()
         for task in self._tasks:
             task.cancel()
+        if self._tasks:
+            _, left = await asyncio.wait(self._tasks, timeout=CLOSE_SECONDS)
+            if left:
+                log.warning("result waiter tasks still running %gs after close: %s", CLOSE_SECONDS,
+                            ", ".join(task.get_name() for task in left))
         for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError, RedisError, OSError):
-                await task
+            if task.done() and not task.cancelled() and task.exception() is not None:
+                log.warning("result waiter task %s ended with %r", task.get_name(), task.exception())
         self._tasks = []
         with contextlib.suppress(RedisError, OSError):
             await self.reader.aclose()
