@@ -46,8 +46,8 @@ from orchestrator.errors import (
 from orchestrator.keys import EPOCH_KEY, execution_marker_key, text
 from orchestrator.metrics import UNLISTED_TOOL, record_refusals
 from orchestrator.results import ToolResult
-from orchestrator.tracking import TrackedReads
 from orchestrator.revocation import revoke_calls
+from orchestrator.tracking import TrackedReads
 from orchestrator.unreachable import LIBRARY_ERRORS, is_unreachable
 from orchestrator.validation import PreparedCall, prepare_call, resolve_server
 from orchestrator.wire import CALL_CHUNK, CALL_TOOL

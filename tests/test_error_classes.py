@@ -19,9 +19,9 @@ from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
+import redis
 
 from orchestrator import AsyncOrchestrator, keys
-from orchestrator.celery_app import make_celery
 from orchestrator.client import Orchestrator
 from orchestrator.errors import (
     CircuitBreakerOpenError,
