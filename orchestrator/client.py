@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
-from functools import cached_property
+from functools import cached_property, partial
 from typing import Any
 
 from celery import Celery
@@ -67,6 +67,15 @@ NO_WORKER_CHECK_SECONDS = 1.0
 """How long a single call waits for its result before asking whether any live worker consumes its queue."""
 _PENDING = object()
 """``_unless_no_worker``'s answer when the call should keep waiting."""
+
+
+def no_worker_error(call: PreparedCall, task_id: str) -> ServerUnavailable:
+    """The error of a call withdrawn because no live worker consumes its queue."""
+    return ServerUnavailable(
+        f"no live worker consumes {call.server.queue} (none has sent a heartbeat in the last "
+        f"{health.CONSUMER_TTL_SECONDS:g}s); the call was taken out of the queue. Start one "
+        f"(mcp-orch worker --servers {call.server.name}) or call with wait_for_worker=True",
+        server=call.server.name, tool=call.tool, task_id=task_id)
 
 
 @guard_public_methods(client_urls)
@@ -266,20 +275,21 @@ class Orchestrator:
             pass
         except Exception:  # Redis trouble under the listener: the full wait handles it
             return _PENDING
+        if not self.withdrawn_for_no_worker(call, handle.id, partial(abandon, self.app, handle)):
+            return _PENDING
+        raise no_worker_error(call, handle.id)
+
+    def withdrawn_for_no_worker(self, call: PreparedCall, task_id: str, revoke: Callable[[], None]) -> bool:
+        """True when no live worker consumes the call's queue and the call was revoked and taken out of it;
+        False while one does, when a worker took the call meanwhile, or when Redis cannot tell (then the
+        caller waits its deadline out). Shared by the sync and the async client."""
         try:
             if self.health_store.has_consumer(call.server.queue):
-                return _PENDING
-            abandon(self.app, handle)
-            withdrawn = withdraw_queued(self.redis, call.server.queue, {handle.id})
+                return False
+            revoke()
+            return withdraw_queued(self.redis, call.server.queue, {task_id}) > 0
         except LIBRARY_ERRORS:
-            return _PENDING
-        if not withdrawn:  # a worker took it meanwhile: wait for its answer
-            return _PENDING
-        raise ServerUnavailable(
-            f"no live worker consumes {call.server.queue} (none has sent a heartbeat in the last "
-            f"{health.CONSUMER_TTL_SECONDS:g}s); the call was taken out of the queue. Start one "
-            f"(mcp-orch worker --servers {call.server.name}) or call with wait_for_worker=True",
-            server=call.server.name, tool=call.tool, task_id=handle.id)
+            return False
 
     def _send(self, call: PreparedCall, task: str, kwargs: dict[str, Any]) -> AsyncResult:
         signature = self.app.signature(task, kwargs=kwargs, queue=call.server.queue,

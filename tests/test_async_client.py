@@ -22,6 +22,7 @@ from orchestrator.errors import (
     NotEnqueued,
     OrchestratorError,
     OutcomeUnknown,
+    ServerUnavailable,
     ToolReturnedError,
 )
 from orchestrator.results import ToolResult
@@ -100,7 +101,7 @@ def test_cancelling_the_awaiting_task_revokes_a_call_not_yet_started_and_drops_i
     conn = redis.Redis.from_url(stack.broker_url)
 
     async def body(c: AsyncOrchestrator) -> tuple[str, int, int]:
-        task = asyncio.create_task(c.call_tool("idle", "echo", {"text": "never"}))
+        task = asyncio.create_task(c.call_tool("idle", "echo", {"text": "never"}, wait_for_worker=True))
         task_id = await asyncio.to_thread(queued_task_id, conn, "mcp.idle")
         channel = c.app.backend.get_key_for_task(task_id)
 
@@ -130,13 +131,36 @@ def test_cancelling_the_awaiting_task_revokes_a_call_not_yet_started_and_drops_i
         conn.close()
 
 
+def test_an_async_call_to_a_queue_no_live_worker_consumes_fails_at_once_and_leaves_nothing_queued(
+        stack: Stack) -> None:
+    """As the sync client: no worker heartbeat for mcp.idle, so a 30 s call fails after about a second with
+    ServerUnavailable naming the queue, and its message is taken out of the queue."""
+    conn = redis.Redis.from_url(stack.broker_url)
+
+    async def body(c: AsyncOrchestrator) -> tuple[OrchestratorError, float]:
+        started = time.monotonic()
+        with pytest.raises(OrchestratorError) as caught:
+            await c.call_tool("idle", "echo", {"text": "nobody"}, timeout=30)
+        return caught.value, time.monotonic() - started
+
+    try:
+        error, took = run(stack.settings, body)
+        assert isinstance(error, ServerUnavailable) and "no live worker consumes mcp.idle" in error.message, repr(error)
+        assert took < 25  # well before the call's own 30 s deadline
+        assert conn.llen("mcp.idle") == 0
+    finally:
+        conn.delete("mcp.idle")
+        conn.close()
+
+
 def test_an_unsafe_call_that_started_but_never_answered_is_outcome_unknown(stack: Stack) -> None:
     """A call whose execution marker is claimed (a worker started it, then vanished) and whose result never
     comes ends as OutcomeUnknown, not as a deadline that suggests it did not run."""
     conn = redis.Redis.from_url(stack.broker_url)
 
     async def body(c: AsyncOrchestrator) -> OrchestratorError:
-        task = asyncio.create_task(c.call_tool("idle", "delete_thing", {"name": "x"}, timeout=1))
+        task = asyncio.create_task(c.call_tool("idle", "delete_thing", {"name": "x"}, timeout=1,
+                                                 wait_for_worker=True))
         task_id = await asyncio.to_thread(queued_task_id, conn, "mcp.idle")
         conn.set(keys.execution_marker_key(task_id), "gone-worker", ex=60)
         with pytest.raises(OrchestratorError) as caught:

@@ -35,12 +35,12 @@ from orchestrator.aio.waiter import Meta, ResultWaiter
 from orchestrator.batch import Outcome, enqueue_all, outcome_of, plan_batch, prepare_batch, unfinished_outcome
 from orchestrator.breaker import BreakerSnapshot
 from orchestrator.celery_app import RESULT_GRACE_SECONDS
-from orchestrator.client import Orchestrator, client_urls
+from orchestrator.client import NO_WORKER_CHECK_SECONDS, Orchestrator, client_urls, no_worker_error
 from orchestrator.config import Settings
 from orchestrator.errors import CallFailed, DeadlineExceeded, OrchestratorError, OutcomeUnknown, ToolReturnedError
 from orchestrator.results import ToolResult, answered_result
 from orchestrator.revocation import revoke_calls
-from orchestrator.unreachable import guard_public_methods
+from orchestrator.unreachable import LIBRARY_ERRORS, guard_public_methods
 from orchestrator.validation import PreparedCall, prepare_call
 from orchestrator.wire import CALL_TOOL
 
@@ -159,6 +159,7 @@ class AsyncOrchestrator:
                                                                            self._revoke)
         self._waiter: ResultWaiter | None = None
         self._turnstile = Turnstile()
+        self._worker_looks: dict[str, tuple[float, asyncio.Future[bool]]] = {}
 
     @property
     def settings(self) -> Settings:
@@ -179,8 +180,11 @@ class AsyncOrchestrator:
         return run
 
     async def call_tool(self, server: str, tool: str, params: dict[str, Any] | None = None,
-                        timeout: float | None = None, *, raise_on_error: bool = True) -> ToolResult:
-        """As ``Orchestrator.call_tool``: validated before enqueue, one typed outcome, by its deadline."""
+                        timeout: float | None = None, *, raise_on_error: bool = True,
+                        wait_for_worker: bool = False) -> ToolResult:
+        """As ``Orchestrator.call_tool``: validated before enqueue, one typed outcome, by its deadline; a call
+        no live worker can take fails with ``ServerUnavailable`` after ``NO_WORKER_CHECK_SECONDS`` unless
+        ``wait_for_worker``."""
         asked = time.time()
         waited = await self._turnstile.enter()  # a big gather starts its calls over several loop turns
         call = prepare_call(self.settings, server, tool, params, timeout)
@@ -188,12 +192,14 @@ class AsyncOrchestrator:
             call = replace(call, deadline=asked + call.timeout)
         call, listed, task_id = await self._publish(call, call.deadline, self._calls.submit(call))
         try:
-            meta = await self.results.wait(task_id, max(call.deadline - time.time(), 0.0) + RESULT_GRACE_SECONDS)
+            meta = await self._wait_unless_no_worker(call, task_id, check=not wait_for_worker)
         except TimeoutError:
             self._revoke([task_id])
             raise (await self._unknown_if_started([call], [task_id], [None]))[0] from None
         except asyncio.CancelledError:
             self._revoke([task_id])
+            raise
+        except OrchestratorError:  # no live worker: already withdrawn
             raise
         except Exception as exc:  # boundary: an undecodable stored result
             raise self._failed(call, task_id, exc) from None
@@ -210,6 +216,35 @@ class AsyncOrchestrator:
                 raise await self._off_loop(self.sync._with_close_matches)(error, call)
             raise error
         return ToolResult.model_validate(meta["result"])
+
+    async def _wait_unless_no_worker(self, call: PreparedCall, task_id: str, *, check: bool) -> Meta:
+        """The call's stored state by its deadline (plus grace); with ``check``, a call still unanswered after
+        ``NO_WORKER_CHECK_SECONDS`` on a queue no live worker consumes is withdrawn: ``ServerUnavailable``."""
+        if check and call.deadline - time.time() > NO_WORKER_CHECK_SECONDS:
+            with contextlib.suppress(TimeoutError):  # a timed-out wait drops its subscription; the next re-reads
+                return await self.results.wait(task_id, NO_WORKER_CHECK_SECONDS)
+            if not await self._live_worker(call.server.queue) and await asyncio.wrap_future(self._publisher.submit(
+                    self.sync.withdrawn_for_no_worker, call, task_id, partial(self._revoke_now, [task_id]))):
+                raise no_worker_error(call, task_id)
+        return await self.results.wait(task_id, max(call.deadline - time.time(), 0.0) + RESULT_GRACE_SECONDS)
+
+    async def _live_worker(self, queue: str) -> bool:
+        """Whether a live worker consumes ``queue``: one look per queue per ``NO_WORKER_CHECK_SECONDS``, shared by
+        every call pending on it, on a publisher thread (2,000 pending calls ask Redis once, and no thread is
+        added)."""
+        now = time.monotonic()
+        look = self._worker_looks.get(queue)
+        if look is None or now - look[0] > NO_WORKER_CHECK_SECONDS:
+            look = now, asyncio.wrap_future(self._publisher.submit(self._has_consumer, queue))
+            self._worker_looks[queue] = look
+        return await asyncio.shield(look[1])
+
+    def _has_consumer(self, queue: str) -> bool:
+        """(publisher thread) A live worker consumes ``queue``, or Redis cannot tell (then the call waits)."""
+        try:
+            return self.sync.health_store.has_consumer(queue)
+        except LIBRARY_ERRORS:
+            return True
 
     def _admit_and_send(self, call: PreparedCall) -> Sent:
         """(publisher thread) Resolve, fail fast on an open breaker, enqueue; the call and its task id."""
