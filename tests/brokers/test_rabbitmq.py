@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+import redis
 
 from bench.brokers import PrivateBroker
 from orchestrator.batch import Outcome
@@ -21,6 +22,7 @@ from orchestrator.celery_app import RABBITMQ_DELIVERY_LIMIT, make_celery
 from orchestrator.client import Orchestrator
 from orchestrator.config import Settings, load_settings
 from orchestrator.errors import OrchestratorError, OutcomeUnknown
+from orchestrator.keys import execution_marker_key
 from orchestrator.operator.processes import ChildProcess, wait_until
 from orchestrator.results import ToolResult
 from tests.support import rabbitmq
@@ -86,13 +88,16 @@ def test_each_server_queue_is_a_durable_quorum_queue_with_a_delivery_limit(rabbi
     assert f'"x-delivery-limit",{RABBITMQ_DELIVERY_LIMIT}' in info["arguments"].replace(" ", "")
 
 
+@pytest.mark.parametrize("chunk_size", [1, 0], ids=["a task per call", "chunked"])
 def test_calls_of_a_worker_killed_with_sigkill_are_redelivered_at_once(
-        rabbit_stack: RabbitStack, capsys: pytest.CaptureFixture[str]) -> None:
+        rabbit_stack: RabbitStack, redis_url: str, chunk_size: int, capsys: pytest.CaptureFixture[str]) -> None:
     """The broker requeues a dead consumer's unacked calls when its connection drops: a read-only call
     is answered by the other worker right away, and a destructive one is not run again but ends as
-    ``OutcomeUnknown``."""
+    ``OutcomeUnknown``; the same when both calls travel in one chunk task."""
     doomed = rabbit_stack.worker("doomed")
-    client = Orchestrator(rabbit_stack.settings)
+    client = Orchestrator(rabbit_stack.settings.model_copy(update={"batch_chunk_size": chunk_size}))
+    backend = redis.Redis.from_url(redis_url)
+    markers_before = len(backend.keys(execution_marker_key("*")))
     outcomes: list[Outcome] = []
     arrived: list[float] = []
 
@@ -107,7 +112,9 @@ def test_calls_of_a_worker_killed_with_sigkill_are_redelivered_at_once(
         batch = threading.Thread(target=run_batch)
         batch.start()
         inspect = client.app.control.inspect(destination=["doomed@test"], timeout=1)
-        wait_until(lambda: len((inspect.active() or {}).get("doomed@test", [])) == 2, 20,
+        tasks = 2 if chunk_size == 1 else 1  # a chunk is one task; its calls start together
+        wait_until(lambda: len((inspect.active() or {}).get("doomed@test", [])) == tasks
+                   and len(backend.keys(execution_marker_key("*"))) > markers_before, 20,
                    "both calls to run on the doomed worker")
         rabbit_stack.worker("survivor")
         os.kill(doomed.pid, signal.SIGKILL)
@@ -126,6 +133,7 @@ def test_calls_of_a_worker_killed_with_sigkill_are_redelivered_at_once(
                   "(read-only re-run by another worker, destructive one OutcomeUnknown)")
     finally:
         client.close()
+        backend.close()
 
 
 @pytest.fixture
