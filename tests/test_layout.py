@@ -13,6 +13,8 @@ import ast
 import re
 from pathlib import Path
 
+from tests.support.source import parse_module
+
 REPO = Path(__file__).resolve().parents[1]
 PROJECT = ("orchestrator", "workers", "media_mcp", "upstream_sim", "tests", "bench")
 OUTSIDE_CORE = ("orchestrator.operator", "orchestrator.compat")
@@ -45,7 +47,7 @@ def import_graph() -> dict[str, set[str]]:
     for name, path in modules.items():
         package = name if path.name == "__init__.py" else name.rpartition(".")[0]
         targets: set[str] = set()
-        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        for node in ast.walk(parse_module(path)):
             if isinstance(node, ast.Import):
                 targets.update(filter(None, (known(alias.name) for alias in node.names)))
             elif isinstance(node, ast.ImportFrom):

@@ -17,6 +17,7 @@ from orchestrator.celery_app import RABBITMQ_DELIVERY_LIMIT, make_celery
 from orchestrator.config import ConfigError, Settings, load_settings
 from orchestrator.operator.cli_support import BrokerChoice
 from orchestrator.unreachable import broker_unavailable
+from tests.support.source import parse_module
 
 REPO = Path(__file__).resolve().parents[2]
 SENTINEL = {"sentinels": ["10.0.0.1:26379", "10.0.0.2:26380"], "master_name": "mymaster",
@@ -116,7 +117,7 @@ def test_every_redis_client_of_the_project_is_built_by_redis_conn() -> None:
     for path in [*REPO.glob("orchestrator/**/*.py"), *REPO.glob("workers/*.py"), REPO / "beat_schedule.py"]:
         if path.name == "redis_conn.py":
             continue
-        for node in ast.walk(ast.parse(path.read_text())):
+        for node in ast.walk(parse_module(path)):
             if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute | ast.Name):
                 name = node.func.attr if isinstance(node.func, ast.Attribute) else node.func.id
                 if name in {"from_url", "Redis", "StrictRedis", "Sentinel"}:
