@@ -45,11 +45,9 @@ def round_trips(breaker: CircuitBreaker, *, success: bool) -> tuple[int, str]:
     return CountingConnection.sent - before, state
 
 
-def test_each_path_costs_at_most_two_round_trips(counted):
-    """closed success, closed failure, the tripping failure, open refusal, half-open trial paths."""
-    clock = Clock()
-    breaker = CircuitBreaker(counted, "sonarr", POLICY, clock=clock)
-    breaker.record(breaker.admit(), success=True, duration=0.01)  # loads the scripts
+def every_path(breaker, clock):
+    """(round trips, state after) of each path, walked in order from closed through open and half-open back
+    to closed."""
     paths = {"closed success": round_trips(breaker, success=True),
              "closed failure": round_trips(breaker, success=False),
              "closed failure that trips": round_trips(breaker, success=False),
@@ -62,6 +60,15 @@ def test_each_path_costs_at_most_two_round_trips(counted):
     paths["half-open refusal (slot taken)"] = round_trips(breaker, success=True)
     breaker.record(trial, success=True, duration=0.01)
     paths["half-open trial success that closes"] = round_trips(breaker, success=True)
+    return paths
+
+
+def test_each_path_costs_at_most_two_round_trips(counted):
+    """closed success, closed failure, the tripping failure, open refusal, half-open trial paths."""
+    clock = Clock()
+    breaker = CircuitBreaker(counted, "sonarr", POLICY, clock=clock)
+    breaker.record(breaker.admit(), success=True, duration=0.01)  # loads the scripts
+    paths = every_path(breaker, clock)
     assert paths == {
         "closed success": (2, "closed"), "closed failure": (2, "closed"),
         "closed failure that trips": (2, "open"), "open refusal": (1, "open"),
@@ -95,18 +102,7 @@ def test_with_the_tracked_cache_no_path_costs_more_and_a_closed_success_costs_no
     tracked = TrackedReads(counted, liveness_seconds=math.inf)  # no liveness PING (one a second) in the counts
     breaker = CircuitBreaker(counted, "sonarr", POLICY, clock=clock, tracked=tracked)
     breaker.record(breaker.admit(), success=True, duration=0.01)  # loads the scripts, fills the cache
-    paths = {"closed success": round_trips(breaker, success=True),
-             "closed failure": round_trips(breaker, success=False),
-             "closed failure that trips": round_trips(breaker, success=False),
-             "open refusal": round_trips(breaker, success=True)}
-    clock.now += 10
-    paths["half-open trial success"] = round_trips(breaker, success=True)
-    paths["half-open trial failure"] = round_trips(breaker, success=False)
-    clock.now += 20
-    trial = breaker.admit()
-    paths["half-open refusal (slot taken)"] = round_trips(breaker, success=True)
-    breaker.record(trial, success=True, duration=0.01)
-    paths["half-open trial success that closes"] = round_trips(breaker, success=True)
+    paths = every_path(breaker, clock)
     paths["closed success after closing"] = round_trips(breaker, success=True)
     tracked.close()
     assert paths == {
