@@ -16,6 +16,7 @@ import time
 from contextlib import ExitStack
 from pathlib import Path
 
+from celery import Celery
 from mcp import Client
 from mcp.client.stdio import StdioServerParameters
 
@@ -24,7 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench.common import REPO, print_table, start_redis, start_worker, summarize, temp_dir, timed, write_json
 from orchestrator.celery_app import make_celery
 from orchestrator.client import Orchestrator
-from orchestrator.config import load_settings
+from orchestrator.config import Settings, load_settings
 
 CONFIG = """
 broker_url = "{broker}"
@@ -78,6 +79,17 @@ async def connect_per_call(calls: int) -> list[float]:
     return out
 
 
+def probe_bench(work: Path, cleanup: ExitStack) -> tuple[str, Path, Settings, Celery]:
+    """A Redis of the benchmark's own (stopped by ``cleanup``) and the probe server's config written in ``work``:
+    the broker URL, the config path, its settings and a Celery app on them."""
+    redis_proc, broker = start_redis(work)
+    cleanup.callback(redis_proc.stop)
+    config = work / "bench.toml"
+    config.write_text(CONFIG.format(broker=broker, repo=REPO))
+    settings = load_settings(config)
+    return broker, config, settings, make_celery(settings)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--calls", type=int, default=600, help="calls per variant (split over rounds)")
@@ -86,12 +98,7 @@ def main() -> None:
     args = parser.parse_args()
     work = temp_dir()
     with ExitStack() as cleanup:
-        redis_proc, broker = start_redis(work)
-        cleanup.callback(redis_proc.stop)
-        config = work / "bench.toml"
-        config.write_text(CONFIG.format(broker=broker, repo=REPO))
-        settings = load_settings(config)
-        app = make_celery(settings)
+        _, config, settings, app = probe_bench(work, cleanup)
         worker = start_worker(app, name="bench", queues=["mcp.probe"], env={"MCP_ORCH_CONFIG": str(config)},
                               log_dir=work, include="bench.noop_tasks")
         cleanup.callback(worker.stop)

@@ -23,11 +23,9 @@ import redis
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.bench_call_path import CONFIG
-from bench.common import REPO, start_redis, temp_dir, write_json
-from orchestrator.celery_app import make_celery
+from bench.bench_call_path import probe_bench
+from bench.common import REPO, temp_dir, write_json
 from orchestrator.client import Orchestrator
-from orchestrator.config import load_settings
 from orchestrator.operator.processes import ChildProcess, wait_until
 
 TOP = 18
@@ -76,12 +74,7 @@ def main() -> None:
     work = temp_dir()
     worker_profile = work / "worker.prof"
     with ExitStack() as cleanup:
-        redis_proc, broker = start_redis(work)
-        cleanup.callback(redis_proc.stop)
-        config = work / "bench.toml"
-        config.write_text(CONFIG.format(broker=broker, repo=REPO))
-        settings = load_settings(config)
-        app = make_celery(settings)
+        broker, config, settings, app = probe_bench(work, cleanup)
         worker = ChildProcess("worker", [sys.executable, "-m", "cProfile", "-o", str(worker_profile), "-m", "celery",
                                          "-A", "workers.app", "worker", "-Q", "mcp.probe", "-P", "solo",
                                          "-n", "profile@bench", "--without-gossip", "--without-mingle", "-l",
