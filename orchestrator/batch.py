@@ -214,11 +214,16 @@ def plan_batch(app: Celery, settings: Settings, prepared: list[PreparedCall], *,
     return plan
 
 
+def last_deadline(calls: Sequence[PreparedCall], batch_deadline: float | None) -> float:
+    """When the last of ``calls`` stops being worth running: each call's deadline, cut at the batch's."""
+    return max(min(call.deadline, batch_deadline) if batch_deadline else call.deadline for call in calls)
+
+
 def _signature(app: Celery, calls: list[PreparedCall], ids: list[str], cap: int | None,
                batch_deadline: float | None) -> Signature:
     """One call's task, or the chunk task of several calls to one server (each with its own id and deadline;
     ``start_by``: the batch deadline, after which the worker starts none of them)."""
-    expires = max(min(call.deadline, batch_deadline) if batch_deadline else call.deadline for call in calls)
+    expires = last_deadline(calls, batch_deadline)
     server = calls[0].server
     options: dict[str, Any]
     if len(calls) == 1:
@@ -383,8 +388,7 @@ def enqueue_all(app: Celery, prepared: list[PreparedCall], positions: list[tuple
             if stopped is not None and stopped.is_set():
                 return
             ids = call_ids(signature)
-            give_up_at = max(min(prepared[p].deadline, batch_deadline) if batch_deadline else prepared[p].deadline
-                             for p in chunk)
+            give_up_at = last_deadline([prepared[p] for p in chunk], batch_deadline)
             if subscribe and signature.task == CALL_CHUNK:
                 for task_id in ids:
                     app.backend.on_task_call(producer, task_id)
