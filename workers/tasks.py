@@ -35,12 +35,18 @@ from workers.runtime import current
 def call_tool(self: Task, server: str, tool: str, params: dict[str, Any], deadline: float,
               max_concurrency: int | None = None) -> dict[str, Any]:
     """Run one MCP tool call on this worker's held session for ``server``."""
-    redelivered = bool(self.request.delivery_info and self.request.delivery_info.get("redelivered"))
+    redelivered = was_redelivered(self)
     result = guarded_call(self.backend, server, {"id": self.request.id, "tool": tool, "params": params,
                                                  "deadline": deadline},
                           worker=self.request.hostname, redelivered=redelivered, max_concurrency=max_concurrency)
     assert result is not None  # only a chunk's call can be revoked after delivery
     return result
+
+
+def was_redelivered(task: Task) -> bool:
+    """Whether the broker delivered this message before (its worker was lost before acking it)."""
+    info = task.request.delivery_info
+    return bool(info and info.get("redelivered"))
 
 
 def guarded_call(backend: Any, server: str, call: dict[str, Any], *, worker: str | None, redelivered: bool,
@@ -82,7 +88,7 @@ def call_chunk(self: Task, server: str, calls: list[dict[str, Any]], start_by: f
                max_concurrency: int | None = None) -> None:
     """Run a chunk of a batch: its calls to ``server`` concurrently on the held session, each through the
     guards of ``guarded_call``, each outcome stored under the call's own task id (``workers.chunks``)."""
-    redelivered = bool(self.request.delivery_info and self.request.delivery_info.get("redelivered"))
+    redelivered = was_redelivered(self)
     worker, backend = self.request.hostname, self.backend  # the request is the task thread's own
 
     def run(call: dict[str, Any], revoked: bool) -> None:
