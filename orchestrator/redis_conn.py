@@ -47,9 +47,19 @@ def connect(settings: Settings, **options: Any) -> Redis:
 
 def connect_results_async(settings: Settings, **options: Any) -> aioredis.Redis:
     """An asyncio client of the result backend's Redis (the async client waits for results on it)."""
+    return _connect_async(settings, settings.backend_url, **options)
+
+
+def connect_broker_async(settings: Settings, **options: Any) -> aioredis.Redis:
+    """An asyncio client of the broker's Redis (the async client publishes calls on it); not for RabbitMQ."""
+    return _connect_async(settings, settings.broker, **options)
+
+
+def _connect_async(settings: Settings, url: str, **options: Any) -> aioredis.Redis:
+    """``url``'s Redis, or the sentinels' master when there are sentinels (broker and results are both on it)."""
     sentinel = settings.redis_sentinel
     if sentinel is None:
-        return aioredis.Redis.from_url(settings.backend_url, **options)
+        return aioredis.Redis.from_url(url, **options)
     manager = AsyncSentinel(sentinel.addresses(), sentinel_kwargs=_sentinel_kwargs(sentinel))
     return manager.master_for(sentinel.master_name, db=sentinel.db, password=sentinel.resolved_password(),
                               **options)

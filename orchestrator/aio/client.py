@@ -1,9 +1,11 @@
 """The asyncio client: calls in flight wait on the event loop, not in a thread each.
 
 Validation runs on the loop (it is pure), a loop turn's share of calls at a time (``Turnstile``).
-Admission (catalog, breaker) and publishing are short blocking Redis/kombu work, run on a small
-fixed pool of publisher threads; the wait for the result is a future resolved by one shared
-pub/sub connection (``ResultWaiter``). So the client's thread count is the same with 10 or
+Admission (catalog, breaker) is short blocking Redis work, run on a small fixed pool of publisher
+threads. Publishing to a Redis broker runs on the loop (``LoopPublisher``: no other thread runs
+Python while calls are in flight, so the loop never waits for the GIL); to RabbitMQ it goes
+through kombu on the publisher threads. The wait for the result is a future resolved by one
+shared pub/sub connection (``ResultWaiter``). So the client's thread count is the same with 10 or
 10,000 calls in flight.
 
 Cancelling the task that awaits a call revokes the call (a worker drops a revoked message it
@@ -30,6 +32,7 @@ from celery.result import AsyncResult
 from redis.exceptions import RedisError
 
 from orchestrator import health, keys
+from orchestrator.aio.publisher import LoopPublisher, loop_publishing
 from orchestrator.aio.turnstile import Turnstile
 from orchestrator.aio.waiter import Meta, ResultWaiter
 from orchestrator.batch import Outcome, enqueue_all, outcome_of, plan_batch, prepare_batch, unfinished_outcome
@@ -47,7 +50,7 @@ from orchestrator.wire import CALL_TOOL
 log = logging.getLogger("orchestrator.aio")
 
 PUBLISH_THREADS = 2
-"""Threads that admit and enqueue calls (a few Redis round trips each, never a wait for a result)."""
+"""Threads that admit calls (and enqueue them, on RabbitMQ): a few Redis round trips, never a wait for a result."""
 BLOCKING_THREADS = 4
 """Threads for the operations that stay synchronous (health checks, tool listings, breaker admin)."""
 
@@ -61,6 +64,8 @@ OUTBOX_CHUNK = 32
 
 T = TypeVar("T")
 P = TypeVar("P")
+Admitted = tuple[PreparedCall, bool]
+"""An admitted call: resolved, whether the catalog lists its tool."""
 Sent = tuple[PreparedCall, bool, str]
 """A published call: resolved, whether the catalog lists its tool, its task id."""
 BatchSent = tuple[list[PreparedCall], list[bool], Any, dict[int, str]]
@@ -152,12 +157,15 @@ class AsyncOrchestrator:
         for _ in range(PUBLISH_THREADS):  # every publisher thread now, so the thread count is flat from the start
             self._publisher.submit(started.wait, 10)
         self._blocking = ThreadPoolExecutor(BLOCKING_THREADS, "mcp-orch-sync")
+        self._admissions: Outbox[PreparedCall, Admitted] = Outbox(self._publisher, self._admit_each,
+                                                                  lambda admitted: [], self._revoke)
         self._calls: Outbox[PreparedCall, Sent] = Outbox(self._publisher, self._admit_and_send_each,
                                                          lambda sent: [sent[2]], self._revoke)
         self._batches: Outbox[Callable[[], BatchSent], BatchSent] = Outbox(self._publisher, _run_each,
                                                                            lambda sent: list(sent[3].values()),
                                                                            self._revoke)
         self._waiter: ResultWaiter | None = None
+        self._loop_publisher: LoopPublisher | None = None
         self._turnstile = Turnstile()
         self._worker_looks: dict[str, tuple[float, asyncio.Future[bool]]] = {}
 
@@ -172,6 +180,12 @@ class AsyncOrchestrator:
             backend = self.app.backend
             self._waiter = ResultWaiter(self.settings, backend.get_key_for_task, backend.decode_result)
         return self._waiter
+
+    def _publisher_on_loop(self) -> LoopPublisher:
+        """The publisher to the Redis broker (opened on first use, on the running loop)."""
+        if self._loop_publisher is None:
+            self._loop_publisher = LoopPublisher(self.app, self.settings, self._revoke)
+        return self._loop_publisher
 
     def _off_loop(self, method: Callable[..., T]) -> Callable[..., Any]:
         """``method`` run on the fixed pool of blocking threads, awaitable."""
@@ -190,7 +204,7 @@ class AsyncOrchestrator:
         call = prepare_call(self.settings, server, tool, params, timeout)
         if waited:  # the deadline counts from the ask (invariant 5, docs/ARCHITECTURE.md)
             call = replace(call, deadline=asked + call.timeout)
-        call, listed, task_id = await self._publish(call, call.deadline, self._calls.submit(call))
+        call, listed, task_id = await self._enqueue(call)
         try:
             meta = await self._wait_unless_no_worker(call, task_id, check=not wait_for_worker)
         except TimeoutError:
@@ -246,22 +260,24 @@ class AsyncOrchestrator:
         except LIBRARY_ERRORS:
             return True
 
-    def _admit_and_send(self, call: PreparedCall) -> Sent:
-        """(publisher thread) Resolve, fail fast on an open breaker, enqueue; the call and its task id."""
-        call, listed = self.sync._admit(call)
-        return call, listed, _task_id(self.sync._send(call, CALL_TOOL, call.task_kwargs()))
+    async def _enqueue(self, call: PreparedCall) -> Sent:
+        """Admit ``call`` on a publisher thread, then enqueue it: from the loop on a Redis broker, else
+        through kombu on that thread (the same hand-off)."""
+        if not loop_publishing(self.settings):
+            return await self._publish(call, call.deadline, self._calls.submit(call))
+        call, listed = await self._publish(call, call.deadline, self._admissions.submit(call))
+        return call, listed, await self._publish(call, call.deadline, self._publisher_on_loop().submit(call))
 
-    def _admit_and_send_each(self, calls: list[PreparedCall]) -> list[tuple[bool, Any]]:
-        """(publisher thread) A chunk of calls admitted together, then each enqueued; each call's own outcome.
+    def _admit_each(self, calls: list[PreparedCall]) -> list[tuple[bool, Any]]:
+        """(publisher thread) A chunk of calls admitted together; each call's own outcome.
 
-        One catalog read for the chunk and one breaker look per server instead of one each per call
-        (the publisher threads wait on Redis round trips, so these bound the client's throughput).
+        One catalog read for the chunk and one breaker look per server instead of one each per call.
         A server whose breaker refuses is asked again for each of its calls, so each gets its own error.
         """
         try:
             resolved, listed = self.sync._resolve(calls, prefixed=False)
         except Exception:  # boundary: a call with bad params; admitted one by one, only that call fails
-            return _run_each([partial(self._admit_and_send, call) for call in calls])
+            return _run_each([partial(self.sync._admit, call) for call in calls])
         admitted: set[str] = set()
         outcomes: list[tuple[bool, Any]] = []
         for call, known in zip(resolved, listed, strict=True):
@@ -269,15 +285,28 @@ class AsyncOrchestrator:
                 if call.server.name not in admitted:
                     self.sync._check_breaker(call, known)
                     admitted.add(call.server.name)
-                outcomes.append((True, (call, known, _task_id(self.sync._send(call, CALL_TOOL, call.task_kwargs())))))
+                outcomes.append((True, (call, known)))
             except Exception as exc:  # boundary: handed back to the caller, who types it
                 outcomes.append((False, exc))
         return outcomes
 
-    async def _publish(self, call: PreparedCall, deadline: float, future: asyncio.Future[T]) -> T:
-        """The outcome of a send queued on the publisher threads; typed errors only.
+    def _admit_and_send_each(self, calls: list[PreparedCall]) -> list[tuple[bool, Any]]:
+        """(publisher thread) ``_admit_each``, then each admitted call enqueued through kombu (RabbitMQ)."""
+        outcomes: list[tuple[bool, Any]] = []
+        for ok, admitted in self._admit_each(calls):
+            if ok:
+                call, listed = admitted
+                try:
+                    admitted = call, listed, _task_id(self.sync._send(call, CALL_TOOL, call.task_kwargs()))
+                except Exception as exc:  # boundary: handed back to the caller, who types it
+                    ok, admitted = False, exc
+            outcomes.append((ok, admitted))
+        return outcomes
 
-        ``enqueue`` retries an unreachable broker until ``deadline`` and then raises ``NotEnqueued``;
+    async def _publish(self, call: PreparedCall, deadline: float, future: asyncio.Future[T]) -> T:
+        """The outcome of an admission or a send (publisher threads or ``LoopPublisher``); typed errors only.
+
+        Publishing retries an unreachable broker until ``deadline`` and then raises ``NotEnqueued``;
         the wait here ends ``RESULT_GRACE_SECONDS`` later (a send stuck in a socket). If the caller
         stops waiting (cancelled, or that time passed) while the message is being sent, whatever it
         enqueued is revoked once the send ends.
@@ -454,7 +483,10 @@ class AsyncOrchestrator:
         return await self._off_loop(self.sync.force_breaker)(server, state)
 
     async def aclose(self) -> None:
-        """Close the result connection, then the broker/backend connections and both pools."""
+        """Close the loop's publisher and result connections, then the broker/backend connections and both pools."""
+        if self._loop_publisher is not None:
+            await self._loop_publisher.aclose()
+            self._loop_publisher = None
         if self._waiter is not None:
             await self._waiter.aclose()
             self._waiter = None
