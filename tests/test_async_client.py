@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import gc
 import json
 import threading
@@ -15,6 +16,7 @@ import redis
 
 from orchestrator import keys
 from orchestrator.aio.client import AsyncOrchestrator
+from orchestrator.aio.turnstile import Turnstile
 from orchestrator.errors import (
     CircuitBreakerOpenError,
     DeadlineExceeded,
@@ -126,6 +128,42 @@ def test_cancelling_the_awaiting_task_revokes_a_call_not_yet_started_and_drops_i
         while task_id not in revoked_ids(stack):
             assert time.monotonic() < deadline, "the cancelled call was never revoked"
             time.sleep(0.2)
+    finally:
+        conn.delete("mcp.idle")
+        conn.close()
+
+
+def queued_deadlines(conn: redis.Redis, queue: str, count: int, timeout: float = 10) -> list[float]:
+    """The ``deadline`` in each of the ``count`` task messages waiting in ``queue``."""
+    deadline = time.monotonic() + timeout
+    while conn.llen(queue) < count:
+        assert time.monotonic() < deadline, f"fewer than {count} messages appeared in {queue}"
+        time.sleep(0.02)
+    return [json.loads(base64.b64decode(json.loads(raw)["body"]))[1]["deadline"] for raw in conn.lrange(queue, 0, -1)]
+
+
+def test_a_call_that_waited_in_the_turnstile_keeps_its_deadline_counted_from_when_it_was_asked(
+        stack: Stack) -> None:
+    """Invariant 5: two calls asked in the same turn, the second let through a second later (the loop was
+    busy), both carry ``asked + timeout`` as their deadline, not ``let through + timeout``."""
+    conn = redis.Redis.from_url(stack.broker_url)
+
+    async def body(c: AsyncOrchestrator) -> tuple[float, list[float]]:
+        c._turnstile = Turnstile(budget=0.0)  # only the first call of a turn goes through at once
+        calls = [asyncio.create_task(c.call_tool("idle", "echo", {"text": str(i)}, timeout=30, wait_for_worker=True))
+                 for i in range(2)]
+        await asyncio.sleep(0)  # both were asked; the second waits for the next turn
+        asked_by = time.time()
+        time.sleep(1.0)  # the loop is busy before that turn comes
+        deadlines = await asyncio.to_thread(queued_deadlines, conn, "mcp.idle", 2)
+        for call in calls:
+            call.cancel()
+        await asyncio.gather(*calls, return_exceptions=True)
+        return asked_by, deadlines
+
+    try:
+        asked_by, deadlines = run(stack.settings, body)
+        assert len(deadlines) == 2 and all(deadline <= asked_by + 30 for deadline in deadlines), (asked_by, deadlines)
     finally:
         conn.delete("mcp.idle")
         conn.close()
@@ -285,7 +323,7 @@ def test_a_pending_async_call_survives_redis_restarting_with_an_outcome_by_its_d
 
 def test_with_redis_down_an_async_call_and_batch_end_as_not_enqueued_at_their_deadline(
         fault_stack: FaultStack) -> None:
-    """The async client publishes through the same retrying ``enqueue`` as the sync one: with Redis
+    """The async client retries publishing as the sync client does (backoff, one task id): with Redis
     stopped a call is NotEnqueued (transient, naming the Redis) by its deadline, a batch gets one per call."""
     async def body(c: AsyncOrchestrator) -> tuple[Any, float, list[Any]]:
         with fault_stack.redis.stopped():
