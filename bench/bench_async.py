@@ -3,18 +3,21 @@
 Run: ``python bench/bench_async.py [--n 100 1000 10000]``. Starts its own redis-server and a
 threads-pool worker serving the probe MCP server over stdio (``add``, a fast tool). For each N
 and each client it reports wall time, calls/s, the client's threads (before and at the peak),
-client RSS growth per call in flight, and event-loop lag (a 5 ms ticker's overshoot, max and
-p99; first on an idle loop: the floor a shared machine sets); the clients take turns at each N,
-so a change in the machine's load hits both. Then the native client's RSS per pending call (calls
-parked on a queue no worker reads, in steps of N, the slope of RSS over the count; then cancelled);
-then the p50 of a single call, interleaved with the old client and the sync one. Prints a table and
-writes ``bench/results/async.json``.
+client RSS growth per call in flight, event-loop lag (a 5 ms ticker's overshoot, max and p99;
+first on an idle loop: the floor a shared machine sets) and the longest garbage collection meanwhile
+(a full collection stops every thread: it sets the lag max at 10,000); the clients take turns at
+each N, so a change in the machine's load hits both, then the native client runs the same N calls
+as one ``call_tools_parallel`` batch. Then the native client's RSS per pending call (calls parked on
+a queue no worker reads, in steps of N, the slope of RSS over the count; then cancelled); then the
+p50 of a single call, interleaved with the old client and the sync one. Prints a table and writes
+``bench/results/async.json``.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import statistics
 import sys
 import threading
@@ -53,43 +56,62 @@ CLIENTS: dict[str, type[Any]] = {"native": AsyncOrchestrator, "threaded (old)": 
 
 
 class Sampler:
-    """A ticker on the loop: how late each 5 ms sleep wakes, the process's threads and RSS at each tick."""
+    """A ticker on the loop: how late each 5 ms sleep wakes, the process's threads and RSS at each tick, and
+    the longest garbage collection while it runs."""
 
     def __init__(self) -> None:
         self.lags: list[float] = []
         self.threads = threading.active_count()
         self.rss = psutil.Process().memory_info().rss
         self.running = True
+        self.gc_max_ms = 0.0
+        self._gc_started = 0.0
+
+    def _on_gc(self, phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            self._gc_started = time.perf_counter()
+        else:
+            self.gc_max_ms = max(self.gc_max_ms, (time.perf_counter() - self._gc_started) * 1000)
 
     async def run(self) -> None:
         process = psutil.Process()
-        while self.running:
-            started = time.perf_counter()
-            await asyncio.sleep(TICK)
-            self.lags.append((time.perf_counter() - started - TICK) * 1000)
-            self.threads = max(self.threads, threading.active_count())
-            if len(self.lags) % 10 == 0:
-                self.rss = max(self.rss, process.memory_info().rss)
+        gc.callbacks.append(self._on_gc)
+        try:
+            while self.running:
+                started = time.perf_counter()
+                await asyncio.sleep(TICK)
+                self.lags.append((time.perf_counter() - started - TICK) * 1000)
+                self.threads = max(self.threads, threading.active_count())
+                if len(self.lags) % 10 == 0:
+                    self.rss = max(self.rss, process.memory_info().rss)
+        finally:
+            gc.callbacks.remove(self._on_gc)
+
+    def lag(self) -> dict[str, float]:
+        return {"lag_max_ms": round(max(self.lags), 1), "lag_p99_ms": round(percentile(self.lags, 0.99), 1),
+                "gc_max_ms": round(self.gc_max_ms, 1)}
 
 
-async def burst(client: Any, n: int) -> dict[str, Any]:
-    """``n`` concurrent calls; wall time, threads, RSS and loop lag while they are in flight."""
+async def burst(client: Any, n: int, *, batch: bool = False) -> dict[str, Any]:
+    """``n`` concurrent calls (or one batch of ``n``); wall time, threads, RSS and loop lag while they are in flight."""
     await asyncio.gather(*(client.call_tool("probe", "add", {"a": 1, "b": 1}) for _ in range(20)))  # warm
     threads_before = threading.active_count()
     rss_before = psutil.Process().memory_info().rss
     sampler = Sampler()
     ticker = asyncio.create_task(sampler.run())
     started = time.perf_counter()
-    results = await asyncio.gather(*(client.call_tool("probe", "add", {"a": i, "b": 1}) for i in range(n)),
-                                   return_exceptions=True)
+    if batch:
+        results = await client.call_tools_parallel([("probe", "add", {"a": i, "b": 1}) for i in range(n)])
+    else:
+        results = await asyncio.gather(*(client.call_tool("probe", "add", {"a": i, "b": 1}) for i in range(n)),
+                                       return_exceptions=True)
     wall = time.perf_counter() - started
     sampler.running = False
     await ticker
     failed = sum(not hasattr(r, "data") for r in results)
     return {"n": n, "wall_s": round(wall, 2), "calls_per_s": round(n / wall), "failed": failed,
             "threads_before": threads_before, "threads_peak": sampler.threads,
-            "rss_kb_per_call": round((sampler.rss - rss_before) / 1024 / n, 2),
-            "lag_max_ms": round(max(sampler.lags), 1), "lag_p99_ms": round(percentile(sampler.lags, 0.99), 1)}
+            "rss_kb_per_call": round((sampler.rss - rss_before) / 1024 / n, 2), **sampler.lag()}
 
 
 PARK_STEPS = 5
@@ -98,8 +120,10 @@ PARK_MAX = 10_000
 
 
 async def park_more(client: AsyncOrchestrator, calls: list[asyncio.Task[Any]], n: int) -> int:
-    """Park ``n`` more calls (a queue no worker reads); the client's RSS once every call is subscribed."""
-    calls += [asyncio.create_task(client.call_tool("parked", "add", {"a": 1, "b": 1}, timeout=300)) for _ in range(n)]
+    """Park ``n`` more calls (a queue no worker reads: they wait for one); the client's RSS once every call is
+    subscribed."""
+    calls += [asyncio.create_task(client.call_tool("parked", "add", {"a": 1, "b": 1}, timeout=300,
+                                                   wait_for_worker=True)) for _ in range(n)]
     deadline = time.monotonic() + 300
     while client.results.pending < len(calls) and time.monotonic() < deadline:
         await asyncio.sleep(0.05)
@@ -139,7 +163,7 @@ async def idle_lag(seconds: float = 3.0) -> dict[str, float]:
     await asyncio.sleep(seconds)
     sampler.running = False
     await ticker
-    return {"lag_max_ms": round(max(sampler.lags), 1), "lag_p99_ms": round(percentile(sampler.lags, 0.99), 1)}
+    return sampler.lag()
 
 
 def measure(settings: Settings, sizes: list[int], single: int
@@ -159,6 +183,11 @@ def measure(settings: Settings, sizes: list[int], single: int
                 async with cls(settings) as client:
                     rows.append({"client": name, **await burst(client, n)})
             asyncio.run(one())
+
+        async def batch(n: int = n) -> None:
+            async with AsyncOrchestrator(settings) as client:
+                rows.append({"client": "native, one batch", **await burst(client, n, batch=True)})
+        asyncio.run(batch())
     return pending, rows, asyncio.run(single_calls(settings, single))
 
 
@@ -207,7 +236,7 @@ def main() -> None:
         redis_child.stop()
     print_table("N concurrent calls from one event loop", rows,
                 ["client", "n", "wall_s", "calls_per_s", "failed", "threads_before", "threads_peak",
-                 "rss_kb_per_call", "lag_max_ms", "lag_p99_ms"])
+                 "rss_kb_per_call", "lag_max_ms", "lag_p99_ms", "gc_max_ms"])
     print_table("Calls pending at once (native client; no worker reads their queue)", pending,
                 ["n", "steps", "pending", "threads", "rss_kb_per_pending_call", "first_step_kb_per_call"])
     print_table("Single call p50 (ms)", [{"client": k, "p50_ms": v} for k, v in p50.items()], ["client", "p50_ms"])

@@ -84,18 +84,25 @@ def call_fields(call: Any, index: int, *, ignore_unknown: bool = False) -> dict[
 
 def prepare_batch(settings: Settings, calls: Any) -> list[PreparedCall]:
     """Validate every call; the first bad one is refused naming its index and field."""
+    return [prepare_batch_call(settings, call, index) for index, call in enumerate(batch_calls(calls))]
+
+
+def batch_calls(calls: Any) -> Sequence[Any]:
+    """``calls``, refused unless it is a list of calls (a sequence, not a string or a mapping)."""
     if isinstance(calls, str | bytes | Mapping) or not isinstance(calls, Sequence):
         raise InvalidCall("calls: must be a list of calls", field="calls")
-    prepared = []
-    for index, call in enumerate(calls):
-        fields = call_fields(call, index)
-        try:
-            prepared.append(prepare_call(settings, fields.get("server"), fields.get("tool"), fields.get("params"),
-                                         fields.get("timeout")))
-        except InvalidCall as exc:
-            field = f"calls[{index}].{exc.field}"
-            raise type(exc)(f"calls[{index}].{exc.message}", {**exc.details, "field": field}) from None
-    return prepared
+    return calls
+
+
+def prepare_batch_call(settings: Settings, call: Any, index: int) -> PreparedCall:
+    """Validate ``calls[index]``; a refusal names that index and the field."""
+    fields = call_fields(call, index)
+    try:
+        return prepare_call(settings, fields.get("server"), fields.get("tool"), fields.get("params"),
+                            fields.get("timeout"))
+    except InvalidCall as exc:
+        field = f"calls[{index}].{exc.field}"
+        raise type(exc)(f"calls[{index}].{exc.message}", {**exc.details, "field": field}) from None
 
 
 def _check_caps(settings: Settings, caps: Mapping[str, int] | None) -> dict[str, int]:

@@ -33,9 +33,17 @@ from redis.exceptions import RedisError
 
 from orchestrator import health, keys
 from orchestrator.aio.publisher import LoopPublisher, loop_publishing
-from orchestrator.aio.turnstile import Turnstile
+from orchestrator.aio.turnstile import TurnBudget, Turnstile
 from orchestrator.aio.waiter import Meta, ResultWaiter
-from orchestrator.batch import Outcome, enqueue_all, outcome_of, plan_batch, prepare_batch, unfinished_outcome
+from orchestrator.batch import (
+    Outcome,
+    batch_calls,
+    enqueue_all,
+    outcome_of,
+    plan_batch,
+    prepare_batch_call,
+    unfinished_outcome,
+)
 from orchestrator.breaker import BreakerSnapshot
 from orchestrator.celery_app import RESULT_GRACE_SECONDS
 from orchestrator.client import NO_WORKER_CHECK_SECONDS, Orchestrator, client_urls, no_worker_error
@@ -376,9 +384,10 @@ class AsyncOrchestrator:
                                   max_concurrency: Mapping[str, int] | None = None) -> list[Outcome]:
         """As ``Orchestrator.call_tools_parallel``; ``progress`` may be a coroutine function (awaited).
 
-        Cancelling the awaiting task revokes every call of the batch that has not ended.
+        Cancelling the awaiting task revokes every call of the batch that has not ended. The calls are
+        validated, and their results watched, a loop turn's budget at a time (``TurnBudget``).
         """
-        prepared = prepare_batch(self.settings, calls)
+        prepared = await self._prepare_batch(calls)
         if not prepared:
             plan_batch(self.app, self.settings, [], timeout=timeout, max_concurrency=max_concurrency)
             return []
@@ -395,25 +404,34 @@ class AsyncOrchestrator:
         wait_until = max(resolved[p].deadline for p in ids) + RESULT_GRACE_SECONDS
         if plan.deadline is not None:
             wait_until = min(wait_until, plan.deadline)
-        arrivals: asyncio.Queue[tuple[int, Outcome | None]] = asyncio.Queue()
-        waits = [asyncio.create_task(self._arrival(arrivals, index, resolved[index], task_id, wait_until))
-                 for index, task_id in ids.items()]
+        arrivals: asyncio.Queue[tuple[int, Meta]] = asyncio.Queue()
+        watched: set[int] = set()
         failed_fast = False
         try:
-            for _ in waits:
-                index, outcome = await arrivals.get()
-                if outcome is None:
-                    continue  # not ended by the deadline: reported below with the rest
-                outcomes[index] = outcome
+            budget = TurnBudget()
+            for index, task_id in ids.items():
+                self.results.watch(task_id).add_done_callback(partial(_arrived, arrivals, index))
+                watched.add(index)
+                await budget.pace()
+            for _ in ids:
+                try:
+                    async with asyncio.timeout(max(wait_until - time.time(), 0.0)):
+                        index, meta = await arrivals.get()
+                except TimeoutError:
+                    break  # what has not ended by the deadline is reported below
+                self.results.unwatch(ids[index])
+                outcome = outcomes[index] = self._outcome(resolved[index], ids[index], meta)
                 done += 1
                 await _report(progress, done, total)
                 if fail_fast and isinstance(outcome, OrchestratorError) and not outcome.transient:
                     failed_fast = True
                     break
+                await budget.pace()
         finally:
-            for wait in waits:
-                wait.cancel()
             unfinished = [index for index in ids if outcomes[index] is None]
+            for index in unfinished:
+                if index in watched:
+                    self.results.unwatch(ids[index])
             self._revoke([ids[index] for index in unfinished])
         fallbacks = [unfinished_outcome(resolved[index], ids[index], failed_fast=failed_fast,
                                         batch_deadline=plan.deadline) for index in unfinished]
@@ -441,17 +459,18 @@ class AsyncOrchestrator:
                     subscribe=False)  # the loop's waiter listens
         return resolved, listed, plan, {position: _task_id(handle) for position, handle in enqueued.items()}
 
-    async def _arrival(self, arrivals: asyncio.Queue[tuple[int, Outcome | None]], index: int, call: PreparedCall,
-                       task_id: str, wait_until: float) -> None:
-        """Wait for one call of a batch and queue its outcome (None: it did not end by ``wait_until``)."""
-        try:
-            meta = await self.results.wait(task_id, max(wait_until - time.time(), 0.0))
-        except TimeoutError:
-            arrivals.put_nowait((index, None))
-        except Exception as exc:  # boundary: an undecodable stored result
-            arrivals.put_nowait((index, self._failed(call, task_id, exc)))
-        else:
-            arrivals.put_nowait((index, self._outcome(call, task_id, meta)))
+    async def _prepare_batch(self, calls: Sequence[Any]) -> list[PreparedCall]:
+        """``prepare_batch`` a turn's budget at a time (10,000 calls take about 0.2 s); when that took more than
+        one turn, every deadline counts from when the batch was asked (invariant 5)."""
+        asked = time.time()
+        budget = TurnBudget()
+        prepared = []
+        for index, call in enumerate(batch_calls(calls)):
+            prepared.append(prepare_batch_call(self.settings, call, index))
+            await budget.pace()
+        if budget.yielded:
+            prepared = [replace(call, deadline=asked + call.timeout) for call in prepared]
+        return prepared
 
     async def list_tools(self, server: str, timeout: float | None = None, *,
                          refresh: bool = False) -> list[dict[str, Any]]:
@@ -503,6 +522,11 @@ class AsyncOrchestrator:
 
     async def __aexit__(self, *exc: object) -> None:
         await self.aclose()
+
+
+def _arrived(arrivals: asyncio.Queue[tuple[int, Meta]], index: int, result: asyncio.Future[Meta]) -> None:
+    """(done callback of a watched call of a batch) Queue its index and stored state."""
+    arrivals.put_nowait((index, result.result()))
 
 
 def _task_id(handle: AsyncResult) -> str:

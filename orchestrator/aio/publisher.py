@@ -7,7 +7,7 @@ Done on publisher threads, that makes the loop thread wait up to the interpreter
 15-20 ms at 1,000-10,000 calls. Here the loop writes what that code would write: the task message
 ``LPUSH``ed to the queue's list and Celery's ``task-sent`` event ``PUBLISH``ed on its fanout
 channel, built directly (about 0.1 ms a call), one pipeline per batch of calls, a turn's budget of
-building at a time (``TURN_BUDGET_SECONDS``), over redis.asyncio.
+building at a time (``TurnBudget``), over redis.asyncio.
 
 Only for a Redis broker (``redis://`` or Sentinel); RabbitMQ and ``memory://`` publish through
 kombu on a publisher thread. ``tests/test_async_publisher.py`` compares these messages with the
@@ -40,7 +40,7 @@ from kombu.entity import maybe_delivery_mode
 from kombu.utils.json import dumps
 
 from orchestrator import redis_conn
-from orchestrator.aio.turnstile import TURN_BUDGET_SECONDS
+from orchestrator.aio.turnstile import TurnBudget
 from orchestrator.backoff import jittered_backoff
 from orchestrator.celery_app import PUBLISH_RETRY_MAX_SECONDS, PUBLISH_RETRY_MIN_SECONDS
 from orchestrator.config import Settings
@@ -186,14 +186,12 @@ class LoopPublisher:
         return [send for send in sends if not send.future.done()]
 
     async def _build(self, batch: list[_Send]) -> None:
-        """Build the messages not built yet, yielding to the loop each ``TURN_BUDGET_SECONDS``."""
-        started = time.perf_counter()
+        """Build the messages not built yet, a turn's budget at a time."""
+        budget = TurnBudget()
         for send in batch:
             if not send.message:
                 send.message, send.event = self._messages.build(send.call, send.task_id)
-            if time.perf_counter() - started > TURN_BUDGET_SECONDS:
-                await asyncio.sleep(0)
-                started = time.perf_counter()
+                await budget.pace()
 
     async def _send(self, batch: list[_Send]) -> None:
         if not batch:

@@ -1,10 +1,11 @@
-"""Spread the synchronous start of many calls over event-loop turns.
+"""Spread the synchronous start of many calls, and any long job, over event-loop turns.
 
 A coroutine runs until its first real wait in the loop turn it is started in, so
 ``asyncio.gather`` of 10,000 ``call_tool`` coroutines validates, prepares and queues all 10,000
 calls in one turn (about 2 s during which nothing else on the loop runs). The turnstile lets
 calls through while this turn's share of time (``TURN_BUDGET_SECONDS``) lasts; later ones wait
 in order and are let through a few per turn, as many as fitted in the last turn's budget.
+``TurnBudget`` does the same for one coroutine's long loop (a batch's 10,000 validations).
 """
 
 from __future__ import annotations
@@ -64,3 +65,20 @@ class Turnstile:
             if not turn.done():  # a cancelled waiter gave its place up already
                 turn.set_result(None)
                 count -= 1
+
+
+class TurnBudget:
+    """One coroutine's long loop, a turn's share of time at a time: ``await budget.pace()`` after each
+    step yields to the loop once this turn's steps took ``budget`` seconds."""
+
+    def __init__(self, budget: float = TURN_BUDGET_SECONDS) -> None:
+        self._budget = budget
+        self._since = time.perf_counter()
+        self.yielded = False
+        """Whether the loop went on in a later turn at least once."""
+
+    async def pace(self) -> None:
+        if time.perf_counter() - self._since >= self._budget:
+            await asyncio.sleep(0)
+            self.yielded = True
+            self._since = time.perf_counter()

@@ -83,6 +83,16 @@ class ResultWaiter:
         Raises ``TimeoutError`` when none came in time. Cancelling the waiting task (or the
         timeout) drops the subscription and every reference to the call.
         """
+        future = self.watch(task_id)
+        try:
+            async with asyncio.timeout(timeout):
+                return await future
+        finally:
+            self.unwatch(task_id)
+
+    def watch(self, task_id: str) -> asyncio.Future[Meta]:
+        """A future set to the ready state of ``task_id`` when it comes, until ``unwatch``: a batch watches
+        its calls with one callback each, not one task each."""
         self.start()
         channel = self._key_for(task_id)
         future: asyncio.Future[Meta] = asyncio.get_running_loop().create_future()
@@ -92,17 +102,18 @@ class ResultWaiter:
         else:
             self._subscribe.add(channel)
         self._write_ready.set()
-        try:
-            async with asyncio.timeout(timeout):
-                return await future
-        finally:
-            del self._waiting[channel]
-            if channel in self._subscribe:
-                self._subscribe.discard(channel)
-            else:
-                self._unsubscribe.add(channel)
-                self._write_ready.set()
-            self._fetch.discard(channel)
+        return future
+
+    def unwatch(self, task_id: str) -> None:
+        """Drop the subscription of ``task_id`` and every reference to it."""
+        channel = self._key_for(task_id)
+        del self._waiting[channel]
+        if channel in self._subscribe:
+            self._subscribe.discard(channel)
+        else:
+            self._unsubscribe.add(channel)
+            self._write_ready.set()
+        self._fetch.discard(channel)
 
     async def _own_connection(self) -> None:
         """Keep one pub/sub connection open: (re)subscribe every pending channel, dispatch messages."""
