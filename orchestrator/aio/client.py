@@ -461,7 +461,7 @@ class AsyncOrchestrator:
 
     async def _prepare_batch(self, calls: Sequence[Any]) -> list[PreparedCall]:
         """``prepare_batch`` a turn's budget at a time (10,000 calls take about 0.2 s); when that took more than
-        one turn, every deadline counts from when the batch was asked (invariant 5)."""
+        one turn, every deadline counts from when the batch was asked (invariant 5, docs/ARCHITECTURE.md)."""
         asked = time.time()
         budget = TurnBudget()
         prepared = []

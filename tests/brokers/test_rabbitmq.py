@@ -4,6 +4,7 @@ runs again)."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import threading
@@ -17,6 +18,8 @@ import pytest
 import redis
 
 from bench.brokers import PrivateBroker
+from orchestrator.aio.client import AsyncOrchestrator
+from orchestrator.aio.publisher import loop_publishing
 from orchestrator.batch import Outcome
 from orchestrator.celery_app import RABBITMQ_DELIVERY_LIMIT, make_celery
 from orchestrator.client import Orchestrator
@@ -86,6 +89,19 @@ def test_each_server_queue_is_a_durable_quorum_queue_with_a_delivery_limit(rabbi
     assert info["type"] == "quorum"
     assert info["durable"] == "true"
     assert f'"x-delivery-limit",{RABBITMQ_DELIVERY_LIMIT}' in info["arguments"].replace(" ", "")
+
+
+def test_the_async_client_publishes_its_calls_through_kombu_to_rabbitmq(rabbit_stack: RabbitStack) -> None:
+    """The async client's loop publisher writes Redis lists only; on RabbitMQ its calls go through kombu on its
+    publisher threads, and come back as results on the loop."""
+    rabbit_stack.worker("w1")
+
+    async def main() -> list[ToolResult]:
+        async with AsyncOrchestrator(rabbit_stack.settings) as client:
+            return await asyncio.gather(*(client.call_tool("probe_http", "add", {"a": i, "b": 1}) for i in range(5)))
+
+    assert not loop_publishing(rabbit_stack.settings)
+    assert [result.data for result in asyncio.run(main())] == [{"result": i + 1} for i in range(5)]
 
 
 @pytest.mark.parametrize("chunk_size", [1, 0], ids=["a task per call", "chunked"])
