@@ -8,6 +8,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+import pytest
 import redis
 
 from orchestrator.aio.publisher import CallMessages
@@ -32,7 +33,17 @@ def decoded(raw: bytes) -> dict[str, Any]:
     return message
 
 
-def test_a_call_message_and_its_sent_event_are_the_ones_celery_and_kombu_write(redis_url: str, tmp_path: Path) -> None:
+PARAMS = {
+    "plain (kwargsrepr is repr)": {"a": 1, "b": [2.5, True, None], "c": {"d": "é x"}},
+    "quoted and escaped (kwargsrepr is saferepr)": {"a": "it's \"q\"\n"},
+    "deep (saferepr elides)": {"b": [2, {"c": "x"}]},
+    "long (saferepr cuts)": {"a": "x " * 600},
+}
+
+
+@pytest.mark.parametrize("params", PARAMS.values(), ids=PARAMS.keys())
+def test_a_call_message_and_its_sent_event_are_the_ones_celery_and_kombu_write(
+        redis_url: str, tmp_path: Path, params: dict[str, Any]) -> None:
     """Same task message in the queue's list (headers, properties, body) and same ``task-sent`` event on the
     same fanout channel, up to the per-publish delivery tag, the TTL left and the event's clock and time."""
     config = tmp_path / "orchestrator.toml"
@@ -46,7 +57,7 @@ def test_a_call_message_and_its_sent_event_are_the_ones_celery_and_kombu_write(r
     events.subscribe(messages.events_channel)
     try:
         assert events.get_message(timeout=5)["type"] == "subscribe"
-        call = prepare_call(settings, "probe", "add", {"a": 1, "b": [2, {"c": "é"}]}, 30)
+        call = prepare_call(settings, "probe", "add", params, 30)
         client._send(call, CALL_TOOL, call.task_kwargs())  # Celery's send_task through kombu's Redis transport
         celery_message = decoded(conn.rpop("mcp.probe"))
         task_id = celery_message["headers"]["id"]

@@ -89,7 +89,7 @@ class CallMessages:
         queue = call.server.queue
         label = task_label(CALL_TOOL, kwargs)
         expires = datetime.fromtimestamp(call.deadline, tz=UTC).isoformat()
-        kwargs_repr = saferepr(kwargs, self._repr_size, maxlevels=self._repr_levels)
+        kwargs_repr = self._repr(kwargs)
         headers = {
             "lang": "py", "task": CALL_TOOL, "id": task_id, "shadow": label, "eta": None, "expires": expires,
             "group": None, "group_index": None, "retries": 0, "timelimit": [None, None], "root_id": task_id,
@@ -116,6 +116,25 @@ class CallMessages:
             "properties": {"delivery_mode": 1, "delivery_info": {"exchange": self._event_exchange,
                                                                  "routing_key": "task.sent"},
                            "priority": 0, "body_encoding": "base64", "delivery_tag": str(uuid.uuid4())}})
+
+
+    def _repr(self, kwargs: dict[str, Any]) -> str:
+        """Celery's ``kwargsrepr`` (``saferepr``, 90 us); the builtin ``repr`` (3 us) when it is the same text:
+        short enough not to be cut, no string quoted or escaped differently, no container deep enough to elide."""
+        text = repr(kwargs)
+        if (len(text) < self._repr_size - 1 and "\\" not in text and '"' not in text
+                and _nesting(kwargs) <= self._repr_levels):
+            return text
+        return saferepr(kwargs, self._repr_size, maxlevels=self._repr_levels)
+
+
+def _nesting(value: Any) -> int:
+    """How many containers deep ``value`` goes (a JSON value: dicts and lists)."""
+    if isinstance(value, dict):
+        return 1 + max(map(_nesting, value.values()), default=0)
+    if isinstance(value, list):
+        return 1 + max(map(_nesting, value), default=0)
+    return 0
 
 
 @dataclass(eq=False)
@@ -162,8 +181,8 @@ class LoopPublisher:
             self._queued = []
             pending = self._still_wanted(pending)
             batch, pending = pending[:PIPELINE_CALLS], pending[PIPELINE_CALLS:]
-            await self._build(batch)
             try:
+                await self._build(batch)
                 await self._send(batch)
             except Exception as exc:  # boundary: redis-py or socket errors; typed per call below
                 pending = self._after_failure(batch, exc) + pending
@@ -172,10 +191,11 @@ class LoopPublisher:
                                             PUBLISH_RETRY_MAX_SECONDS)
                     await asyncio.sleep(min(wait, min(send.call.deadline for send in pending) - time.time()))
                 continue
+            abandoned = [send.task_id for send in batch if send.future.done()]  # the caller stopped waiting
+            if abandoned:
+                self._revoke(abandoned)
             for send in batch:
-                if send.future.cancelled():  # the caller stopped waiting while it was sent
-                    self._revoke([send.task_id])
-                elif not send.future.done():
+                if not send.future.done():
                     send.future.set_result(send.task_id)
 
     def _still_wanted(self, sends: list[_Send]) -> list[_Send]:
