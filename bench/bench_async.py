@@ -5,7 +5,10 @@ threads-pool worker serving the probe MCP server over stdio (``add``, a fast too
 and each client it reports wall time, calls/s, the client's threads (before and at the peak),
 client RSS growth per call in flight, event-loop lag (a 5 ms ticker's overshoot, max and p99;
 first on an idle loop: the floor a shared machine sets) and the longest garbage collection meanwhile
-(a full collection stops every thread: it sets the lag max at 10,000); the clients take turns at
+(a full collection stops every thread: it sets the lag max at 10,000), and the CPU seconds the
+loop thread and the client's other threads spent (Python on another thread holds the GIL the loop
+then waits for: a measure of that contention that the machine's load does not move much); the
+clients take turns at
 each N, so a change in the machine's load hits both, then the native client runs the same N calls
 as one ``call_tools_parallel`` batch. Then the native client's RSS per pending call (calls parked on
 a queue no worker reads, in steps of N, the slope of RSS over the count; then cancelled); then the
@@ -100,18 +103,22 @@ async def burst(client: Any, n: int, *, batch: bool = False) -> dict[str, Any]:
     sampler = Sampler()
     ticker = asyncio.create_task(sampler.run())
     started = time.perf_counter()
+    process_cpu, loop_cpu = sum(psutil.Process().cpu_times()[:2]), time.thread_time()
     if batch:
         results = await client.call_tools_parallel([("probe", "add", {"a": i, "b": 1}) for i in range(n)])
     else:
         results = await asyncio.gather(*(client.call_tool("probe", "add", {"a": i, "b": 1}) for i in range(n)),
                                        return_exceptions=True)
     wall = time.perf_counter() - started
+    loop_cpu = time.thread_time() - loop_cpu
+    process_cpu = sum(psutil.Process().cpu_times()[:2]) - process_cpu
     sampler.running = False
     await ticker
     failed = sum(not hasattr(r, "data") for r in results)
     return {"n": n, "wall_s": round(wall, 2), "calls_per_s": round(n / wall), "failed": failed,
             "threads_before": threads_before, "threads_peak": sampler.threads,
-            "rss_kb_per_call": round((sampler.rss - rss_before) / 1024 / n, 2), **sampler.lag()}
+            "rss_kb_per_call": round((sampler.rss - rss_before) / 1024 / n, 2), **sampler.lag(),
+            "loop_cpu_s": round(loop_cpu, 2), "other_threads_cpu_s": round(process_cpu - loop_cpu, 2)}
 
 
 PARK_STEPS = 5
@@ -236,7 +243,7 @@ def main() -> None:
         redis_child.stop()
     print_table("N concurrent calls from one event loop", rows,
                 ["client", "n", "wall_s", "calls_per_s", "failed", "threads_before", "threads_peak",
-                 "rss_kb_per_call", "lag_max_ms", "lag_p99_ms", "gc_max_ms"])
+                 "rss_kb_per_call", "lag_max_ms", "lag_p99_ms", "gc_max_ms", "loop_cpu_s", "other_threads_cpu_s"])
     print_table("Calls pending at once (native client; no worker reads their queue)", pending,
                 ["n", "steps", "pending", "threads", "rss_kb_per_pending_call", "first_step_kb_per_call"])
     print_table("Single call p50 (ms)", [{"client": k, "p50_ms": v} for k, v in p50.items()], ["client", "p50_ms"])
