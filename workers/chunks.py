@@ -17,8 +17,6 @@ from collections.abc import Callable
 from concurrent.futures import Future
 from typing import Any
 
-from celery import states
-
 from orchestrator.revocation import revoked_among
 from orchestrator.unreachable import LIBRARY_ERRORS
 from workers.runtime import WorkerRuntime
@@ -67,15 +65,3 @@ def _revoked(runtime: WorkerRuntime, task_ids: list[str]) -> set[str]:
     except LIBRARY_ERRORS as exc:
         log.warning("could not read revocations of %d calls: %s", len(task_ids), type(exc).__name__)
         return set()
-
-
-def store_outcome(backend: Any, task_id: str, value: Any, state: str) -> None:
-    """Store one call's outcome under its own task id, as Celery stores a task's: a result, a failure, or
-    revoked before it started. A store that fails is logged: the client settles that call (``settle``)."""
-    try:
-        if state == states.REVOKED:
-            backend.mark_as_revoked(task_id, "revoked before it started")
-        else:
-            backend.store_result(task_id, value, state)
-    except Exception as exc:  # boundary: the outcome of the other calls must still be stored
-        log.warning("could not store the outcome of call %s: %s", task_id, type(exc).__name__)
