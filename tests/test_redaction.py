@@ -68,3 +68,14 @@ def test_url_credentials_in_json_are_masked_with_no_secret_configured() -> None:
     """The quick look also finds credentials in a URL when no secret is configured at all."""
     scrubbed = Redactor([]).scrub_json({"links": ["https://user:pw@host/x", "https://host/y"]})
     assert scrubbed == {"links": ["https://***@host/x", "https://host/y"]}
+
+
+@pytest.mark.parametrize(("text", "scrubbed"), [
+    ("redis://:hunter2@redis:6379/0", "redis://***@redis:6379/0"),  # a password with no user name
+    ("amqp://guest:guest@rabbit//", "amqp://***@rabbit//"),
+    ("svn+ssh://me:pw@host/x", "svn+ssh://***@host/x"),
+    ("see https://host/a@b", "see https://host/a@b"),  # an @ in the path is not a credential
+])
+def test_every_form_of_url_credentials_is_masked(text: str, scrubbed: str) -> None:
+    assert Redactor([]).scrub(text) == scrubbed
+
