@@ -137,16 +137,24 @@ def points(stamps: list[Stamp], start: int, rename: dict[str, str]) -> dict[str,
     return found
 
 
-def durations(stamps: list[Stamp], label: str) -> int:
-    """Total time inside ``label`` (enter to return, per thread) in one call's stamps."""
-    entered: dict[int, int] = {}
-    total = 0
-    for ns, name, thread, _ in stamps:
+def durations(stamps: list[Stamp], label: str, within: tuple[int, int] | None = None) -> tuple[int, int]:
+    """Total (wall, CPU) time inside ``label`` (enter to return, per thread) in one call's stamps; with
+    ``within``, only the wall time of it that falls inside that interval (CPU then 0)."""
+    entered: dict[int, Stamp] = {}
+    wall = cpu = 0
+    for entry in stamps:
+        ns, name, thread, thread_cpu = entry
         if name == f"{label}>":
-            entered[thread] = ns
+            entered[thread] = entry
         elif name == f"{label}<" and thread in entered:
-            total += ns - entered.pop(thread)
-    return total
+            begin = entered.pop(thread)
+            start, end = begin[0], ns
+            if within is not None:
+                start, end = max(start, within[0]), min(end, within[1])
+            else:
+                cpu += thread_cpu - begin[3]
+            wall += max(end - start, 0)
+    return wall, cpu
 
 
 def p50_us(values: list[int]) -> float | None:
@@ -161,6 +169,8 @@ def breakdown(windows: list[tuple[str, int, int]], stamps: list[Stamp]) -> dict[
     wall: dict[str, dict[str, list[int]]] = {}
     cpu: dict[str, dict[str, list[int]]] = {}
     beside: dict[str, dict[str, list[int]]] = {}
+    beside_cpu: dict[str, dict[str, list[int]]] = {}
+    during_mcp: dict[str, list[int]] = {}
     for variant, start, end in windows:
         mine = stamps[bisect.bisect_left(times, start):bisect.bisect_left(times, end)]
         found = points(mine, start, DIRECT_AS if variant == DIRECT else {})
@@ -171,10 +181,17 @@ def breakdown(windows: list[tuple[str, int, int]], stamps: list[Stamp]) -> dict[
                     cpu.setdefault(title, {}).setdefault(variant, []).append(found[b][3] - found[a][3])
         for label in BESIDE:
             if any(entry[1].startswith(label) for entry in mine):
-                beside.setdefault(label, {}).setdefault(variant, []).append(durations(mine, label))
+                wall_ns, cpu_ns = durations(mine, label)
+                beside.setdefault(label, {}).setdefault(variant, []).append(wall_ns)
+                beside_cpu.setdefault(label, {}).setdefault(variant, []).append(cpu_ns)
+                if variant == CALL and "L.mcp>" in found and "L.mcp<" in found:
+                    request = (found["L.mcp>"][0], found["L.mcp<"][0])
+                    during_mcp.setdefault(label, []).append(durations(mine, label, request)[0])
     p50s = lambda spans: {title: {v: p50_us(values) for v, values in by.items()}  # noqa: E731
                           for title, by in spans.items()}
-    return {"wall": p50s(wall), "cpu": p50s(cpu), "beside": p50s(beside)}
+    means = {label: round(statistics.fmean(values) / 1000, 1) for label, values in during_mcp.items()}
+    return {"wall": p50s(wall), "cpu": p50s(cpu), "beside": p50s(beside), "beside_cpu": p50s(beside_cpu),
+            "beside_during_mcp_mean": means}
 
 
 def baseline(title: str, by: dict[str, float | None]) -> float:
@@ -202,7 +219,7 @@ def with_extra(wall: dict[str, dict[str, float | None]],
     return rows
 
 
-def show(rows: list[dict[str, Any]], beside: dict[str, dict[str, float | None]]) -> None:
+def show(rows: list[dict[str, Any]], result: dict[str, Any]) -> None:
     cell = lambda value: "" if value is None else f"{value:.1f}"  # noqa: E731
     print(f"\nOne call's path, p50 in microseconds: wall time of call_tool, the no-op and the direct call, the extra\n"
           f"of call_tool over its baseline; CPU time of call_tool and its extra, where the span is on one thread\n"
@@ -210,9 +227,12 @@ def show(rows: list[dict[str, Any]], beside: dict[str, dict[str, float | None]])
     for row in rows:
         print(f"{row['span']:<52}{cell(row[CALL]):>10}{cell(row[NOOP]):>8}{cell(row[DIRECT]):>8}"
               f"{cell(row['extra']):>8}{cell(row['cpu']):>8}{cell(row['cpu_extra']):>8}")
-    print(f"\nBeside the path (p50 us, wall)\n{'work':<64}{CALL:>10}{'no-op':>10}")
-    for label, by in beside.items():
-        print(f"{NAMES[label]:<64}{cell(by.get(CALL)):>10}{cell(by.get(NOOP)):>10}")
+    print(f"\nBeside the path, p50 us: wall and CPU of call_tool and the no-op; 'during MCP': the mean wall time\n"
+          f"of it inside call_tool's MCP request\n{'work':<64}{CALL:>10}{'cpu':>8}{'no-op':>8}{'cpu':>8}{'in MCP':>8}")
+    for label, by in result["beside"].items():
+        cpu = result["beside_cpu"][label]
+        print(f"{NAMES[label]:<64}{cell(by.get(CALL)):>10}{cell(cpu.get(CALL)):>8}{cell(by.get(NOOP)):>8}"
+              f"{cell(cpu.get(NOOP)):>8}{cell(result['beside_during_mcp_mean'].get(label)):>8}")
 
 
 def commands(client: redis.Redis) -> dict[str, int]:
@@ -280,12 +300,15 @@ def stamped_run(args: argparse.Namespace) -> None:
     result = breakdown([(v, start, end) for (v, start), end in zip(windows, ends, strict=True)],
                        client_stamps + [tuple(s) for s in json.loads(worker_stamps.read_text())])
     rows = with_extra(result["wall"], result["cpu"])
-    show(rows, result["beside"])
+    show(rows, result)
     print("\nRedis commands per call (client + worker):")
     for variant, counts in redis_commands.items():
         print(f"  {variant}: {counts}")
     path = write_json("call_path_profile", {"calls_per_variant": per_round * args.rounds, "rows": rows,
-                                            "beside": result["beside"], "redis_commands_per_call": redis_commands})
+                                            "beside": result["beside"],
+                                            "beside_cpu": result["beside_cpu"],
+                                            "beside_during_mcp_mean": result["beside_during_mcp_mean"],
+                                            "redis_commands_per_call": redis_commands})
     print(f"\nwrote {path}")
 
 
