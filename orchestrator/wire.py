@@ -49,8 +49,8 @@ def bounded_repr(value: Any) -> str:
     """``repr(value)`` cut at ``REPR_MAX_CHARS``: the ``argsrepr``/``kwargsrepr`` header of an MCP task, which
     Flower and the worker's log show as its arguments.
 
-    Celery's default, ``saferepr``, walks the value in pure Python to survive any object (50-200 us per call
-    on the client for a call's kwargs, plus a settings lookup); an MCP task's arguments are JSON values (the
+    Celery's default, ``saferepr``, walks the value in pure Python to survive any object (with it, building a
+    call's message takes 73-96 us; with ``repr``, 10-11 us); an MCP task's arguments are JSON values (the
     message is JSON, params are checked by ``check_params``), so the built-in ``repr`` is safe."""
     text = repr(value)
     return text if len(text) <= REPR_MAX_CHARS else f"{text[:REPR_MAX_CHARS - 3]}..."
