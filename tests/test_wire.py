@@ -37,7 +37,7 @@ def test_an_mcp_task_shows_its_whole_arguments_in_its_headers_and_sent_event(app
 
 
 def test_an_mcp_task_message_is_built_without_celerys_saferepr(app: Celery, monkeypatch: pytest.MonkeyPatch) -> None:
-    """``saferepr`` walks the arguments in pure Python on every publish (most of the cost of building a call's message)."""
+    """``saferepr`` walks the arguments in pure Python on every publish: most of the cost of a message."""
     def refuse(*_: Any, **__: Any) -> str:
         raise AssertionError("saferepr was called")
 
