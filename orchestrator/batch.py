@@ -26,10 +26,10 @@ from typing import Any, TypeVar
 
 import redis
 from celery import Celery, Signature, states
-from celery.exceptions import TimeoutError as CeleryTimeout
-from celery.result import AsyncResult, GroupResult
+from celery.result import AsyncResult
 from kombu.utils.uuid import uuid
 
+from orchestrator.arrivals import Arrivals
 from orchestrator.backoff import jittered_backoff
 from orchestrator.breaker import BreakerBoard
 from orchestrator.celery_app import RESULT_GRACE_SECONDS, enqueue
@@ -270,38 +270,18 @@ def run_batch(app: Celery, settings: Settings, prepared: list[PreparedCall], *, 
         return [outcome for outcome in plan.outcomes if outcome is not None]
     epoch = redis_epoch(markers)
     enqueued = {position: AsyncResult(task_id, app=app) for position, task_id in plan.task_ids.items()}
-    listen_for(app, list(plan.task_ids.values()))
+    arrivals = Arrivals(app.backend, plan.task_ids.values())
+    with contextlib.suppress(*LIBRARY_ERRORS):  # Redis unreachable: publishing meets it too, or the wait listens again
+        arrivals.listen()  # before the first call is sent
     publisher = Publisher(app, prepared, plan)
     try:
         return _collect(app, prepared, enqueued, plan.outcomes, plan.deadline, fail_fast, progress, markers, epoch,
-                        publisher)
+                        publisher, arrivals)
     except KeyboardInterrupt:
         publisher.stop()
         raise _interrupted(app, prepared, enqueued, plan, markers) from None
-
-
-def listen_for(app: Celery, task_ids: list[str]) -> None:
-    """Listen for the results of ``task_ids`` with one SUBSCRIBE, where Celery's Redis result consumer sends
-    one per call: 2,000 writes under its lock, racing the publisher, before a 2,000-call batch could show
-    its first outcome. A result backend without that consumer listens per call, as ``apply_async`` does."""
-    consumer = getattr(app.backend, "result_consumer", None)
-    if not task_ids or not all(hasattr(consumer, name) for name in ("_locked", "_pubsub", "subscribed_to")):
-        for task_id in task_ids:
-            app.backend.on_task_call(None, task_id)
-        return
-    assert consumer is not None
-    try:
-        consumer.consume_from(task_ids[0])  # starts its connection if it has none yet
-        with consumer._locked():
-            channels = [key for key in map(consumer._get_key_for_task, task_ids) if key not in consumer.subscribed_to]
-            consumer._pending_unsubscribe.difference_update(channels)
-            consumer.subscribed_to.update(channels)  # a reconnection subscribes to all of these again
-            if channels:
-                with consumer.reconnect_on_error():
-                    consumer._pubsub.subscribe(*channels)
-    except Exception as exc:  # Redis unreachable: publishing meets it too (NotEnqueued), or the wait listens again
-        if not is_unreachable(exc):
-            raise
+    finally:
+        arrivals.close()
 
 
 class Publisher:
@@ -316,8 +296,8 @@ class Publisher:
         self._thread.start()
 
     def _run(self, app: Celery, prepared: list[PreparedCall], plan: BatchPlan) -> None:
+        leave_results_to_caller(app)  # the collecting thread listens for every call (``Arrivals``)
         try:
-            # the collecting thread listens for every call before it reads what is stored already
             enqueue_all(app, prepared, plan.positions, plan.signatures, plan.outcomes, plan.deadline, None,
                         stopped=self._stopped, subscribe=False)
         except BaseException as exc:  # handed to the collecting thread by ``stop``
@@ -329,6 +309,17 @@ class Publisher:
         self._thread.join()
         if self._error is not None:
             raise self._error
+
+
+def leave_results_to_caller(app: Celery) -> None:
+    """Make this thread's Celery backend (thread-local) subscribe nothing when it sends a task: Celery's
+    ``send_task`` would subscribe the backend's own pub/sub connection to the task's channel, a second
+    subscription per call that nobody on this (publishing) thread reads or releases."""
+    app.backend.on_task_call = _subscribe_nothing
+
+
+def _subscribe_nothing(producer: Any, task_id: str) -> None:
+    """``Backend.on_task_call`` of a publishing thread whose results another listener waits for."""
 
 
 class BatchInterrupted(KeyboardInterrupt):
@@ -453,7 +444,7 @@ def _report_done(progress: ProgressCallback | None, done: int, total: int) -> No
 def _collect(app: Celery, prepared: list[PreparedCall], enqueued: dict[int, AsyncResult],
              outcomes: list[Outcome | None], batch_deadline: float | None, fail_fast: bool,
              progress: ProgressCallback | None, markers: redis.Redis | None, epoch: str | None,
-             publisher: Publisher) -> list[Outcome]:
+             publisher: Publisher, arrivals: Arrivals) -> list[Outcome]:
     """Fill ``outcomes`` as results arrive, through Redis restarts, while ``publisher`` still sends; what is
     still missing at the end is revoked and settled from the stored result and the execution marker
     (``settle``)."""
@@ -463,7 +454,7 @@ def _collect(app: Celery, prepared: list[PreparedCall], enqueued: dict[int, Asyn
     done = sum(outcome is not None for outcome in outcomes)
     _report_done(progress, done, len(prepared))
     done, failed_fast = _gather_arrivals(app, prepared, enqueued, outcomes, wait_until, fail_fast, progress, done,
-                                         markers, epoch)
+                                         markers, epoch, arrivals)
     publisher.stop()
     not_enqueued = sum(outcome is not None for outcome in outcomes) - done  # by the publisher, meanwhile
     for _ in range(not_enqueued):
@@ -471,44 +462,45 @@ def _collect(app: Celery, prepared: list[PreparedCall], enqueued: dict[int, Asyn
         if progress is not None:
             progress(done, len(prepared))
     _end_unfinished(app, prepared, enqueued, outcomes, batch_deadline, failed_fast, progress, done, markers, epoch)
-    for handle in enqueued.values():
-        with contextlib.suppress(*LIBRARY_ERRORS):
-            app.backend.remove_pending_result(handle)
     return [outcome for outcome in outcomes if outcome is not None]
+
+
+ARRIVAL_POLL_SECONDS = 0.5
+"""Longest wait for one arrival before the batch looks again at what is still pending (seconds): a call the
+publisher could not enqueue meanwhile has its outcome already and never arrives."""
 
 
 def _gather_arrivals(app: Celery, prepared: list[PreparedCall], enqueued: Mapping[int, AsyncResult],
                      outcomes: list[Outcome | None], wait_until: float, fail_fast: bool,
                      progress: ProgressCallback | None, done: int, markers: redis.Redis | None,
-                     epoch: str | None) -> tuple[int, bool]:
+                     epoch: str | None, arrivals: Arrivals) -> tuple[int, bool]:
     """Store each outcome as it arrives until all are in, the wait ends or fail-fast stops it, listening
     again after Redis restarts; returns how many are done and whether fail-fast stopped it."""
     position = {handle.id: index for index, handle in enqueued.items()}
     attempt = 0
     while time.time() < wait_until:
-        pending = [handle for index, handle in enqueued.items() if outcomes[index] is None]
-        if not pending:
+        if all(outcomes[index] is not None for index in enqueued):
             break
         try:
-            waiting = GroupResult(pending[0].id, pending, app=app)
-            for task_id, meta in waiting.iter_native(timeout=max(wait_until - time.time(), 0.01), no_ack=True):
+            arrived = arrivals.next(min(max(wait_until - time.time(), 0.01), ARRIVAL_POLL_SECONDS))
+            while arrived is not None:
+                task_id, meta = arrived
                 index = position[task_id]
-                if outcomes[index] is not None:
-                    continue
-                outcome = confirmed(outcome_of(app, prepared[index], task_id, meta), markers, prepared[index],
-                                    task_id, epoch)
-                outcomes[index] = outcome
-                done += 1
-                if progress is not None:
-                    progress(done, len(prepared))
-                if fail_fast and isinstance(outcome, OrchestratorError) and not outcome.transient:
-                    return done, True
-            break
-        except CeleryTimeout:
-            break
-        except Exception as exc:  # Redis restarting under the result listener: keep collecting
+                if outcomes[index] is None:
+                    outcome = confirmed(outcome_of(app, prepared[index], task_id, meta), markers, prepared[index],
+                                        task_id, epoch)
+                    outcomes[index] = outcome
+                    done += 1
+                    if progress is not None:
+                        progress(done, len(prepared))
+                    if fail_fast and isinstance(outcome, OrchestratorError) and not outcome.transient:
+                        return done, True
+                arrived = arrivals.next(0)
+            attempt = 0
+        except Exception as exc:  # Redis restarting under the listener: listen again, keep collecting
             if not is_unreachable(exc):
                 raise
+            arrivals.close()
             attempt += 1
             time.sleep(min(jittered_backoff(attempt, 0.05, 1.0), max(wait_until - time.time(), 0)))
     return done, False

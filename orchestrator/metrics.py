@@ -23,7 +23,7 @@ DURATION_BUCKETS: tuple[float, ...] = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
 """Upper bounds (seconds) of the call-duration histogram; a last, implicit bucket is +Inf."""
 
 
-# -- the worker's side: one pipelined round trip per finished call ------------------------------
+# -- the worker's side: one pipelined round trip per finished call (or per group of them) ------------------------------
 
 
 UNLISTED_TOOL = "(unlisted)"
@@ -38,20 +38,40 @@ def bucket_index(seconds: float) -> int:
     return len(DURATION_BUCKETS)
 
 
+@dataclass(frozen=True)
+class CallCount:
+    """One finished call as its counters see it."""
+
+    server: str
+    tool: str
+    ok: bool
+    duration: float
+    attempts: int = 1
+    error: str | None = None
+
+
 def record_call(client: redis.Redis, server: str, tool: str, *, ok: bool, duration: float, attempts: int = 1,
                 error: str | None = None) -> None:
     """Count one finished call of ``tool`` on ``server`` (one pipelined round trip, no transaction)."""
-    key = call_stats_key(server)
+    record_calls(client, [CallCount(server, tool, ok, duration, attempts, error)])
+
+
+def record_calls(client: redis.Redis, counts: Iterable[CallCount]) -> None:
+    """Count finished calls, all in one pipelined round trip (no transaction): a chunk's calls that ended
+    together, or a batch's calls its breaker refused."""
     pipe = client.pipeline(transaction=False)
-    pipe.hincrby(key, f"{tool}|calls", 1)
-    pipe.hincrbyfloat(key, f"{tool}|duration", max(duration, 0.0))
-    pipe.hincrby(key, f"{tool}|b{bucket_index(duration)}", 1)
-    if attempts > 1:
-        pipe.hincrby(key, f"{tool}|retries", attempts - 1)
-    if not ok:
-        pipe.hincrby(key, f"{tool}|failures", 1)
-        pipe.hincrby(key, f"{tool}|error:{error or 'unknown'}", 1)
-    pipe.execute()
+    for count in counts:
+        key, tool = call_stats_key(count.server), count.tool
+        pipe.hincrby(key, f"{tool}|calls", 1)
+        pipe.hincrbyfloat(key, f"{tool}|duration", max(count.duration, 0.0))
+        pipe.hincrby(key, f"{tool}|b{bucket_index(count.duration)}", 1)
+        if count.attempts > 1:
+            pipe.hincrby(key, f"{tool}|retries", count.attempts - 1)
+        if not count.ok:
+            pipe.hincrby(key, f"{tool}|failures", 1)
+            pipe.hincrby(key, f"{tool}|error:{count.error or 'unknown'}", 1)
+    if len(pipe):
+        pipe.execute()
 
 
 def record_refusals(client: redis.Redis, calls: Iterable[tuple[str, str]]) -> None:
@@ -60,8 +80,8 @@ def record_refusals(client: redis.Redis, calls: Iterable[tuple[str, str]]) -> No
     No worker sees them, so the client counts them, as failures labelled ``CircuitBreakerOpenError``
     (duration 0). A failure to count is logged, never raised: the caller gets its breaker error."""
     try:
-        for server, tool in calls:
-            record_call(client, server, tool, ok=False, duration=0.0, error="CircuitBreakerOpenError")
+        record_calls(client, [CallCount(server, tool, False, 0.0, error="CircuitBreakerOpenError")
+                              for server, tool in calls])
     except Exception as exc:  # counting must never change the outcome of a call
         log.warning("could not count a breaker refusal: %s", type(exc).__name__)
 

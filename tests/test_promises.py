@@ -200,9 +200,13 @@ def test_a_whole_worker_killed_mid_call_ends_the_call_at_its_deadline_and_redis_
         except OrchestratorError as exc:
             outcome.append(exc)
 
+    def markers() -> set[bytes]:
+        return set(promise_stack.broker.scan_iter(execution_marker_key("*")))
+
+    earlier = markers()  # other tests' calls not safe to repeat left theirs
     caller = threading.Thread(target=call)
     caller.start()
-    wait_until(lambda: any(promise_stack.broker.scan_iter(execution_marker_key("*"))), 5, "the delete to start")
+    wait_until(lambda: bool(markers() - earlier), 5, "the delete to start")
     os.kill(doomed.pid, signal.SIGKILL)
     caller.join(10)
     assert len(outcome) == 1 and isinstance(outcome[0], OutcomeUnknown), outcome

@@ -51,3 +51,31 @@ def test_json_values_holding_a_secret_are_replaced_whole_and_stay_json() -> None
                                     "content": [{"type": "text", "text": '{"k": "s3cr3t-9090", "is_dst": false}'}]})
     assert scrubbed["note"] == "***" and scrubbed["title"] == "True Detective" and scrubbed["dst"] is False
     assert json.loads(scrubbed["content"][0]["text"]) == {"k": "***", "is_dst": False}
+
+
+@pytest.mark.parametrize("secret", ['pa"ss\\word', "clé-ünïcode", "tab\there", "plain-9090"])
+def test_a_secret_is_scrubbed_from_json_whatever_characters_json_would_escape_in_it(secret: str) -> None:
+    """The quick look over the serialised value must not miss a secret JSON escapes (a quote, a backslash,
+    a control character) or one outside ASCII; a value with nothing to scrub comes back as it was."""
+    redactor = Redactor([secret])
+    value = {"results": [{"title": "x", "note": f"key={secret}"}], "url": "http://h/api"}
+    assert redactor.scrub_json(value)["results"][0]["note"] == "***"
+    clean = {"results": [{"title": "x", "note": "nothing here"}], "n": 3}
+    assert redactor.scrub_json(clean) == clean
+
+
+def test_url_credentials_in_json_are_masked_with_no_secret_configured() -> None:
+    """The quick look also finds credentials in a URL when no secret is configured at all."""
+    scrubbed = Redactor([]).scrub_json({"links": ["https://user:pw@host/x", "https://host/y"]})
+    assert scrubbed == {"links": ["https://***@host/x", "https://host/y"]}
+
+
+@pytest.mark.parametrize(("text", "scrubbed"), [
+    ("redis://:hunter2@redis:6379/0", "redis://***@redis:6379/0"),  # a password with no user name
+    ("amqp://guest:guest@rabbit//", "amqp://***@rabbit//"),
+    ("svn+ssh://me:pw@host/x", "svn+ssh://***@host/x"),
+    ("see https://host/a@b", "see https://host/a@b"),  # an @ in the path is not a credential
+])
+def test_every_form_of_url_credentials_is_masked(text: str, scrubbed: str) -> None:
+    assert Redactor([]).scrub(text) == scrubbed
+

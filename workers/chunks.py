@@ -4,8 +4,9 @@ held session, each a call of its own.
 Each call goes through the same guards as a single-call task (``workers.tasks.guarded_call``) on one of
 the process's call threads and ends with its own outcome stored under its own task id, so the client
 waits for it, counts it and settles it exactly as a single call. Calls start in order, at most
-``CHUNK_WIDTH`` (or the server's concurrency cap) at once; just before a wave of calls starts, one
-round trip reads which of them a client revoked (``orchestrator.revocation``), and those never start.
+``CHUNK_WIDTH`` (or the server's concurrency cap) at once, each on a free call thread; just before a
+wave of calls starts, one round trip reads which of them a client revoked (``orchestrator.revocation``),
+and those never start. Outcomes are stored many per round trip (``workers.outcomes``).
 """
 
 from __future__ import annotations
@@ -17,16 +18,16 @@ from collections.abc import Callable
 from concurrent.futures import Future
 from typing import Any
 
-from celery import states
-
 from orchestrator.revocation import revoked_among
 from orchestrator.unreachable import LIBRARY_ERRORS
 from workers.runtime import WorkerRuntime
 
 log = logging.getLogger("workers.chunks")
 
-CHUNK_WIDTH = 16
-"""Calls of one chunk in flight at once on its worker; the others wait their turn (not yet started)."""
+CHUNK_WIDTH = 64
+"""Calls of one chunk in flight at once on its worker; the others wait their turn (not yet started). As
+wide as the largest adaptive chunk: the more requests a held session has in flight, the less CPU each
+costs the worker and the MCP server (measured: bench/bench_batch.py, 16 -> 64 cut both)."""
 
 ChunkCall = dict[str, Any]
 """One call of a chunk as the message carries it: ``id``, ``tool``, ``params``, ``deadline``."""
@@ -45,19 +46,35 @@ def run_chunk(runtime: WorkerRuntime, calls: list[ChunkCall], run: Callable[[Chu
     window = threading.BoundedSemaphore(width)
     pending = deque(calls)
     running: list[Future[None]] = []
+
+    def ended(_: Future[None]) -> None:
+        window.release()
+        runtime.call_slots.release()
+
     while pending:
-        window.acquire()
+        _take_slot(window, runtime.call_slots, blocking=True)
         wave = [pending.popleft()]
-        while pending and window.acquire(blocking=False):
+        while pending and _take_slot(window, runtime.call_slots, blocking=False):
             wave.append(pending.popleft())
         revoked = _revoked(runtime, [call["id"] for call in wave])
         late = start_by is not None and now() >= start_by
         for call in wave:
             future = runtime.call_threads.submit(run, call, late or call["id"] in revoked)
-            future.add_done_callback(lambda _: window.release())
+            future.add_done_callback(ended)
             running.append(future)
     for future in running:
         future.result()
+
+
+def _take_slot(window: threading.BoundedSemaphore, call_slots: threading.BoundedSemaphore, *, blocking: bool) -> bool:
+    """Room for one more call: in the chunk's window and on a free call thread of the process, so that a call
+    starts as soon as it is submitted (its revocation was read just before)."""
+    if not window.acquire(blocking):
+        return False
+    if call_slots.acquire(blocking):
+        return True
+    window.release()
+    return False
 
 
 def _revoked(runtime: WorkerRuntime, task_ids: list[str]) -> set[str]:
@@ -67,15 +84,3 @@ def _revoked(runtime: WorkerRuntime, task_ids: list[str]) -> set[str]:
     except LIBRARY_ERRORS as exc:
         log.warning("could not read revocations of %d calls: %s", len(task_ids), type(exc).__name__)
         return set()
-
-
-def store_outcome(backend: Any, task_id: str, value: Any, state: str) -> None:
-    """Store one call's outcome under its own task id, as Celery stores a task's: a result, a failure, or
-    revoked before it started. A store that fails is logged: the client settles that call (``settle``)."""
-    try:
-        if state == states.REVOKED:
-            backend.mark_as_revoked(task_id, "revoked before it started")
-        else:
-            backend.store_result(task_id, value, state)
-    except Exception as exc:  # boundary: the outcome of the other calls must still be stored
-        log.warning("could not store the outcome of call %s: %s", task_id, type(exc).__name__)

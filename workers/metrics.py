@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Iterable
 from typing import Any
 
 from celery.signals import task_postrun, task_prerun
 
 from orchestrator.errors import OrchestratorError
-from orchestrator.metrics import UNLISTED_TOOL, record_call
+from orchestrator.metrics import UNLISTED_TOOL, CallCount, record_calls
 from orchestrator.results import answered_result
 from orchestrator.wire import CALL_TOOL
 from workers.runtime import current
@@ -67,19 +68,24 @@ def _call_ended(task_id: str | None = None, task: Any = None, kwargs: dict[str, 
     if state == "RETRY" or not kwargs:
         return
     duration = time.perf_counter() - started if started is not None else 0.0
-    count_call(kwargs.get("server"), kwargs.get("tool"), retval, state, duration)
+    count_calls([call_count(kwargs.get("server"), kwargs.get("tool"), retval, state, duration)])
 
 
-def count_call(server: Any, tool: Any, retval: Any, state: str | None, duration: float) -> None:
-    """Count one finished call (a ``call_tool`` task, or a call of a chunk once its outcome is stored) by
-    what it returned or raised; a server this worker does not serve is not counted. Never raises."""
+def call_count(server: Any, tool: Any, retval: Any, state: str | None, duration: float) -> CallCount | None:
+    """The counters of one finished call (a ``call_tool`` task, or a call of a chunk) from what it returned
+    or raised; None for a server this worker does not serve (not counted)."""
     runtime = current()
     if server not in runtime.settings.servers:
-        return
+        return None
     ok, attempts, error = task_outcome(retval, state)
+    return CallCount(str(server), tool_label(runtime.sessions().held(str(server)), tool), ok, duration, attempts,
+                     error)
+
+
+def count_calls(counts: Iterable[CallCount | None]) -> None:
+    """Write the counters of finished calls in one round trip. Never raises."""
     try:
-        record_call(runtime.redis, str(server), tool_label(runtime.sessions().held(str(server)), tool),
-                    ok=ok, duration=duration, attempts=attempts, error=error)
+        record_calls(current().redis, [count for count in counts if count is not None])
     except Exception as exc:  # counting must never fail a call
         log.warning("could not record call metrics: %s", type(exc).__name__)
 

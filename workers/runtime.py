@@ -42,7 +42,7 @@ class ExecutionMarkers:
 
 CALL_THREADS = 256
 """Threads of one worker process that run the calls of chunks (shared by the chunks it runs at once;
-each chunk has at most ``workers.chunks.CHUNK_WIDTH`` calls in flight)."""
+each chunk has at most ``workers.chunks.CHUNK_WIDTH`` calls in flight, the process at most this many)."""
 
 
 class WorkerRuntime:
@@ -81,6 +81,12 @@ class WorkerRuntime:
     def call_threads(self) -> ThreadPoolExecutor:
         """The threads chunks run their calls on (built in the process that uses them, after a fork)."""
         return ThreadPoolExecutor(max_workers=CALL_THREADS, thread_name_prefix="chunk-call")
+
+    @cached_property
+    def call_slots(self) -> threading.BoundedSemaphore:
+        """One per call thread: a chunk takes one before it submits a call, so no call waits for a thread after
+        its revocation was read (``workers.chunks``)."""
+        return threading.BoundedSemaphore(CALL_THREADS)
 
     @cached_property
     def _health_redis(self) -> Redis:

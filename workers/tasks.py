@@ -16,7 +16,7 @@ from celery import Celery, Task, states
 from orchestrator.errors import OrchestratorError
 from orchestrator.results import ToolResult, answered_result, tool_error
 from orchestrator.wire import CALL_CHUNK, CALL_TOOL, LIST_TOOLS
-from workers.chunks import chunk_width, run_chunk, store_outcome
+from workers.chunks import chunk_width, run_chunk
 from workers.execution import (
     WorkerCall,
     concurrency_cap,
@@ -27,7 +27,8 @@ from workers.execution import (
     scrub_json,
     server_config,
 )
-from workers.metrics import count_call
+from workers.metrics import call_count
+from workers.outcomes import Ended, OutcomeWriter
 from workers.policy import refuse_denied_tool
 from workers.runtime import current
 
@@ -90,6 +91,7 @@ def call_chunk(self: Task, server: str, calls: list[dict[str, Any]], start_by: f
     guards of ``guarded_call``, each outcome stored under the call's own task id (``workers.chunks``)."""
     redelivered = was_redelivered(self)
     worker, backend = self.request.hostname, self.backend  # the request is the task thread's own
+    outcomes = OutcomeWriter(backend)
 
     def run(call: dict[str, Any], revoked: bool) -> None:
         started = time.perf_counter()
@@ -99,9 +101,9 @@ def call_chunk(self: Task, server: str, calls: list[dict[str, Any]], start_by: f
             state = states.SUCCESS if value is not None else states.REVOKED
         except OrchestratorError as exc:
             value, state = exc, states.FAILURE
-        store_outcome(backend, call["id"], value, state)
-        if state != states.REVOKED:
-            count_call(server, call["tool"], value, state, time.perf_counter() - started)
+        count = None if state == states.REVOKED else call_count(server, call["tool"], value, state,
+                                                                 time.perf_counter() - started)
+        outcomes.put(Ended(call["id"], value, state, count))
 
     runtime = current()
     config = runtime.settings.servers.get(server)

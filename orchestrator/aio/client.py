@@ -39,6 +39,7 @@ from orchestrator.batch import (
     Outcome,
     batch_calls,
     enqueue_all,
+    leave_results_to_caller,
     outcome_of,
     plan_batch,
     prepare_batch_call,
@@ -80,19 +81,6 @@ BatchSent = tuple[list[PreparedCall], list[bool], Any, dict[int, str]]
 """A published batch: resolved calls, listed flags, its plan, the task id of each enqueued position."""
 AsyncProgress = Callable[[int, int], Any]
 """``progress(completed, total)``; a coroutine function is awaited on the loop."""
-
-
-def _publisher_thread(app: Celery) -> None:
-    """Each publisher thread has its own Celery backend (thread-local): make it leave results to the loop.
-
-    Celery's ``send_task`` would otherwise subscribe that backend's own pub/sub connection to every
-    task's channel, a second subscription per call that nobody reads or releases.
-    """
-    app.backend.on_task_call = _results_are_awaited_on_the_loop
-
-
-def _results_are_awaited_on_the_loop(producer: Any, task_id: str) -> None:
-    """``Backend.on_task_call`` of the publisher threads: subscribe nothing."""
 
 
 class Outbox(Generic[P, T]):
@@ -160,7 +148,7 @@ class AsyncOrchestrator:
         self.sync = Orchestrator(settings, app=app)
         self.app = self.sync.app
         self._publisher = ThreadPoolExecutor(PUBLISH_THREADS, "mcp-orch-publish",
-                                             initializer=_publisher_thread, initargs=(self.app,))
+                                             initializer=leave_results_to_caller, initargs=(self.app,))
         started = threading.Barrier(PUBLISH_THREADS)
         for _ in range(PUBLISH_THREADS):  # every publisher thread now, so the thread count is flat from the start
             self._publisher.submit(started.wait, 10)

@@ -1,7 +1,7 @@
 """Publish calls from the event loop to a Redis broker, so that no other thread runs Python while calls are in flight.
 
 Why: Celery's ``send_task`` plus kombu's Redis transport cost about 1 ms of CPU per call (message,
-saferepr, a new redis-py client per publish, the ``task-sent`` event) and hold the GIL meanwhile.
+a new redis-py client per publish, the ``task-sent`` event) and hold the GIL meanwhile.
 Done on publisher threads, that makes the loop thread wait up to the interpreter's switch interval
 (5 ms) for the GIL at each of its wake-ups while a burst is being published: loop lag p99 of
 15-20 ms at 1,000-10,000 calls. Here the loop writes what that code would write: the task message
@@ -34,7 +34,6 @@ from typing import Any
 from celery import Celery
 from celery.events.event import Event
 from celery.utils.nodenames import anon_nodename
-from celery.utils.saferepr import saferepr
 from celery.utils.time import utcoffset
 from kombu.entity import maybe_delivery_mode
 from kombu.utils.json import dumps
@@ -47,7 +46,7 @@ from orchestrator.config import Settings
 from orchestrator.errors import NotEnqueued
 from orchestrator.unreachable import broker_unavailable, is_unreachable
 from orchestrator.validation import PreparedCall
-from orchestrator.wire import CALL_TOOL, task_label
+from orchestrator.wire import CALL_TOOL, bounded_repr, task_label
 
 PIPELINE_CALLS = 64
 """Calls per pipeline: small enough that packing one and parsing its replies is a short loop turn."""
@@ -72,9 +71,7 @@ class CallMessages:
     def __init__(self, app: Celery, db: int) -> None:
         conf = app.conf
         self._app = app
-        self._repr_size = app.amqp.kwargsrepr_maxsize
-        self._repr_levels = conf.task_repr_maxlevels
-        self._args_repr = saferepr((), app.amqp.argsrepr_maxsize, maxlevels=self._repr_levels)
+        self._args_repr = bounded_repr(())
         self._delivery_mode = maybe_delivery_mode(conf.task_default_delivery_mode)
         self._events = conf.task_send_sent_event
         self._event_exchange = conf.event_exchange
@@ -89,7 +86,7 @@ class CallMessages:
         queue = call.server.queue
         label = task_label(CALL_TOOL, kwargs)
         expires = datetime.fromtimestamp(call.deadline, tz=UTC).isoformat()
-        kwargs_repr = self._repr(kwargs)
+        kwargs_repr = bounded_repr(kwargs)
         headers = {
             "lang": "py", "task": CALL_TOOL, "id": task_id, "shadow": label, "eta": None, "expires": expires,
             "group": None, "group_index": None, "retries": 0, "timelimit": [None, None], "root_id": task_id,
@@ -116,25 +113,6 @@ class CallMessages:
             "properties": {"delivery_mode": 1, "delivery_info": {"exchange": self._event_exchange,
                                                                  "routing_key": "task.sent"},
                            "priority": 0, "body_encoding": "base64", "delivery_tag": str(uuid.uuid4())}})
-
-
-    def _repr(self, kwargs: dict[str, Any]) -> str:
-        """Celery's ``kwargsrepr`` (``saferepr``, 90 us); the builtin ``repr`` (3 us) when it is the same text:
-        short enough not to be cut, no string quoted or escaped differently, no container deep enough to elide."""
-        text = repr(kwargs)
-        if (len(text) < self._repr_size - 1 and "\\" not in text and '"' not in text
-                and _nesting(kwargs) <= self._repr_levels):
-            return text
-        return saferepr(kwargs, self._repr_size, maxlevels=self._repr_levels)
-
-
-def _nesting(value: Any) -> int:
-    """How many containers deep ``value`` goes (a JSON value: dicts and lists)."""
-    if isinstance(value, dict):
-        return 1 + max(map(_nesting, value.values()), default=0)
-    if isinstance(value, list):
-        return 1 + max(map(_nesting, value), default=0)
-    return 0
 
 
 @dataclass(eq=False)
