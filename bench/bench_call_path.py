@@ -16,7 +16,7 @@ import time
 from contextlib import ExitStack
 from pathlib import Path
 
-from celery import Celery
+from celery import Celery, Signature
 from mcp import Client
 from mcp.client.stdio import StdioServerParameters
 
@@ -90,6 +90,16 @@ def probe_bench(work: Path, cleanup: ExitStack) -> tuple[str, Path, Settings, Ce
     return broker, config, settings, make_celery(settings)
 
 
+def contenders(app: Celery, settings: Settings, cleanup: ExitStack) -> tuple[Orchestrator, HeldDirect, Signature]:
+    """What one call is compared with, closed by ``cleanup``: the orchestrator's client, a direct held
+    session, and a no-op task on the probe's queue (``bench_call_path`` and ``profile_call_path``)."""
+    client = Orchestrator(settings)
+    cleanup.callback(client.close)
+    direct = HeldDirect()
+    cleanup.callback(direct.close)
+    return client, direct, app.signature("bench.noop", queue="mcp.probe")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--calls", type=int, default=600, help="calls per variant (split over rounds)")
@@ -102,11 +112,7 @@ def main() -> None:
         worker = start_worker(app, name="bench", queues=["mcp.probe"], env={"MCP_ORCH_CONFIG": str(config)},
                               log_dir=work, include="bench.noop_tasks")
         cleanup.callback(worker.stop)
-        client = Orchestrator(settings)
-        cleanup.callback(client.close)
-        direct = HeldDirect()
-        cleanup.callback(direct.close)
-        noop = app.signature("bench.noop", queue="mcp.probe")
+        client, direct, noop = contenders(app, settings, cleanup)
         variants = {
             "celery no-op round trip": lambda: noop.apply_async().get(timeout=10),
             "direct call, held MCP session": direct.call,

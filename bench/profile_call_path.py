@@ -32,7 +32,7 @@ import redis
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.bench_call_path import HeldDirect, probe_bench
+from bench.bench_call_path import contenders, probe_bench
 from bench.call_path_stamps import STAMPS, Stamp, install_client, stamp
 from bench.common import REPO, start_worker, temp_dir, write_json
 from orchestrator.client import Orchestrator
@@ -271,11 +271,7 @@ def stamped_run(args: argparse.Namespace) -> None:
                               env={"MCP_ORCH_CONFIG": str(config), "CALL_PATH_STAMPS": str(worker_stamps)},
                               include="bench.noop_tasks,bench.stamps_worker")
         cleanup.callback(worker.stop)
-        client = Orchestrator(settings)
-        cleanup.callback(client.close)
-        direct = HeldDirect()
-        cleanup.callback(direct.close)
-        noop = app.signature("bench.noop", queue="mcp.probe")
+        client, direct, noop = contenders(app, settings, cleanup)
         variants: dict[str, Callable[[], object]] = {
             NOOP: lambda: noop.apply_async().get(timeout=10),
             DIRECT: direct.call,

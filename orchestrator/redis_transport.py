@@ -13,12 +13,6 @@ worker during a restart. Same family as kombu issues #582 and #970.
 This transport keeps the connection parameters after close, so that late use of an old channel
 (that second restore, a late ack from a task thread) gets a connection error, which the consumer
 handles, or reaches the restarted Redis.
-
-Its channel also builds its command client (``redis.Redis`` on the channel's pool) once per pool:
-kombu builds a new one for every LPUSH, event PUBLISH, unacked bookkeeping and ack, and redis-py's
-constructor copies its table of reply callbacks each time (90 us of CPU on a quiet machine, for each
-of those commands of every call, client and worker). A ``redis.Redis`` holds no connection of its
-own (each command takes one from the pool), so one is safe to share between threads.
 """
 
 from __future__ import annotations
@@ -31,25 +25,9 @@ TRANSPORT = "orchestrator.redis_transport:Transport"
 """The ``broker_transport`` setting that selects this transport for ``redis://`` URLs."""
 
 
-class Channel(kombu_redis.Channel):
-    """kombu's Redis channel, reusing one command client per connection pool."""
-
-    _command_client: Any = None
-
-    def _create_client(self, asynchronous: bool = False) -> Any:
-        if asynchronous:  # the consuming connection (BRPOP, fanout): kombu builds it once already
-            return super()._create_client(asynchronous=True)
-        client = self._command_client
-        if client is None or client.connection_pool is not self.pool:  # a new pool after a close: a new client
-            client = self._command_client = super()._create_client()
-        return client
-
-
 class Transport(kombu_redis.Transport):
-    """The Redis transport whose ``client`` (the connection parameters) survives ``Connection.close``, and
-    whose channels reuse their command client (``Channel``)."""
+    """The Redis transport whose ``client`` (the connection parameters) survives ``Connection.close``."""
 
-    Channel = Channel
     _kept_client: Any = None
 
     @property

@@ -42,21 +42,3 @@ def test_the_orchestrator_app_uses_it_for_a_plain_redis_broker() -> None:
     """Workers and clients get the transport for ``redis://``; ``rediss://`` keeps kombu's own (TLS untested)."""
     assert make_celery(Settings(broker_url="redis://127.0.0.1:6379/0")).conf.broker_transport == TRANSPORT
     assert make_celery(Settings(broker_url="rediss://127.0.0.1:6379/0")).conf.broker_transport is None
-
-
-def test_a_channel_builds_its_command_client_once_per_pool(redis_url: str) -> None:
-    """kombu builds a ``redis.Redis`` for every command (90 us of CPU each, quiet); ours reuses one until
-    the channel's pool is replaced (after a close), and it still talks to Redis."""
-    connection = Connection(redis_url, transport=TRANSPORT)
-    try:
-        channel = connection.default_channel
-        first = channel._create_client()
-        assert channel._create_client() is first
-        channel._put("mcp.test", {"body": "x"})
-        assert channel._size("mcp.test") == 1
-        channel._disconnect_pools()
-        again = channel._create_client()
-        assert again is not first and again.connection_pool is channel.pool
-        assert again.ping()
-    finally:
-        connection.release()
