@@ -14,7 +14,7 @@ from orchestrator.backoff import jittered_backoff
 from orchestrator.config import ServerConfig, Settings
 from orchestrator.errors import NotEnqueued
 from orchestrator.redis_conn import transport_options as redis_transport_options
-from orchestrator.redis_transport import TRANSPORT
+from orchestrator.redis_transport import transport_for
 from orchestrator.unreachable import broker_unavailable, is_unreachable
 from orchestrator.wire import LabelledAMQP, route_by_server
 
@@ -85,8 +85,8 @@ def make_celery(settings: Settings, *, main: str = "mcp_orchestrator", client: b
     backend_options = {"visibility_timeout": settings.visibility_timeout, **redis_transport_options(settings)}
     # RabbitMQ redelivers when a consumer's connection drops (no visibility timeout); publishes are confirmed.
     broker_options = {"confirm_publish": True} if settings.broker_is_amqp else backend_options
-    if settings.broker.startswith("redis://"):
-        app.conf.broker_transport = TRANSPORT  # survives a Redis restart under a busy worker
+    if transport := transport_for(settings.broker):
+        app.conf.broker_transport = transport  # survives a lost Redis under a busy worker
     app.conf.update(
         # Invariant 2 (docs/ARCHITECTURE.md): JSON only; a pickled message is refused.
         task_serializer="json",

@@ -1,4 +1,4 @@
-"""kombu's Redis transport, made to survive a Redis restart under a busy worker (``broker_transport``).
+"""kombu's Redis and Sentinel transports, made to survive a lost Redis under a busy worker (``broker_transport``).
 
 Root cause of ``Unrecoverable error: AttributeError("'NoneType' object has no attribute
 'hostname'")`` (kombu 5.7, celery 5.7): on a lost broker connection the worker's consumer calls
@@ -8,9 +8,12 @@ restored yet), and then sets ``transport.client = None``. ``close()`` closes the
 the second restore builds a new connection pool from ``transport.client.hostname`` and raises
 AttributeError, which is not a connection error, so the worker exits. It needs unacknowledged
 messages (acks_late, a call in flight) and Redis still down when the consumer notices: a busy
-worker during a restart. Same family as kombu issues #582 and #970.
+worker during a restart. Same family as kombu issues #582 and #970. A Sentinel failover is the same
+event for the Sentinel transport (the killed master refuses the restore); with redis-py 8, whose
+connections retry before raising, the old channel's second close comes often enough to kill a
+threads-pool worker in most failovers (tests/test_chaos.py, Sentinel scenario).
 
-This transport keeps the connection parameters after close, so that late use of an old channel
+These transports keep the connection parameters after close, so that late use of an old channel
 (that second restore, a late ack from a task thread) gets a connection error, which the consumer
 handles, or reaches the restarted Redis.
 """
@@ -22,11 +25,13 @@ from typing import Any
 from kombu.transport import redis as kombu_redis
 
 TRANSPORT = "orchestrator.redis_transport:Transport"
-"""The ``broker_transport`` setting that selects this transport for ``redis://`` URLs."""
+"""The ``broker_transport`` setting that selects the Redis transport for ``redis://`` URLs."""
+SENTINEL_TRANSPORT = "orchestrator.redis_transport:SentinelTransport"
+"""The same for ``sentinel://`` URLs."""
 
 
-class Transport(kombu_redis.Transport):
-    """The Redis transport whose ``client`` (the connection parameters) survives ``Connection.close``."""
+class KeptClient:
+    """A transport whose ``client`` (the connection parameters) survives ``Connection.close``."""
 
     _kept_client: Any = None
 
@@ -39,3 +44,21 @@ class Transport(kombu_redis.Transport):
         # kombu sets None on close only to break a reference cycle; old channels still read it.
         if value is not None:
             self._kept_client = value
+
+
+class Transport(KeptClient, kombu_redis.Transport):
+    """kombu's Redis transport, its connection parameters kept after close."""
+
+
+class SentinelTransport(KeptClient, kombu_redis.SentinelTransport):
+    """kombu's Sentinel transport, its connection parameters (the sentinels, the master's name) kept after close."""
+
+
+def transport_for(broker_url: str) -> str | None:
+    """The ``broker_transport`` for a broker URL: ours for plain Redis and Sentinel, kombu's own otherwise
+    (``rediss://`` is untested with it, RabbitMQ and ``memory://`` have no such channel)."""
+    if broker_url.startswith("redis://"):
+        return TRANSPORT
+    if broker_url.startswith("sentinel://"):
+        return SENTINEL_TRANSPORT
+    return None
