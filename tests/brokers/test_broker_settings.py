@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 import redis
+from kombu.transport import redis as kombu_redis
 from redbeat.schedulers import get_redis
 from redis.sentinel import SentinelConnectionPool
 
@@ -43,7 +44,7 @@ def test_the_redis_sentinel_table_gives_celery_a_sentinel_broker_and_backend_wit
     app = make_celery(settings)
     assert settings.broker == settings.backend_url == (
         "sentinel://:master-secret-1@10.0.0.1:26379/2;sentinel://:master-secret-1@10.0.0.2:26380/2")
-    assert app.connection_for_write().transport_cls == "sentinel"
+    assert isinstance(app.connection_for_write().transport, kombu_redis.SentinelTransport)
     for options in (app.conf.broker_transport_options, app.conf.result_backend_transport_options):
         assert options["master_name"] == "mymaster"
         assert options["sentinel_kwargs"]["password"] == "sentinel-secret-2"
