@@ -21,7 +21,7 @@ from orchestrator.client import Orchestrator
 from orchestrator.config import CONFIG_PATH_ENV, ConfigError
 from orchestrator.errors import InvalidCall, OrchestratorError
 from orchestrator.health import PROBE_TOOLS_LIST
-from orchestrator.operator.cli_support import cli_settings, emit, export_settings
+from orchestrator.operator.cli_support import cli_settings, emit, export_settings, one_line
 from orchestrator.validation import resolve_server, resolve_tool_name
 
 _JSON_TYPES = {bool: "boolean", int: "integer", float: "number", str: "string", list: "array", dict: "object",
@@ -281,20 +281,20 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except ConfigError as exc:
+    except ConfigError as exc:  # one line per problem in the file
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except InvalidCall as exc:
-        print(f"error: {type(exc).__name__}: {exc}", file=sys.stderr)
+        print(one_line(f"error: {type(exc).__name__}: {exc}"), file=sys.stderr)
         return 2
     except OrchestratorError as exc:
-        print(f"error: {type(exc).__name__}: {exc}", file=sys.stderr)
+        print(one_line(f"error: {type(exc).__name__}: {exc}"), file=sys.stderr)
         return 1
     except (redis.RedisError, kombu.exceptions.OperationalError) as exc:
-        print(f"error: cannot reach Redis (broker / state): {type(exc).__name__}: {exc}", file=sys.stderr)
+        print(one_line(f"error: cannot reach Redis (broker / state): {type(exc).__name__}: {exc}"), file=sys.stderr)
         return 1
     except KeyboardInterrupt as exc:  # a batch says what it revoked and withdrew (BatchInterrupted)
-        print(f"error: {exc}" if str(exc) else "error: interrupted", file=sys.stderr)
+        print(one_line(f"error: {exc}") if str(exc) else "error: interrupted", file=sys.stderr)
         return 130
     except BrokenPipeError:
         # The reader went away (``mcp-orch tools | head``): say nothing more, and keep the interpreter's

@@ -18,7 +18,7 @@ from typing import Any, TextIO
 
 from orchestrator import redis_conn
 from orchestrator.errors import InvalidCall, OrchestratorError
-from orchestrator.operator.cli_support import cli_settings, emit, export_settings
+from orchestrator.operator.cli_support import cli_settings, emit, export_settings, one_line
 from orchestrator.results import ToolResult
 
 PROGRESS_INTERVAL_SECONDS = 0.1
@@ -92,8 +92,7 @@ def outcome_row(index: int, outcome: ToolResult | OrchestratorError) -> dict[str
 
 
 def _short(value: Any, width: int = 60) -> str:
-    text = value if isinstance(value, str) else json.dumps(value, default=str, separators=(",", ":"))
-    text = " ".join(text.split())
+    text = one_line(value if isinstance(value, str) else json.dumps(value, default=str, separators=(",", ":")))
     return text if len(text) <= width else text[:width - 1] + "…"
 
 

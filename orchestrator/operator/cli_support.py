@@ -76,3 +76,9 @@ def emit(value: Any, as_json: bool) -> None:
         print(value)
     else:
         print(json.dumps(value, indent=2, default=str))
+
+
+def one_line(text: str) -> str:
+    """``text`` with its line breaks and runs of blanks as single spaces: a server's error text may span
+    lines (a pydantic report), and the CLI's errors and table cells are one line each."""
+    return " ".join(text.split())

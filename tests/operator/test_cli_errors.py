@@ -14,6 +14,7 @@ import pytest
 import redis
 
 from orchestrator.operator import cli
+from tests.conftest import Stack
 from tests.support.procs import REPO
 
 
@@ -112,3 +113,15 @@ def test_a_call_to_a_queue_no_live_worker_consumes_fails_at_once_and_leaves_noth
     assert len(lines) == 1 and "ServerUnavailable: no live worker consumes mcp.sabnzbd" in lines[0], done.stderr
     assert "mcp-orch worker --servers sabnzbd" in lines[0]
     assert redis.Redis.from_url(redis_url).llen("mcp.sabnzbd") == 0
+
+
+@pytest.mark.slow
+def test_a_tool_error_that_spans_lines_is_printed_on_one_line(stack: Stack, capsys: pytest.CaptureFixture[str]) -> None:
+    """A server's error text with line breaks (mcp-server-fetch answers a bad URL with pydantic's three-line
+    report) is one stderr line, exit 1, nothing of the text lost."""
+    message = "1 validation error for fetchArguments\nurl\n  Input should be a valid URL"
+    assert cli.main(["--config", str(stack.config_path), "call", "probe", "fail", "-p", f"message={message}"]) == 1
+    err = capsys.readouterr().err
+    assert err.strip().splitlines() == [
+        "error: ToolReturnedError: Error executing tool fail: 1 validation error for fetchArguments url Input should "
+        "be a valid URL"], err
