@@ -20,7 +20,7 @@ import redis
 from orchestrator.client import Orchestrator
 from orchestrator.config import CONFIG_PATH_ENV, ConfigError
 from orchestrator.errors import InvalidCall, OrchestratorError
-from orchestrator.health import PROBE_TOOLS_LIST
+from orchestrator.health import PROBE_TOOLS_LIST, HealthStatus
 from orchestrator.operator.cli_support import cli_settings, emit, export_settings, one_line
 from orchestrator.validation import resolve_server, resolve_tool_name
 
@@ -179,7 +179,9 @@ def cmd_health(args: argparse.Namespace) -> int:
     else:
         for name, report in reports.items():
             latency = f"{report.latency_ms:.1f}ms" if report.latency_ms is not None else "-"
-            unchecked = "  (tools/list only: upstream not checked)" if report.probe == PROBE_TOOLS_LIST else ""
+            # Says what a passing check did not cover; a check that failed (no session) covered nothing at all.
+            passed_listing_only = report.probe == PROBE_TOOLS_LIST and report.status is HealthStatus.HEALTHY
+            unchecked = "  (tools/list only: upstream not checked)" if passed_listing_only else ""
             print(f"{name:<12} {report.status.value:<9} {latency:>9}  tools={report.tool_count or '-'}  "
                   f"workers={report.consumers}  {report.reason or ''}{unchecked}")
     return 0 if all(report.status.value == "healthy" for report in reports.values()) else 1

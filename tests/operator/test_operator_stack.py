@@ -134,7 +134,7 @@ def test_a_call_through_the_cli_reaches_the_stack(running: RunningStack) -> None
 
 def test_the_readme_python_snippet_runs_as_written_against_the_stack(running: RunningStack, tmp_path: Path) -> None:
     """README's "From Python" script, saved as app.py and run with the stack's Redis URL as it says, prints a
-    successful call."""
+    successful call and the number of series the simulator holds."""
     readme = (REPO / "README.md").read_text()
     snippet = re.search(r"From Python \(AutoArr's side\).*?```python\n(.*?)```", readme, re.S)
     assert snippet, "README lost its Python snippet"
@@ -144,7 +144,10 @@ def test_the_readme_python_snippet_runs_as_written_against_the_stack(running: Ru
     done = subprocess.run([sys.executable, str(tmp_path / "app.py")], cwd=tmp_path, capture_output=True, text=True,
                           env={**running.env, "MCP_ORCH_BROKER_URL": broker.group(1)}, timeout=60)
     assert done.returncode == 0, done.stderr
-    assert done.stdout.startswith("True "), done.stdout
+    listed = running.cli("call", "tv", "sonarr_get_series", "--json")
+    assert listed.returncode == 0, listed.stderr
+    series = len(json.loads(listed.stdout)["data"]["data"])
+    assert done.stdout.startswith(f"True {series} "), done.stdout  # the count of series, not of envelope keys
 
 
 def test_flower_shows_the_task_by_name_behind_basic_auth_and_without_secrets(running: RunningStack) -> None:
