@@ -251,8 +251,9 @@ class HeldSession:
                     lambda: self._client is not None or self.failed_attempts > failures_before
                     or self._closing), timeout)
             except TimeoutError:
-                raise DeadlineExceeded(f"no MCP session to {self.server.name} within {timeout:.2f}s "
-                                       f"(last error: {self.last_error})", server=self.server.name) from None
+                why = f"last error: {self.last_error}" if self.last_error else "its first handshake had not ended"
+                raise DeadlineExceeded(f"no MCP session to {self.server.name} within {timeout:.2f}s ({why})",
+                                       server=self.server.name) from None
         if self._client is None:
             raise ServerUnavailable(f"cannot open MCP session to {self.server.name}: {self.last_error}",
                                     server=self.server.name, cause=self.last_error)
