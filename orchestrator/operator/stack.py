@@ -26,6 +26,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from kombu.utils.url import maybe_sanitize_url
+
 from orchestrator.client import Orchestrator
 from orchestrator.config import (
     CONFIG_PATH_ENV,
@@ -93,6 +95,14 @@ def start_redis(stack: RunningStack) -> str:
         raise StackError(f"{exc} (or point {BROKER_ENV} at a running Redis)") from None
     stack.add(child, "Redis (broker + results + breaker state)", url)
     return url
+
+
+def configured_redis_row(settings: Settings) -> tuple[str, str, str]:
+    """The report's ``redis`` row for a Redis the stack did not start (the config's or ``MCP_ORCH_BROKER_URL``),
+    so the report still names the Redis that clients and ``AsyncOrchestrator`` must use (password hidden)."""
+    sentinel = settings.redis_sentinel
+    where = f"sentinel master {sentinel.master_name}" if sentinel else maybe_sanitize_url(settings.state_url)
+    return "redis", "Redis (configured; not started by the stack)", where
 
 
 def spawn_simulator(service: str, log_dir: Path, key: str) -> tuple[ChildProcess, dict[str, str]]:
@@ -230,6 +240,8 @@ def run_stack(options: StackOptions) -> int:
             stack.settings = load_settings(served)
             stack_state.publish(stack_state.StackState(pid=os.getpid(), broker_url=env[BROKER_ENV],
                                                        config=str(path.resolve()), started=time.time()))
+        else:
+            stack.rows.append(configured_redis_row(stack.settings))
         login = start_parts(stack, options)
         status = wait_ready(stack)
         if all(state.startswith("ready") for state in status.values()):

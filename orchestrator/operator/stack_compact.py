@@ -18,9 +18,10 @@ import os
 import secrets
 import sys
 import threading
+from collections import Counter
 from pathlib import Path
 
-from orchestrator.config import MEDIA_SERVER_VARIABLES
+from orchestrator.config import MEDIA_SERVER_VARIABLES, ServerConfig
 from orchestrator.operator.processes import ChildProcess, InParent, RunningStack, free_port
 
 STOP_TIMEOUT_SECONDS = 10.0
@@ -49,7 +50,16 @@ def start_worker(stack: RunningStack, threads_per_server: int) -> None:
     args = [sys.executable, "-m", "celery", "-A", "workers.app", "worker", "-Q", queues, "-P", "threads",
             "-c", str(threads), "-n", "compact@%h", "--without-mingle", "--without-gossip", "-l", "INFO"]
     child = ChildProcess("worker", args, log=stack.log_dir / "worker.log", env=stack.env)
-    stack.add(child, f"Celery worker (threads pool, {threads} threads; servers in-process)", queues)
+    stack.add(child, f"Celery worker (threads pool, {threads} threads; {served_as(servers)})", queues)
+
+
+def served_as(servers: list[ServerConfig]) -> str:
+    """How the worker reaches its servers: ``servers in-process`` under the bundled configuration; with
+    another file, what its transports are (``servers: 4 stdio, 1 http``): that file's servers are not embedded."""
+    kinds = Counter(server.transport.type for server in servers)
+    if set(kinds) == {"inprocess"}:
+        return "servers in-process"
+    return "servers: " + ", ".join(f"{count} {kind}" for kind, count in kinds.items())
 
 
 def plan_simulators(stack: RunningStack, services: list[str]) -> dict[str, tuple[int, str]]:

@@ -127,3 +127,22 @@ def test_state_files_are_keyed_by_checkout_config_and_private(tmp_path: Path, mo
     lookup = stack_state.find(one)
     assert lookup.running is None and lookup.stale is not None and lookup.stale.pid == dead.pid
     assert not stack_state.state_path(one).exists()
+
+
+def test_with_its_own_config_the_stack_names_the_configured_redis_and_the_transports_it_serves(
+        tmp_path: Path, redis_url: str) -> None:
+    """``mcp-orch --config FILE stack`` with FILE's ``broker_url`` starts no Redis; its report still has the
+    ``redis`` row naming that Redis (what a Python client must be given), and the worker's row says its
+    servers run over FILE's transports (stdio here), not in-process."""
+    config = tmp_path / "orchestrator.toml"
+    config.write_text(f'broker_url = "{redis_url}"\n\n[servers.probe.transport]\ntype = "stdio"\n'
+                      f'command = "python"\nargs = ["-m", "tests.support.servers.probe"]\ncwd = "{REPO}"\n')
+    proc, text = start_stack(tmp_path, "--no-flower", env={"MCP_ORCH_CONFIG": str(config)})
+    try:
+        assert re.search(rf"^\s+redis\s+{re.escape(redis_url)}\s+Redis \(configured; not started by the stack\)$",
+                         text, re.M), text
+        assert "servers: 1 stdio)" in text and "in-process" not in text, text
+        assert "server probe      ready" in text, text
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=60)
