@@ -22,7 +22,7 @@ from collections.abc import Iterable, Iterator
 from contextvars import ContextVar
 from pathlib import Path
 from typing import Annotated, Any, Literal
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 from pydantic import (
     AfterValidator,
@@ -404,6 +404,9 @@ class Settings(BaseSettings):
         scheme, separator, _ = (value or "").partition("://")
         if value is not None and (not separator or scheme not in allowed):
             raise ValueError(f"must be a URL with one of the schemes {', '.join(s + '://' for s in allowed)}")
+        if scheme in ("redis", "rediss") and not re.fullmatch(r"/?\d*", urlsplit(value or "").path):
+            # redis-py and Celery's backend would fail later, in a worker or beat thread, with a traceback.
+            raise ValueError("the path after host:port must be a database number (redis://host:6379/0)")
         return value
 
     @field_validator("servers", mode="before")

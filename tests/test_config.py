@@ -85,6 +85,8 @@ def test_secret_references_are_read_by_the_worker_not_stored(tmp_path: Path, mon
     ('max_timeout = 5000\nvisibility_timeout = 100\n', "max_timeout"),
     ("max_timeout = 10\ndefault_timeout = 5\n" + MINIMAL, "servers.sonarr.timeout"),
     ("max_timeout = 10\ndefault_timeout = 11\n", "default_timeout"),
+    ('broker_url = "redis://127.0.0.1:6379/1/0"\n', "broker_url: the path after host:port must be a database"),
+    ('result_backend = "redis://127.0.0.1:6379/results"\n', "result_backend: the path after host:port must be"),
 ])
 def test_a_bad_config_fails_with_a_message_naming_the_field(tmp_path: Path, text: str, field: str) -> None:
     """Every invalid value is refused at load time, and the error names its dotted field path."""
