@@ -384,3 +384,10 @@ class Orchestrator:
         self.tracked.close()
         self.redis.close()
         self.app.close()
+
+    def __enter__(self) -> Orchestrator:
+        """``with Orchestrator() as client:`` closes it on the way out, as ``async with AsyncOrchestrator()`` does."""
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
