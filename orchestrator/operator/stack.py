@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import shlex
 import shutil
 import signal
 import sys
@@ -177,7 +178,19 @@ def wait_ready(stack: RunningStack) -> dict[str, str]:
     return status
 
 
-def print_table(stack: RunningStack, status: dict[str, str]) -> None:
+def try_command(settings: Settings, config: Path, bundled: bool) -> str:
+    """The command the report suggests, one that works from another shell as printed: a call of the first
+    enabled server's health tool (``sabnzbd_get_queue`` under the bundled configuration), else a listing of
+    its tools; with another file, ``--config`` names it (the CLI finds only the bundled stack by itself)."""
+    cli = Path(sys.executable).with_name("mcp-orch")
+    head = f"{cli if cli.exists() else 'mcp-orch'}" + ("" if bundled else f" --config {shlex.quote(str(config))}")
+    server = next(iter(settings.enabled_servers().values()), None)
+    if server is None:
+        return f"{head} health"
+    return f"{head} call {server.name} {server.health_tool}" if server.health_tool else f"{head} tools {server.name}"
+
+
+def print_table(stack: RunningStack, status: dict[str, str], suggestion: str) -> None:
     width = max(len(row[0]) for row in stack.rows)
     print(f"\nmcp-orch stack is up (logs in {stack.log_dir})\n")
     for name, what, where in stack.rows:
@@ -187,9 +200,7 @@ def print_table(stack: RunningStack, status: dict[str, str]) -> None:
         print(f"  server {name:<10} {state}")
     for line in stack.notes:
         print(line)
-    cli = Path(sys.executable).with_name("mcp-orch")
-    print(f"\nTry:  {cli if cli.exists() else 'mcp-orch'} call sabnzbd sabnzbd_get_queue      "
-          "(Ctrl-C stops everything)\n", flush=True)
+    print(f"\nTry:  {suggestion}      (Ctrl-C stops everything)\n", flush=True)
 
 
 def start_parts(stack: RunningStack, options: StackOptions) -> FlowerLogin | None:
@@ -248,7 +259,7 @@ def run_stack(options: StackOptions) -> int:
             took = time.monotonic() - started
             stack.notes.insert(0, f"  every server answered through its queue {took:.1f} s after start")
         stack.notes += monitoring_notes(stack, login)
-        print_table(stack, status)
+        print_table(stack, status, try_command(stack.settings, path.resolve(), bundled))
         restarter = Restarter(lambda line: print(line, file=sys.stderr, flush=True))
         while not stopping.wait(1.0):
             workers = [child for child in stack.children

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shlex
 import signal
 import subprocess
 import time
@@ -132,8 +133,9 @@ def test_state_files_are_keyed_by_checkout_config_and_private(tmp_path: Path, mo
 def test_with_its_own_config_the_stack_names_the_configured_redis_and_the_transports_it_serves(
         tmp_path: Path, redis_url: str) -> None:
     """``mcp-orch --config FILE stack`` with FILE's ``broker_url`` starts no Redis; its report still has the
-    ``redis`` row naming that Redis (what a Python client must be given), and the worker's row says its
-    servers run over FILE's transports (stdio here), not in-process."""
+    ``redis`` row naming that Redis (what a Python client must be given), the worker's row says its
+    servers run over FILE's transports (stdio here), not in-process, and the suggested command names FILE and
+    one of its servers, and works as printed."""
     config = tmp_path / "orchestrator.toml"
     config.write_text(f'broker_url = "{redis_url}"\n\n[servers.probe.transport]\ntype = "stdio"\n'
                       f'command = "python"\nargs = ["-m", "tests.support.servers.probe"]\ncwd = "{REPO}"\n')
@@ -143,6 +145,11 @@ def test_with_its_own_config_the_stack_names_the_configured_redis_and_the_transp
                          text, re.M), text
         assert "servers: 1 stdio)" in text and "in-process" not in text, text
         assert "server probe      ready" in text, text
+        suggested = shlex.split(re.search(r"^Try:\s+(.*?)\s+\(Ctrl-C", text, re.M).group(1))
+        assert suggested[1:] == ["--config", str(config), "tools", "probe"], suggested
+        tried = subprocess.run(suggested, env=operator_env(tmp_path), cwd=tmp_path, capture_output=True, text=True,
+                               timeout=60)  # from another shell: no MCP_ORCH_CONFIG there
+        assert tried.returncode == 0 and "echo" in tried.stdout, tried.stderr
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.wait(timeout=60)
