@@ -48,6 +48,8 @@ needs_fastmcp = pytest.mark.skipif(not HAS_FASTMCP, reason="FastMCP 4 is not ins
 REFUSED_TOKEN = "CANARY-refused-token-77f1"
 LOCAL_TZ = "Pacific/Chatham"
 """Given to mcp-server-time on its command line as ``${LOCAL_TZ}``: a value the config keeps out of the file."""
+BAD_TZ = "Nowhere/CANARY-tz-4e2b"
+"""Not a timezone: mcp-server-time given it as ``${BAD_TZ}`` exits at start-up, naming it on stderr."""
 
 CONFIG = """
 broker_url = "{broker}"
@@ -59,6 +61,13 @@ breaker = {{ failure_threshold = 3, open_seconds = 60 }}
 type = "stdio"
 command = "python"
 args = ["-m", "mcp_server_time", "--local-timezone", "${{LOCAL_TZ}}"]
+
+[servers.misconfigured]
+connect_timeout = 10
+[servers.misconfigured.transport]
+type = "stdio"
+command = "python"
+args = ["-m", "mcp_server_time", "--local-timezone", "${{BAD_TZ}}"]
 
 [servers.fast]
 breaker = {{ failure_threshold = 3, open_seconds = 60 }}
@@ -117,7 +126,7 @@ def error_stack(redis_server: RedisServer, tmp_path_factory: pytest.TempPathFact
                            refusing_port=refusing.server_address[1])
     try:
         with configured_worker(broker, config, tmp_path_factory.mktemp("error-classes"), name="errors",
-                               env={"REFUSED_TOKEN": REFUSED_TOKEN, "LOCAL_TZ": LOCAL_TZ}) as (_, worker, client):
+                               env={"REFUSED_TOKEN": REFUSED_TOKEN, "LOCAL_TZ": LOCAL_TZ, "BAD_TZ": BAD_TZ}) as (_, worker, client):
             yield ErrorStack(client, worker)
     finally:
         refusing.shutdown()
@@ -182,6 +191,17 @@ def test_a_session_refused_at_open_names_the_real_cause_not_an_exception_group(e
     message = caught.value.message
     assert "401" in message and "TaskGroup" not in message and "sub-exception" not in message
     assert REFUSED_TOKEN not in message
+
+
+def test_a_stdio_server_that_exits_at_start_up_is_named_with_what_it_said_on_stderr(error_stack: ErrorStack) -> None:
+    """mcp-server-time with an unknown timezone exits before the handshake, saying why on stderr: the error
+    quotes that line ("not a known IANA timezone name"), not only the SDK's "Connection closed", and the
+    value from the worker's environment is masked in it."""
+    with pytest.raises(ServerUnavailable) as caught:
+        error_stack.client.call_tool("misconfigured", "get_current_time", {"timezone": "UTC"}, timeout=10)
+    message = caught.value.message
+    assert "its stderr said: Error: invalid --local-timezone" in message, message
+    assert "not a known IANA timezone name" in message and BAD_TZ not in message, message
 
 
 def test_harmless_env_values_of_one_server_never_mask_another_servers_result(error_stack: ErrorStack) -> None:

@@ -102,6 +102,7 @@ class HeldSession:
         self.opens = 0
         self.failed_attempts = 0
         self.last_error: str | None = None
+        self._opened_this_attempt = False
         self.server_info: dict[str, Any] | None = None
         self.tool_listing: ListToolsResult | None = None
         self.tool_annotations: dict[str, dict[str, Any]] = {}
@@ -129,7 +130,7 @@ class HeldSession:
                 self._uncancel()
                 self._note_failure("transport cancelled the session")
             except Exception as exc:  # boundary: any failure to open or keep the session
-                self._note_failure(self._with_refusal(describe_failure(exc)))
+                self._note_failure(self._with_stderr(self._with_refusal(describe_failure(exc))))
             if self._closing:
                 break
             attempt += 1
@@ -144,6 +145,9 @@ class HeldSession:
         # The connect timeout is a cancel scope around the whole session whose deadline is
         # lifted once the handshake is done: scopes must nest with the SDK's task groups.
         self._http_clients.take_refusal(self.server.name)  # an old refusal is not this attempt's cause
+        if self._stderr is not None:
+            self._stderr.take_last_line()  # nor an old stderr line
+        self._opened_this_attempt = False
         with anyio.CancelScope(deadline=anyio.current_time() + self.server.connect_timeout) as scope:
             async with build_client(self.server, self._http_clients, self._stderr) as client:
                 await self._learn_tools(client)
@@ -167,6 +171,7 @@ class HeldSession:
 
     async def _serve(self, client: Client) -> None:
         self._client = client
+        self._opened_this_attempt = True
         self.opens += 1
         info = client.server_info
         self.server_info = info.model_dump(mode="json", exclude_none=True) if info else None
@@ -224,6 +229,13 @@ class HeldSession:
         """``message`` with the HTTP error status the server answered, if it answered one."""
         refusal = self._http_clients.take_refusal(self.server.name)
         return f"{message} ({refusal})" if refusal else message
+
+    def _with_stderr(self, message: str) -> str:
+        """``message`` with the last line a stdio server wrote to stderr before a session could be opened
+        (once open, its stderr is ordinary logging, not the cause); the caller's error is scrubbed of
+        secrets at the task boundary, as the relayed log line is."""
+        line = self._stderr.take_last_line() if self._stderr is not None else None
+        return f"{message}; its stderr said: {line}" if line and not self._opened_this_attempt else message
 
     def _note_failure(self, message: str) -> None:
         self.failed_attempts += 1

@@ -32,11 +32,25 @@ class StderrRelay:
         self.writer: TextIO = os.fdopen(write_fd, "w", buffering=1)
         self._reader = os.fdopen(read_fd, "r", errors="replace")
         self._log = logging.getLogger(f"workers.mcp_stderr.{server}")
+        self._last: str | None = None
         threading.Thread(target=self._relay, name=f"mcp-stderr-{server}", daemon=True).start()
 
     def _relay(self) -> None:
         for line in self._reader:
-            self._log.info("%s", line.rstrip())
+            text = line.rstrip()
+            self._log.info("%s", text)
+            if text.strip():
+                self._last = text[:STDERR_QUOTE_CHARS]
+
+    def take_last_line(self) -> str | None:
+        """The server's last non-blank stderr line since the previous take (and forget it): a server that
+        exits at start-up says why there (``... is not a valid Git repository``), not over MCP."""
+        line, self._last = self._last, None
+        return line
+
+
+STDERR_QUOTE_CHARS = 300
+"""How much of a stdio server's last stderr line a session error quotes."""
 
 
 REFUSAL_BODY_CHARS = 200
