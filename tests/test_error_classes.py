@@ -125,8 +125,9 @@ def error_stack(redis_server: RedisServer, tmp_path_factory: pytest.TempPathFact
     config = CONFIG.format(broker=broker, fastmcp=FASTMCP_PYTHON, repo=REPO, closed_port=free_port(),
                            refusing_port=refusing.server_address[1])
     try:
+        env = {"REFUSED_TOKEN": REFUSED_TOKEN, "LOCAL_TZ": LOCAL_TZ, "BAD_TZ": BAD_TZ}
         with configured_worker(broker, config, tmp_path_factory.mktemp("error-classes"), name="errors",
-                               env={"REFUSED_TOKEN": REFUSED_TOKEN, "LOCAL_TZ": LOCAL_TZ, "BAD_TZ": BAD_TZ}) as (_, worker, client):
+                               env=env) as (_, worker, client):
             yield ErrorStack(client, worker)
     finally:
         refusing.shutdown()
