@@ -7,9 +7,8 @@ released with ZREM; a worker killed mid-call frees its slot when the lease ends.
 
 from __future__ import annotations
 
+import asyncio
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import redis
@@ -28,7 +27,7 @@ LEASE_MARGIN_SECONDS = 5.0
 
 
 class ConcurrencyLimit:
-    """Fleet-wide slots of one Redis; ``slot(server, limit, holder, deadline)`` guards a call."""
+    """Fleet-wide slots of one Redis: a call takes one (``try_acquire``, else ``wait_for_slot``) and releases it."""
 
     def __init__(self, client: redis.Redis) -> None:
         self.redis = client
@@ -42,18 +41,16 @@ class ConcurrencyLimit:
     def release(self, server: str, holder: str) -> None:
         self.redis.zrem(limit_key(server), holder)
 
-    @contextmanager
-    def slot(self, server: str, limit: int, holder: str, deadline: float) -> Iterator[None]:
-        """Wait for a free slot until ``deadline`` (epoch seconds), hold it for the block."""
+    async def wait_for_slot(self, server: str, limit: int, holder: str, deadline: float) -> None:
+        """After a ``try_acquire`` found no free slot: take one as soon as one frees, polling until ``deadline``
+        (epoch seconds). For a waiter on an event loop, which must not block on Redis: each try runs on a thread."""
         attempt = 0
-        while not self.try_acquire(server, limit, holder, deadline + LEASE_MARGIN_SECONDS):
+        while True:
             attempt += 1
             wait = jittered_backoff(attempt, POLL_MIN_SECONDS, POLL_MAX_SECONDS)
             if time.time() + wait > deadline:
                 raise DeadlineExceeded(f"no free slot on {server} (max {limit} concurrent calls) before the deadline",
                                        server=server, deadline=deadline)
-            time.sleep(wait)
-        try:
-            yield
-        finally:
-            self.release(server, holder)
+            await asyncio.sleep(wait)
+            if await asyncio.to_thread(self.try_acquire, server, limit, holder, deadline + LEASE_MARGIN_SECONDS):
+                return

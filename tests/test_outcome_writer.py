@@ -1,11 +1,10 @@
 """A chunk's outcomes stored many at a time (``workers.outcomes``) against a real redis-server: every
 client reads them exactly as Celery's own store writes them, a stored SUCCESS is never replaced, and
-none is lost when calls end on many threads at once."""
+many go in one round trip and none is lost."""
 
 from __future__ import annotations
 
 import json
-import threading
 from collections.abc import Iterator
 from typing import Any
 
@@ -44,7 +43,7 @@ def test_an_outcome_written_with_others_reads_back_as_celerys_own_store_writes_i
         app: Celery, value: Any, state: str) -> None:
     backend = app.backend
     writer = OutcomeWriter(backend)
-    writer.put(Ended("ours", value, state, None))
+    writer.write([Ended("ours", value, state, None)])
     if state == states.REVOKED:
         backend.mark_as_revoked("celerys", "revoked before it started")
     else:
@@ -62,13 +61,13 @@ def test_a_stored_success_is_never_replaced_but_a_stored_failure_is(app: Celery)
     backend = app.backend
     backend.store_result("done", RESULT, states.SUCCESS)
     backend.store_result("failed", ToolReturnedError("x", server="sonarr"), states.FAILURE)
-    OutcomeWriter(backend).put(Ended("done", ToolReturnedError("late", server="sonarr"), states.FAILURE, None))
-    OutcomeWriter(backend).put(Ended("failed", RESULT, states.SUCCESS, None))
+    OutcomeWriter(backend).write([Ended("done", ToolReturnedError("late", server="sonarr"), states.FAILURE, None)])
+    OutcomeWriter(backend).write([Ended("failed", RESULT, states.SUCCESS, None)])
     assert backend.get_task_meta("done", cache=False)["status"] == states.SUCCESS
     assert backend.get_task_meta("failed", cache=False)["status"] == states.SUCCESS
 
 
-def test_outcomes_ending_on_many_threads_at_once_are_all_stored_and_published(
+def test_many_outcomes_written_in_one_round_trip_are_all_stored_and_published(
         app: Celery, redis_client: redis.Redis) -> None:
     backend = app.backend
     ids = [f"call-{n}" for n in range(400)]
@@ -77,18 +76,11 @@ def test_outcomes_ending_on_many_threads_at_once_are_all_stored_and_published(
     for _ in ids:
         listener.get_message(timeout=1)  # the subscribe confirmations
     writer = OutcomeWriter(backend)
-    start = threading.Barrier(16)
-
-    def end_calls(mine: list[str]) -> None:
-        start.wait()
-        for task_id in mine:
-            writer.put(Ended(task_id, {**RESULT, "task_id": task_id}, states.SUCCESS, None))
-
-    threads = [threading.Thread(target=end_calls, args=(ids[n::16],)) for n in range(16)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    writer.write([Ended("warm-up", RESULT, states.SUCCESS, None)])  # the script is loaded by now
+    calls_before = redis_client.info("commandstats")["cmdstat_evalsha"]["calls"]
+    writer.write([Ended(task_id, {**RESULT, "task_id": task_id}, states.SUCCESS, None)
+                                  for task_id in ids])
+    assert redis_client.info("commandstats")["cmdstat_evalsha"]["calls"] - calls_before == 1
     published = set()
     while (message := listener.get_message(timeout=1)) is not None:
         published.add(message["channel"].decode())
@@ -97,30 +89,3 @@ def test_outcomes_ending_on_many_threads_at_once_are_all_stored_and_published(
     stored = backend.client.mget([backend.get_key_for_task(task_id) for task_id in ids])
     assert all(value is not None for value in stored)
     assert {backend.decode_result(value)["result"]["task_id"] for value in stored} == set(ids)
-
-
-def test_an_outcome_that_ends_while_another_thread_writes_is_written_by_that_thread(app: Celery) -> None:
-    """The thread that ends second only queues its outcome; the writing thread must take it on its next turn."""
-    backend = app.backend
-
-    class HeldFirstWrite(OutcomeWriter):
-        def __init__(self) -> None:
-            super().__init__(backend)
-            self.writing, self.go_on = threading.Event(), threading.Event()
-
-        def _store_all(self, batch: list[Ended]) -> None:
-            if not self.writing.is_set():
-                self.writing.set()
-                assert self.go_on.wait(5)
-            super()._store_all(batch)
-
-    writer = HeldFirstWrite()
-    first = threading.Thread(target=writer.put, args=(Ended("first", RESULT, states.SUCCESS, None),))
-    first.start()
-    assert writer.writing.wait(5)
-    writer.put(Ended("second", RESULT, states.SUCCESS, None))  # returns at once: a write is in progress
-    assert backend.get_task_meta("second", cache=False)["status"] == states.PENDING
-    writer.go_on.set()
-    first.join(5)
-    assert [backend.get_task_meta(task_id, cache=False)["status"] for task_id in ("first", "second")] == [
-        states.SUCCESS, states.SUCCESS]

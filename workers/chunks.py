@@ -1,26 +1,32 @@
 """A chunk of a batch on the worker: several calls to one server in one task, run concurrently on the
 held session, each a call of its own.
 
-Each call goes through the same guards as a single-call task (``workers.tasks.guarded_call``) on one of
-the process's call threads and ends with its own outcome stored under its own task id, so the client
-waits for it, counts it and settles it exactly as a single call. Calls start in order, at most
-``CHUNK_WIDTH`` (or the server's concurrency cap) at once, each on a free call thread; just before a
-wave of calls starts, one round trip reads which of them a client revoked (``orchestrator.revocation``),
-and those never start. Outcomes are stored many per round trip (``workers.outcomes``).
+Each call goes through the same guards as a single-call task (``workers.tasks.guarded_steps``) and ends
+with its own outcome stored under its own task id, so the client waits for it, counts it and settles it
+exactly as a single call. The chunk's task thread schedules its calls: it opens them in order, at most
+``CHUNK_WIDTH`` (or the server's concurrency cap) at once, runs the guards, hands each call's waits to
+the session loop as coroutines (``workers.steps``), and resumes a call when its wait ends; no call
+holds a thread. Just before a wave of calls opens, one round trip reads which of them a client revoked
+(``orchestrator.revocation``), and those never start. The outcomes of the calls that ended in one
+turn are stored in one round trip (``workers.outcomes``).
 """
 
 from __future__ import annotations
 
 import logging
-import threading
+import queue
+import time
 from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Future
+from dataclasses import dataclass, field
 from typing import Any
 
 from orchestrator.revocation import revoked_among
 from orchestrator.unreachable import LIBRARY_ERRORS
 from workers.runtime import WorkerRuntime
+from workers.sessions import RUN_GRACE_SECONDS, SessionManager
+from workers.steps import OnLoop, Settled, Steps, resume
 
 log = logging.getLogger("workers.chunks")
 
@@ -38,43 +44,90 @@ def chunk_width(cap: int | None) -> int:
     return min(CHUNK_WIDTH, cap) if cap else CHUNK_WIDTH
 
 
-def run_chunk(runtime: WorkerRuntime, calls: list[ChunkCall], run: Callable[[ChunkCall, bool], None], *,
-              width: int, start_by: float | None, now: Callable[[], float]) -> None:
-    """Start ``calls`` in order on the runtime's call threads, at most ``width`` at a time, and return once
-    every one has ended. ``run(call, revoked)`` runs one call and stores its outcome; ``revoked`` is true
-    for a call a client revoked, or any call once ``start_by`` (the batch deadline) has passed."""
-    window = threading.BoundedSemaphore(width)
+@dataclass(frozen=True)
+class EndedCall:
+    """A chunk's call that ended: how (its value, None when revoked before it started, or its error), and
+    how long it took from when it was opened (seconds)."""
+
+    call: ChunkCall
+    settled: Settled
+    duration: float
+
+
+@dataclass(eq=False)
+class _Running:
+    """A call in flight: its steps, when it was opened, and when its current wait on the loop overran."""
+
+    call: ChunkCall
+    steps: Steps[Any]
+    opened: float = field(default_factory=time.perf_counter)
+    timeout: float = 0.0
+    overrun_at: float = 0.0
+    future: Future[Any] | None = None
+
+
+def run_chunk(runtime: WorkerRuntime, calls: list[ChunkCall], steps: Callable[[ChunkCall, bool], Steps[Any]],
+              ended: Callable[[list[EndedCall]], None], *, width: int, start_by: float | None,
+              now: Callable[[], float]) -> None:
+    """Run ``calls`` in order, at most ``width`` in flight, and return once every one has ended and been
+    handed to ``ended`` (the calls that ended in one turn at once). ``steps(call, revoked)`` is the call's
+    guarded steps; ``revoked`` is true for a call a client revoked, or any call once ``start_by`` (the
+    batch deadline) has passed."""
+    manager = runtime.sessions()
     pending = deque(calls)
-    running: list[Future[None]] = []
+    running: set[_Running] = set()
+    woken: queue.SimpleQueue[_Running] = queue.SimpleQueue()
+    while pending or running:
+        done: list[EndedCall] = []
+        opened: list[tuple[_Running, Settled]] = []
+        if pending and len(running) < width:
+            wave = [pending.popleft() for _ in range(min(width - len(running), len(pending)))]
+            revoked = _revoked(runtime, [call["id"] for call in wave])
+            late = start_by is not None and now() >= start_by
+            for call in wave:
+                run = _Running(call, steps(call, late or call["id"] in revoked))
+                running.add(run)
+                opened.append((run, Settled()))
+        idle = not opened and (not pending or len(running) >= width)
+        resumed = [(run, Settled.of(run.future, run.timeout)) for run in _woken(woken, running, block=idle)
+                   if run.future is not None]
+        for run, sent in opened + resumed:
+            if (end := _step(run, sent, manager, woken)) is not None:
+                running.discard(run)
+                done.append(end)
+        if done:
+            ended(done)
 
-    def ended(_: Future[None]) -> None:
-        window.release()
-        runtime.call_slots.release()
 
-    while pending:
-        _take_slot(window, runtime.call_slots, blocking=True)
-        wave = [pending.popleft()]
-        while pending and _take_slot(window, runtime.call_slots, blocking=False):
-            wave.append(pending.popleft())
-        revoked = _revoked(runtime, [call["id"] for call in wave])
-        late = start_by is not None and now() >= start_by
-        for call in wave:
-            future = runtime.call_threads.submit(run, call, late or call["id"] in revoked)
-            future.add_done_callback(ended)
-            running.append(future)
-    for future in running:
-        future.result()
+def _step(run: _Running, sent: Settled, manager: SessionManager,
+          woken: queue.SimpleQueue[_Running]) -> EndedCall | None:
+    """Resume ``run`` with ``sent``: its next wait goes to the session loop, or it ended (returned)."""
+    step = resume(run.steps, sent)
+    if not isinstance(step, OnLoop):
+        return EndedCall(run.call, step, time.perf_counter() - run.opened)
+    run.timeout, run.overrun_at = step.timeout, time.monotonic() + step.timeout + RUN_GRACE_SECONDS
+    run.future = manager.submit(step.awaitable)
+    run.future.add_done_callback(lambda _: woken.put(run))
+    return None
 
 
-def _take_slot(window: threading.BoundedSemaphore, call_slots: threading.BoundedSemaphore, *, blocking: bool) -> bool:
-    """Room for one more call: in the chunk's window and on a free call thread of the process, so that a call
-    starts as soon as it is submitted (its revocation was read just before)."""
-    if not window.acquire(blocking):
-        return False
-    if call_slots.acquire(blocking):
-        return True
-    window.release()
-    return False
+def _woken(woken: queue.SimpleQueue[_Running], running: set[_Running], *, block: bool) -> list[_Running]:
+    """The calls whose wait on the loop ended: at least one if ``block`` (a wait that overran its timeout is
+    cancelled, which wakes its call), then all that ended meanwhile."""
+    found: list[_Running] = []
+    while block and running and not found:
+        soonest = min(run.overrun_at for run in running)
+        try:
+            found.append(woken.get(timeout=max(soonest - time.monotonic(), 0.0)))
+        except queue.Empty:
+            for run in running:
+                if run.future is not None and run.overrun_at <= time.monotonic():
+                    run.future.cancel()
+    while True:
+        try:
+            found.append(woken.get_nowait())
+        except queue.Empty:
+            return found
 
 
 def _revoked(runtime: WorkerRuntime, task_ids: list[str]) -> set[str]:

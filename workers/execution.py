@@ -1,7 +1,8 @@
-"""The body of a tool call on the worker: deadline check, held session, one result shape."""
+"""The body of a tool call on the worker: deadline check, held session, breaker, retries, one result shape."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Iterator
@@ -28,6 +29,7 @@ from orchestrator.results import ToolResult, extract_data, tool_error
 from workers.policy import breaker_verdict, retry_delay, safe_to_repeat
 from workers.runtime import WorkerRuntime
 from workers.sessions import HeldSession, SessionManager
+from workers.steps import OnLoop, Steps
 
 log = logging.getLogger("workers.execution")
 
@@ -74,26 +76,27 @@ class WorkerCall:
     worker: str | None
 
 
-def run_call(call: WorkerCall, manager: SessionManager, state: WorkerRuntime) -> ToolResult:
-    """Run the call on the held session: breaker-checked, retried while safe and worthwhile.
+def call_steps(call: WorkerCall, manager: SessionManager, state: WorkerRuntime) -> Steps[ToolResult]:
+    """The call on the held session: breaker-checked, retried while safe and worthwhile (``workers.steps``).
 
     The breaker counts calls (invariant 7, docs/ARCHITECTURE.md): one admission before the session
     is even awaited and one recorded outcome after the last attempt, so a server that cannot be reached
     counts too and retries happen inside the admission. With ``breaker.count = "attempts"`` each
     attempt is admitted and recorded instead. A call not safe to repeat is claimed with an
     execution marker first, so that a redelivery of it becomes ``OutcomeUnknown`` instead of a
-    second execution.
+    second execution. The attempts run as one coroutine on the session loop.
     """
     breaker = state.breakers.breaker(call.server.name)
     per_attempt = breaker.policy.count == "attempts"
     with nullcontext(CallOutcome()) if per_attempt else breaker_guard(breaker, call) as outcome:
         held = manager.session(call.server)
-        safe = safe_to_repeat(call.server, call.tool, tool_annotations(manager, held, call))
+        safe = safe_to_repeat(call.server, call.tool, (yield from tool_annotations(held, call)))
         if not safe and not state.markers.claim(call.task_id or "", call.worker or ""):
             raise OutcomeUnknown(f"{call.tool} on {call.server.name} is not safe to repeat and may already have "
                                  "run (redelivered after a worker was lost); not running it again",
                                  server=call.server.name, tool=call.tool)
-        result = _attempts(call, manager, held, safe, breaker if per_attempt else None)
+        left = remaining_seconds(call.deadline, call.server.name, call.tool)
+        result: ToolResult = yield OnLoop(_attempts(call, held, safe, breaker if per_attempt else None), left)
         outcome.error, outcome.ended = tool_error(result) if result.is_error else None, True
         return result
 
@@ -127,8 +130,7 @@ def breaker_guard(breaker: CircuitBreaker, call: WorkerCall) -> Iterator[CallOut
         breaker.record(admission, success=outcome.verdict(), duration=time.perf_counter() - started)
 
 
-def _attempts(call: WorkerCall, manager: SessionManager, held: HeldSession, safe: bool,
-              breaker: CircuitBreaker | None) -> ToolResult:
+async def _attempts(call: WorkerCall, held: HeldSession, safe: bool, breaker: CircuitBreaker | None) -> ToolResult:
     """Attempt the call until it succeeds, fails for good, or retrying is not allowed or worthwhile.
 
     An ``isError`` result is returned (the caller raises it), a transport failure raised.
@@ -139,7 +141,7 @@ def _attempts(call: WorkerCall, manager: SessionManager, held: HeldSession, safe
     while True:
         attempt += 1
         try:
-            result, error = _attempt(call, manager, held, attempt, safe, breaker)
+            result, error = await _attempt(call, held, attempt, safe, breaker)
         except CircuitBreakerOpenError:
             if attempt == 1:
                 raise
@@ -151,7 +153,7 @@ def _attempts(call: WorkerCall, manager: SessionManager, held: HeldSession, safe
             break
         log.info("retrying %s on %s in %.2fs after attempt %d: %s", call.tool, call.server.name, delay, attempt,
                  type(error).__name__)
-        time.sleep(delay)
+        await asyncio.sleep(delay)
     if result is not None:
         return result
     assert error is not None
@@ -163,9 +165,10 @@ def _attempts(call: WorkerCall, manager: SessionManager, held: HeldSession, safe
     raise error
 
 
-def _attempt(call: WorkerCall, manager: SessionManager, held: HeldSession, attempt: int, safe: bool,
-             breaker: CircuitBreaker | None) -> tuple[ToolResult | None, OrchestratorError | None]:
-    """One attempt: a result (maybe isError) or the error it failed with; admitted by ``breaker`` if given.
+async def _attempt(call: WorkerCall, held: HeldSession, attempt: int, safe: bool,
+                   breaker: CircuitBreaker | None) -> tuple[ToolResult | None, OrchestratorError | None]:
+    """One attempt: a result (maybe isError) or the error it failed with; admitted by ``breaker`` if given
+    (its Redis round trips go to a thread: the session loop never blocks on Redis).
 
     A safe tool's attempt may be cut short by ``retry.attempt_timeout_seconds`` (its timeout is then
     retried while the deadline allows); any other attempt gets all the time left.
@@ -174,12 +177,13 @@ def _attempt(call: WorkerCall, manager: SessionManager, held: HeldSession, attem
     cap = call.server.retry.attempt_timeout_seconds
     if safe and cap is not None:
         left = min(left, cap)
-    admission = breaker.admit_or_raise(lease_seconds=left + TRIAL_LEASE_MARGIN_SECONDS) if breaker else None
+    admission = (await asyncio.to_thread(breaker.admit_or_raise, lease_seconds=left + TRIAL_LEASE_MARGIN_SECONDS)
+                 if breaker else None)
     outcome = CallOutcome()
     started = time.perf_counter()
     result: ToolResult | None = None
     try:
-        raw = manager.run(held.call_tool(call.tool, call.params, left), left)
+        raw = await held.call_tool(call.tool, call.params, left)
         result = to_tool_result(raw, server=call.server.name, tool=call.tool,
                                 duration=time.perf_counter() - started, attempts=attempt, worker=call.worker,
                                 task_id=call.task_id)
@@ -191,15 +195,16 @@ def _attempt(call: WorkerCall, manager: SessionManager, held: HeldSession, attem
         outcome.error, outcome.ended = exc, True
     finally:
         if breaker is not None and admission is not None:
-            breaker.record(admission, success=outcome.verdict(), duration=time.perf_counter() - started)
+            await asyncio.to_thread(breaker.record, admission, success=outcome.verdict(),
+                                    duration=time.perf_counter() - started)
     return result, outcome.error
 
 
-def tool_annotations(manager: SessionManager, held: HeldSession, call: WorkerCall) -> dict[str, Any] | None:
+def tool_annotations(held: HeldSession, call: WorkerCall) -> Steps[dict[str, Any] | None]:
     """The tool's MCP annotations from the held session (waiting for it to open if needed)."""
     if not held.connected:
         left = remaining_seconds(call.deadline, call.server.name, call.tool)
-        manager.run(held.wait_connected(left), left)
+        yield OnLoop(held.wait_connected(left), left)
     return held.tool_annotations.get(call.tool)
 
 

@@ -1,18 +1,16 @@
-"""Storing the outcomes of a chunk's calls as they end: whatever ended meanwhile goes in one round trip.
+"""Storing the outcomes of a chunk's calls as they end: the calls that ended in one turn of the chunk's
+scheduler (``workers.chunks``) go in one round trip.
 
-A chunk's calls end on several call threads. The first of them to find no write in progress writes
-every outcome queued so far, its own included, with one Lua script (``lua/store_outcomes.lua``: SET
-and PUBLISH per call, as Celery's Redis backend stores a task's result, never over a SUCCESS already
-stored, as Celery checks too) and counts them in one pipeline; threads whose calls end meanwhile
-only queue theirs, and the writing thread takes them on its next turn. An outcome waits at most for
-the write before it, and a busy chunk stores many outcomes per round trip instead of paying three
-per call (Celery's GET, its MULTI/SETEX/PUBLISH/EXEC, the counters).
+One Lua script (``lua/store_outcomes.lua``) does SET and PUBLISH per call, as Celery's Redis backend
+stores a task's result, never over a SUCCESS already stored, as Celery checks too; one pipeline counts
+them. While a write is under way the session loop goes on, so calls that end meanwhile are taken in the
+next turn: a busy chunk stores many outcomes per round trip instead of paying three per call (Celery's
+GET, its MULTI/SETEX/PUBLISH/EXEC, the counters).
 """
 
 from __future__ import annotations
 
 import logging
-import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -44,32 +42,14 @@ class Ended:
 
 
 class OutcomeWriter:
-    """Stores the outcomes of one chunk's calls (``put`` from any call thread), many per round trip."""
+    """Stores the outcomes of one chunk's calls, many per round trip (``write``)."""
 
     def __init__(self, backend: Any) -> None:
         self._backend = backend
         self._script: Script = backend.client.register_script(_STORE)  # the result backend is Redis (config)
-        self._queued: list[Ended] = []
-        self._queue_lock = threading.Lock()
-        self._writing = threading.Lock()
 
-    def put(self, ended: Ended) -> None:
-        """Queue ``ended``; write everything queued unless another thread is writing (it takes it next)."""
-        with self._queue_lock:
-            self._queued.append(ended)
-        while self._writing.acquire(blocking=False):
-            try:
-                with self._queue_lock:
-                    batch, self._queued = self._queued, []
-                if batch:
-                    self._write(batch)
-            finally:
-                self._writing.release()
-            with self._queue_lock:
-                if not self._queued:
-                    return
-
-    def _write(self, batch: list[Ended]) -> None:
+    def write(self, batch: list[Ended]) -> None:
+        """Store and count ``batch``; if the one round trip fails, each outcome through Celery's own store."""
         try:
             self._store_all(batch)
         except Exception as exc:  # boundary: fall back to Celery's own store, with its retries, call by call

@@ -11,7 +11,6 @@ from __future__ import annotations
 import os
 import threading
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
 from functools import cached_property
 
 from redis import Redis
@@ -38,11 +37,6 @@ class ExecutionMarkers:
     def claim(self, task_id: str, worker: str) -> bool:
         """True for the first execution of ``task_id``; False when an earlier one may have run."""
         return bool(self.redis.set(execution_marker_key(task_id), worker, nx=True, ex=self.ttl))
-
-
-CALL_THREADS = 256
-"""Threads of one worker process that run the calls of chunks (shared by the chunks it runs at once;
-each chunk has at most ``workers.chunks.CHUNK_WIDTH`` calls in flight, the process at most this many)."""
 
 
 class WorkerRuntime:
@@ -76,17 +70,6 @@ class WorkerRuntime:
     @cached_property
     def markers(self) -> ExecutionMarkers:
         return ExecutionMarkers(self.redis, self.settings.visibility_timeout + int(self.settings.max_timeout))
-
-    @cached_property
-    def call_threads(self) -> ThreadPoolExecutor:
-        """The threads chunks run their calls on (built in the process that uses them, after a fork)."""
-        return ThreadPoolExecutor(max_workers=CALL_THREADS, thread_name_prefix="chunk-call")
-
-    @cached_property
-    def call_slots(self) -> threading.BoundedSemaphore:
-        """One per call thread: a chunk takes one before it submits a call, so no call waits for a thread after
-        its revocation was read (``workers.chunks``)."""
-        return threading.BoundedSemaphore(CALL_THREADS)
 
     @cached_property
     def _health_redis(self) -> Redis:

@@ -19,6 +19,7 @@ import os
 import threading
 import time
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
+from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
 from typing import Any, TypeVar
 
@@ -43,6 +44,9 @@ BACKOFF_MAX_SECONDS = 10.0
 """Longest wait between two attempts to open a session (seconds)."""
 CLOSE_TIMEOUT_SECONDS = 5.0
 """How long shutdown waits for the sessions to close cleanly (seconds)."""
+RUN_GRACE_SECONDS = 1.0
+"""How long a coroutine on the session loop may outlive its own timeout before its waiter cancels it: its
+own deadline inside (``anyio.fail_after``) normally ends it first."""
 
 _SESSION_GONE = ("session terminated", "session not found")
 
@@ -380,14 +384,23 @@ class SessionManager:
     def _submit(self, coro: Awaitable[T]) -> Any:
         return asyncio.run_coroutine_threadsafe(coro, self._loop)  # type: ignore[arg-type]
 
+    def submit(self, coro: Coroutine[Any, Any, T]) -> Future[T]:
+        """Start ``coro`` on the session loop; its future resolves there (a chunk waits for many at once)."""
+        return self._submit(coro)
+
     def run(self, coro: Awaitable[T], timeout: float) -> T:
         """Run ``coro`` on the session loop and wait for it from this (task) thread."""
         future = self._submit(coro)
         try:
-            return future.result(timeout=timeout + 1.0)
+            return future.result(timeout=timeout + RUN_GRACE_SECONDS)
         except FutureTimeout:
             future.cancel()
-            raise DeadlineExceeded(f"call did not finish within {timeout:.2f}s") from None
+            raise self.overran(timeout) from None
+
+    @staticmethod
+    def overran(timeout: float) -> DeadlineExceeded:
+        """The error of a coroutine still running ``RUN_GRACE_SECONDS`` after its ``timeout`` (it is cancelled)."""
+        return DeadlineExceeded(f"call did not finish within {timeout:.2f}s")
 
     def close(self) -> None:
         """Close every session cleanly, then stop the loop; safe to call more than once."""

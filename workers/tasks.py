@@ -8,22 +8,22 @@ The order of the guards is written down in docs/ARCHITECTURE.md ("Guards around 
 from __future__ import annotations
 
 import time
-from contextlib import nullcontext
 from typing import Any
 
 from celery import Celery, Task, states
 
 from orchestrator.errors import OrchestratorError
+from orchestrator.limits import LEASE_MARGIN_SECONDS
 from orchestrator.results import ToolResult, answered_result, tool_error
 from orchestrator.wire import CALL_CHUNK, CALL_TOOL, LIST_TOOLS
-from workers.chunks import chunk_width, run_chunk
+from workers.chunks import ChunkCall, EndedCall, chunk_width, run_chunk
 from workers.execution import (
     WorkerCall,
+    call_steps,
     concurrency_cap,
     errors_for_caller,
     list_server_tools,
     remaining_seconds,
-    run_call,
     scrub_json,
     server_config,
 )
@@ -31,15 +31,17 @@ from workers.metrics import call_count
 from workers.outcomes import Ended, OutcomeWriter
 from workers.policy import refuse_denied_tool
 from workers.runtime import current
+from workers.steps import OnLoop, Steps, drive
 
 
 def call_tool(self: Task, server: str, tool: str, params: dict[str, Any], deadline: float,
               max_concurrency: int | None = None) -> dict[str, Any]:
     """Run one MCP tool call on this worker's held session for ``server``."""
-    redelivered = was_redelivered(self)
-    result = guarded_call(self.backend, server, {"id": self.request.id, "tool": tool, "params": params,
+    steps = guarded_steps(self.backend, server, {"id": self.request.id, "tool": tool, "params": params,
                                                  "deadline": deadline},
-                          worker=self.request.hostname, redelivered=redelivered, max_concurrency=max_concurrency)
+                          worker=self.request.hostname, redelivered=was_redelivered(self),
+                          max_concurrency=max_concurrency)
+    result = drive(steps, current().sessions())
     assert result is not None  # only a chunk's call can be revoked after delivery
     return result
 
@@ -50,10 +52,11 @@ def was_redelivered(task: Task) -> bool:
     return bool(info and info.get("redelivered"))
 
 
-def guarded_call(backend: Any, server: str, call: dict[str, Any], *, worker: str | None, redelivered: bool,
-                 max_concurrency: int | None, revoked: bool = False) -> dict[str, Any] | None:
+def guarded_steps(backend: Any, server: str, call: dict[str, Any], *, worker: str | None, redelivered: bool,
+                  max_concurrency: int | None, revoked: bool = False) -> Steps[dict[str, Any] | None]:
     """One delivered call (``id``, ``tool``, ``params``, ``deadline``) through the guards, in order: its
     result (JSON), or its error raised; None when it was ``revoked`` before it started (a chunk's call).
+    Its waits on the session loop are yielded (``workers.steps``).
 
     A redelivered call whose result is already stored gives that outcome again instead of running."""
     runtime = current()
@@ -65,7 +68,7 @@ def guarded_call(backend: Any, server: str, call: dict[str, Any], *, worker: str
         if redelivered:
             stored = backend.get_task_meta(task_id)
             if stored.get("status") == "SUCCESS":
-                return stored["result"]  # it finished before the worker was lost: same outcome again
+                return stored["result"]  # it finished before the worker was lost
             if stored.get("status") == "FAILURE":  # ...with an isError result: the same tool error again
                 error = backend.exception_to_python(stored["result"])
                 if answered_result(error) is not None:
@@ -74,11 +77,15 @@ def guarded_call(backend: Any, server: str, call: dict[str, Any], *, worker: str
             return None
         remaining_seconds(deadline, server, tool)  # an expired message is not executed
         cap = concurrency_cap(config, max_concurrency)
-        slot = runtime.limits.slot(server, cap, task_id, deadline) if cap else nullcontext()
         worker_call = WorkerCall(server=config, tool=tool, params=call["params"], deadline=deadline,
                                  task_id=task_id, worker=worker)
-        with slot:
-            result = run_call(worker_call, runtime.sessions(), runtime)
+        if cap and not runtime.limits.try_acquire(server, cap, task_id, deadline + LEASE_MARGIN_SECONDS):
+            yield OnLoop(runtime.limits.wait_for_slot(server, cap, task_id, deadline), deadline - time.time())
+        try:
+            result = yield from call_steps(worker_call, runtime.sessions(), runtime)
+        finally:
+            if cap:
+                runtime.limits.release(server, task_id)
         stored = scrub_json(result.model_dump(mode="json"), redactor)
         if result.is_error:  # FAILURE, so Flower shows and counts it; clients turn it back (answered_result)
             raise tool_error(ToolResult.model_validate(stored))
@@ -88,27 +95,33 @@ def guarded_call(backend: Any, server: str, call: dict[str, Any], *, worker: str
 def call_chunk(self: Task, server: str, calls: list[dict[str, Any]], start_by: float | None = None,
                max_concurrency: int | None = None) -> None:
     """Run a chunk of a batch: its calls to ``server`` concurrently on the held session, each through the
-    guards of ``guarded_call``, each outcome stored under the call's own task id (``workers.chunks``)."""
+    guards of ``guarded_steps``, each outcome stored under the call's own task id (``workers.chunks``)."""
     redelivered = was_redelivered(self)
     worker, backend = self.request.hostname, self.backend  # the request is the task thread's own
     outcomes = OutcomeWriter(backend)
 
-    def run(call: dict[str, Any], revoked: bool) -> None:
-        started = time.perf_counter()
-        try:
-            value: Any = guarded_call(backend, server, call, worker=worker,
-                                      redelivered=redelivered, max_concurrency=max_concurrency, revoked=revoked)
-            state = states.SUCCESS if value is not None else states.REVOKED
-        except OrchestratorError as exc:
-            value, state = exc, states.FAILURE
-        count = None if state == states.REVOKED else call_count(server, call["tool"], value, state,
-                                                                 time.perf_counter() - started)
-        outcomes.put(Ended(call["id"], value, state, count))
+    def steps(call: ChunkCall, revoked: bool) -> Steps[dict[str, Any] | None]:
+        return guarded_steps(backend, server, call, worker=worker, redelivered=redelivered,
+                             max_concurrency=max_concurrency, revoked=revoked)
+
+    def ended(done: list[EndedCall]) -> None:
+        outcomes.write([_ended(server, call) for call in done])
 
     runtime = current()
     config = runtime.settings.servers.get(server)
     cap = concurrency_cap(config, max_concurrency) if config is not None else max_concurrency
-    run_chunk(runtime, calls, run, width=chunk_width(cap), start_by=start_by, now=time.time)
+    run_chunk(runtime, calls, steps, ended, width=chunk_width(cap), start_by=start_by, now=time.time)
+
+
+def _ended(server: str, done: EndedCall) -> Ended:
+    """A chunk's call as its outcome is stored: result, error or revoked, and its counters if it ran."""
+    value: Any = done.settled.error or done.settled.value
+    if done.settled.error is not None:
+        state = states.FAILURE
+    else:
+        state = states.SUCCESS if value is not None else states.REVOKED
+    count = None if state == states.REVOKED else call_count(server, done.call["tool"], value, state, done.duration)
+    return Ended(done.call["id"], value, state, count)
 
 
 def list_tools(self: Task, server: str, deadline: float) -> list[dict[str, Any]]:
