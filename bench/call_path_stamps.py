@@ -30,7 +30,7 @@ def stamp(label: str) -> None:
 
 def wrap(owner: Any, name: str, label: str | Callable[..., str]) -> None:
     """Stamp ``label>`` when ``owner.name`` is entered and ``label<`` when it returns or raises (awaited, for a
-    coroutine function); a callable ``label`` names each call from its arguments."""
+    coroutine function; run to its end, for a generator function); a callable ``label`` names each call from its arguments."""
     original = inspect.getattr_static(owner, name)
     target = original.__func__ if isinstance(original, staticmethod) else original
     named = label if callable(label) else (lambda *_, **__: label)
@@ -44,6 +44,15 @@ def wrap(owner: Any, name: str, label: str | Callable[..., str]) -> None:
             finally:
                 stamp(f"{named(*args, **kwargs)}<")
         replacement: Any = stamped_async
+    elif inspect.isgeneratorfunction(target):  # a call's guarded steps (``workers.steps``): entered when run
+        @functools.wraps(target)
+        def stamped_steps(*args: Any, **kwargs: Any) -> Any:
+            stamp(f"{named(*args, **kwargs)}>")
+            try:
+                return (yield from target(*args, **kwargs))
+            finally:
+                stamp(f"{named(*args, **kwargs)}<")
+        replacement = stamped_steps
     else:
         @functools.wraps(target)
         def stamped(*args: Any, **kwargs: Any) -> Any:
@@ -115,8 +124,8 @@ def install_worker() -> None:
     wrap(kombu_redis.QoS, "ack", "W.ack")
     wrap(TaskPool, "on_apply", "W.pool")
     wrap(EventDispatcher, "flush", "W.events")
-    wrap(tasks, "guarded_call", "W.guarded")
-    wrap(tasks, "run_call", "W.run_call")
+    wrap(tasks, "guarded_steps", "W.guarded")
+    wrap(tasks, "call_steps", "W.run_call")
     wrap(tasks, "scrub_json", "W.scrub")
     wrap(CircuitBreaker, "admit_or_raise", "W.admit")
     wrap(CircuitBreaker, "record", "W.record")

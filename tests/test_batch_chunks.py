@@ -159,3 +159,33 @@ def test_a_chunks_worker_killed_mid_run_loses_nothing_and_runs_no_destructive_ca
     finally:
         client.close()
         worker.stop()
+
+
+def test_a_chunks_calls_are_all_in_flight_at_once_without_a_thread_each(fault_stack: FaultStack) -> None:
+    """A chunk of 64 slow calls on a threads-pool worker: all 64 are in flight on the held session at once, and
+    the worker process holds no more threads than before (the chunk's task thread schedules them as coroutines
+    on the session loop; the other task thread answers the in-flight probe)."""
+    worker = fault_stack.worker("threads", "threads", 2)
+    client = Orchestrator(fault_stack.settings.model_copy(update={"batch_chunk_size": 64}))
+
+    def threads() -> int:
+        return len(os.listdir(f"/proc/{worker.pid}/task"))
+
+    try:
+        with Orchestrator(fault_stack.settings.model_copy(update={"batch_chunk_size": 1})) as per_call:
+            per_call.call_tools_parallel([("probe_http", "hold", {"seconds": 0.5})] * 2)  # both task threads up
+        client.call_tool("probe_http", "in_flight_stats", {"reset": True})
+        before = threads()
+        box: list[list[Outcome]] = []
+        runner = threading.Thread(target=lambda: box.append(
+            client.call_tools_parallel([("probe_http", "hold", {"seconds": 2})] * 64, timeout=30)))
+        runner.start()
+        wait_until(lambda: client.call_tool("probe_http", "in_flight_stats").data["now"] == 64, 15,
+                   "64 calls of the chunk in flight at once", interval=0.05)
+        during = threads()
+        runner.join(timeout=30)
+        assert box and all(isinstance(o, ToolResult) for o in box[0]), box
+        assert during <= before + 4, (before, during)
+    finally:
+        client.close()
+        worker.stop()

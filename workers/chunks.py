@@ -101,14 +101,19 @@ def run_chunk(runtime: WorkerRuntime, calls: list[ChunkCall], steps: Callable[[C
 
 def _step(run: _Running, sent: Settled, manager: SessionManager,
           woken: queue.SimpleQueue[_Running]) -> EndedCall | None:
-    """Resume ``run`` with ``sent``: its next wait goes to the session loop, or it ended (returned)."""
-    step = resume(run.steps, sent)
-    if not isinstance(step, OnLoop):
-        return EndedCall(run.call, step, time.perf_counter() - run.opened)
-    run.timeout, run.overrun_at = step.timeout, time.monotonic() + step.timeout + RUN_GRACE_SECONDS
-    run.future = manager.submit(step.awaitable)
-    run.future.add_done_callback(lambda _: woken.put(run))
-    return None
+    """Resume ``run`` with ``sent``: its next wait goes to the session loop, or it ended (returned). A wait the
+    loop cannot take (it closed: the worker is stopping) is thrown back into the call, as ``drive`` does."""
+    while isinstance(step := resume(run.steps, sent), OnLoop):
+        try:
+            run.future = manager.submit(step.awaitable)
+        except Exception as exc:  # boundary: the call ends with its own error
+            step.awaitable.close()
+            sent = Settled(error=exc)
+            continue
+        run.timeout, run.overrun_at = step.timeout, time.monotonic() + step.timeout + RUN_GRACE_SECONDS
+        run.future.add_done_callback(lambda _: woken.put(run))
+        return None
+    return EndedCall(run.call, step, time.perf_counter() - run.opened)
 
 
 def _woken(woken: queue.SimpleQueue[_Running], running: set[_Running], *, block: bool) -> list[_Running]:
