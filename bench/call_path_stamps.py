@@ -30,7 +30,8 @@ def stamp(label: str) -> None:
 
 def wrap(owner: Any, name: str, label: str | Callable[..., str]) -> None:
     """Stamp ``label>`` when ``owner.name`` is entered and ``label<`` when it returns or raises (awaited, for a
-    coroutine function; run to its end, for a generator function); a callable ``label`` names each call from its arguments."""
+    coroutine function; run to its end, for a generator function); a callable ``label`` names each call from its
+    arguments."""
     original = inspect.getattr_static(owner, name)
     target = original.__func__ if isinstance(original, staticmethod) else original
     named = label if callable(label) else (lambda *_, **__: label)
