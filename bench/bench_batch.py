@@ -6,6 +6,9 @@
 - a bare Celery group of 2,000 no-op tasks on the same workers and queues;
 - ``asyncio.gather`` over held MCP sessions in one process (no queue at all).
 
+The four take turns in every repeat (the machine's state drifts: a variant run after the others would
+measure another machine).
+
 Run: ``python bench/bench_batch.py [--calls 2000] [--repeats 3] [--chunk-size 0]``. Starts its own
 Redis, the four simulators and one threads-pool worker for the four queues; prints a table (median
 of the repeats) with the CPU each part of the system spent per call and, for the orchestrator, the
@@ -19,6 +22,7 @@ import asyncio
 import secrets
 import statistics
 import sys
+import threading
 import time
 from collections.abc import Callable
 from contextlib import AsyncExitStack, ExitStack
@@ -77,24 +81,46 @@ def run_group(signatures: group) -> object:
     return signatures.apply_async().join(timeout=300)
 
 
-async def gather_held(env: dict[str, str], calls: list[tuple[str, str, dict]], repeats: int) -> list[Run]:
-    """Throughput of asyncio.gather over one held session per server, in this process."""
-    sessions: dict[str, Client] = {}
-    runs = []
-    async with AsyncExitStack() as stack:
-        for server in {c[0] for c in calls}:
-            url_var, key_var = SIMULATED_SERVICES[server]
-            params = StdioServerParameters(command=sys.executable, args=["-m", f"media_mcp.{server}"],
-                                           cwd=str(REPO), env={url_var: env[url_var], key_var: env[key_var]})
-            sessions[server] = await stack.enter_async_context(Client(params, cache=None))
-        for _ in range(repeats):
-            before = cpu_seconds()
-            started = time.perf_counter()
-            results = await asyncio.gather(*(sessions[s].call_tool(t, p) for s, t, p in calls))
-            rate = len(calls) / (time.perf_counter() - started)
-            runs.append((rate, cpu_ms_per_call(before, cpu_seconds(), len(calls))))
-            assert not any(r.is_error for r in results)
-    return runs
+class HeldGather:
+    """``asyncio.gather`` over one held session per server, in this process, on a loop thread of its own, so
+    that its runs take turns with the other variants'. The sessions are opened and closed by one owner task
+    (the MCP SDK wants a session entered and exited by the same task)."""
+
+    def __init__(self, env: dict[str, str], servers: set[str]) -> None:
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, name="gather", daemon=True)
+        self._thread.start()
+        self._sessions: dict[str, Client] = {}
+        self._opened = threading.Event()
+        self._closing = asyncio.Event()
+        self._owner = asyncio.run_coroutine_threadsafe(self._own(env, servers), self._loop)
+        if not self._opened.wait(60):
+            raise RuntimeError(f"the gather's sessions did not open: {self._owner}")
+
+    async def _own(self, env: dict[str, str], servers: set[str]) -> None:
+        async with AsyncExitStack() as stack:
+            for server in servers:
+                url_var, key_var = SIMULATED_SERVICES[server]
+                params = StdioServerParameters(command=sys.executable, args=["-m", f"media_mcp.{server}"],
+                                               cwd=str(REPO), env={url_var: env[url_var], key_var: env[key_var]})
+                self._sessions[server] = await stack.enter_async_context(Client(params, cache=None))
+            self._opened.set()
+            await self._closing.wait()
+
+    async def _gather(self, calls: list[tuple[str, str, dict]]) -> None:
+        results = await asyncio.gather(*(self._sessions[s].call_tool(t, p) for s, t, p in calls))
+        assert not any(r.is_error for r in results)
+
+    def run(self, calls: list[tuple[str, str, dict]]) -> Run:
+        """One gather of ``calls``: its rate and CPU per call."""
+        gathered = partial(asyncio.run_coroutine_threadsafe, self._gather(calls), self._loop)
+        return measured(lambda: gathered().result(), len(calls))[0]
+
+    def close(self) -> None:
+        self._loop.call_soon_threadsafe(self._closing.set)
+        self._owner.result(timeout=30)
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(timeout=10)
 
 
 def row(variant: str, runs: list[Run], first: list[float] | None = None) -> dict[str, object]:
@@ -125,6 +151,7 @@ def batch_run(client: Orchestrator, calls: list[tuple[str, str, dict]]) -> tuple
 CALL_TIMEOUT = 300.0
 """Each call's own deadline (seconds): the whole batch must fit in it, however loaded the machine."""
 CHUNKED, PER_CALL = "call_tools_parallel, chunked", "call_tools_parallel, a task per call"
+GATHER = "asyncio.gather, held sessions, one process"
 
 
 def main() -> None:
@@ -135,7 +162,7 @@ def main() -> None:
     args = parser.parse_args()
     work = temp_dir()
     calls = [CALLS[i % len(CALLS)] for i in range(args.calls)]
-    runs: dict[str, list[Run]] = {CHUNKED: [], PER_CALL: [], "bare Celery group of no-ops": []}
+    runs: dict[str, list[Run]] = {CHUNKED: [], PER_CALL: [], "bare Celery group of no-ops": [], GATHER: []}
     firsts: dict[str, list[float]] = {CHUNKED: [], PER_CALL: []}
     with ExitStack() as cleanup:
         redis_proc, broker = start_redis(work)
@@ -153,6 +180,9 @@ def main() -> None:
         for client in clients.values():
             cleanup.callback(client.close)
             client.call_tools_parallel(calls[:200], timeout=120)  # warm up the four sessions
+        gather = HeldGather(env, {call[0] for call in calls})
+        cleanup.callback(gather.close)
+        gather.run(calls[:200])  # warm up its sessions as the clients' were
         for _ in range(args.repeats):
             for name, client in clients.items():
                 run, first = batch_run(client, calls)
@@ -160,10 +190,10 @@ def main() -> None:
                 firsts[name].append(first)
             noops = group(app.signature("bench.noop", queue=queues[i % len(queues)]) for i in range(len(calls)))
             runs["bare Celery group of no-ops"].append(measured(partial(run_group, noops), len(calls))[0])
-        runs["asyncio.gather, held sessions, one process"] = asyncio.run(gather_held(env, calls, args.repeats))
+            runs[GATHER].append(gather.run(calls))
     rows = [row(name, variant_runs, firsts.get(name)) for name, variant_runs in runs.items()]
     rate = {str(r["variant"]): float(r["median calls/s"]) for r in rows}  # type: ignore[arg-type]
-    ratios = {"chunked / gather": round(rate[CHUNKED] / rate["asyncio.gather, held sessions, one process"], 3),
+    ratios = {"chunked / gather": round(rate[CHUNKED] / rate[GATHER], 3),
               "chunked / a task per call": round(rate[CHUNKED] / rate[PER_CALL], 3),
               "a task per call / bare group": round(rate[PER_CALL] / rate["bare Celery group of no-ops"], 3)}
     print_table(f"Batch of {len(calls)} calls across 4 servers (higher is better; CPU ms per call by part; "
