@@ -13,12 +13,14 @@ turn are stored in one round trip (``workers.outcomes``).
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
+import math
 import queue
 import time
 from collections import deque
-from collections.abc import Callable
-from concurrent.futures import Future
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -56,14 +58,21 @@ class EndedCall:
 
 @dataclass(eq=False)
 class _Running:
-    """A call in flight: its steps, when it was opened, and when its current wait on the loop overran."""
+    """A call in flight: its steps, when it was opened, and its current wait on the loop: which one (``step``,
+    so that a wake-up of a wait given up on is told from the current one), its timeout, when it overran, and
+    its task (set on the loop)."""
 
     call: ChunkCall
     steps: Steps[Any]
     opened: float = field(default_factory=time.perf_counter)
+    step: int = 0
     timeout: float = 0.0
-    overrun_at: float = 0.0
-    future: Future[Any] | None = None
+    overrun_at: float = math.inf
+    task: asyncio.Task[None] | None = None
+
+
+Woken = queue.SimpleQueue[tuple[_Running, int, Settled]]
+"""Where the session loop hands back each wait that ended: its call, which wait, and how it ended."""
 
 
 def run_chunk(runtime: WorkerRuntime, calls: list[ChunkCall], steps: Callable[[ChunkCall, bool], Steps[Any]],
@@ -72,14 +81,13 @@ def run_chunk(runtime: WorkerRuntime, calls: list[ChunkCall], steps: Callable[[C
     """Run ``calls`` in order, at most ``width`` in flight, and return once every one has ended and been
     handed to ``ended`` (the calls that ended in one turn at once). ``steps(call, revoked)`` is the call's
     guarded steps; ``revoked`` is true for a call a client revoked, or any call once ``start_by`` (the
-    batch deadline) has passed."""
+    batch deadline) has passed. The waits of one turn go to the loop in one hand-over."""
     manager = runtime.sessions()
     pending = deque(calls)
     running: set[_Running] = set()
-    woken: queue.SimpleQueue[_Running] = queue.SimpleQueue()
+    woken: Woken = queue.SimpleQueue()
     while pending or running:
-        done: list[EndedCall] = []
-        opened: list[tuple[_Running, Settled]] = []
+        resumed: list[tuple[_Running, Settled]] = []
         if pending and len(running) < width:
             wave = [pending.popleft() for _ in range(min(width - len(running), len(pending)))]
             revoked = _revoked(runtime, [call["id"] for call in wave])
@@ -87,52 +95,99 @@ def run_chunk(runtime: WorkerRuntime, calls: list[ChunkCall], steps: Callable[[C
             for call in wave:
                 run = _Running(call, steps(call, late or call["id"] in revoked))
                 running.add(run)
-                opened.append((run, Settled()))
-        idle = not opened and (not pending or len(running) >= width)
-        resumed = [(run, Settled.of(run.future, run.timeout)) for run in _woken(woken, running, block=idle)
-                   if run.future is not None]
-        for run, sent in opened + resumed:
-            if (end := _step(run, sent, manager, woken)) is not None:
-                running.discard(run)
-                done.append(end)
+                resumed.append((run, Settled()))
+        idle = not resumed and (not pending or len(running) >= width)
+        resumed += _woken(woken, running, manager, block=idle)
+        done: list[EndedCall] = []
+        while resumed:
+            waits: list[tuple[_Running, OnLoop]] = []
+            for run, sent in resumed:
+                step = resume(run.steps, sent)
+                if isinstance(step, OnLoop):
+                    waits.append((run, step))
+                else:
+                    running.discard(run)
+                    done.append(EndedCall(run.call, step, time.perf_counter() - run.opened))
+            resumed = _hand_to_loop(manager, waits, woken)
         if done:
             ended(done)
 
 
-def _step(run: _Running, sent: Settled, manager: SessionManager,
-          woken: queue.SimpleQueue[_Running]) -> EndedCall | None:
-    """Resume ``run`` with ``sent``: its next wait goes to the session loop, or it ended (returned). A wait the
-    loop cannot take (it closed: the worker is stopping) is thrown back into the call, as ``drive`` does."""
-    while isinstance(step := resume(run.steps, sent), OnLoop):
-        try:
-            run.future = manager.submit(step.awaitable)
-        except Exception as exc:  # boundary: the call ends with its own error
-            step.awaitable.close()
-            sent = Settled(error=exc)
-            continue
+def _hand_to_loop(manager: SessionManager, waits: list[tuple[_Running, OnLoop]],
+                  woken: Woken) -> list[tuple[_Running, Settled]]:
+    """Start ``waits`` on the session loop, all in one hand-over; those the loop cannot take (it closed: the
+    worker is stopping) come back with the error, to be thrown into their calls as ``drive`` does."""
+    if not waits:
+        return []
+    for run, step in waits:
+        run.step += 1
         run.timeout, run.overrun_at = step.timeout, time.monotonic() + step.timeout + RUN_GRACE_SECONDS
-        run.future.add_done_callback(lambda _: woken.put(run))
-        return None
-    return EndedCall(run.call, step, time.perf_counter() - run.opened)
+    try:
+        manager.call_soon(_start, [(run, run.step, step.awaitable) for run, step in waits], woken)
+    except Exception as exc:  # boundary: each call ends with its own error
+        for _, step in waits:
+            step.awaitable.close()
+        return [(run, Settled(error=exc)) for run, _ in waits]
+    return []
 
 
-def _woken(woken: queue.SimpleQueue[_Running], running: set[_Running], *, block: bool) -> list[_Running]:
-    """The calls whose wait on the loop ended: at least one if ``block`` (a wait that overran its timeout is
-    cancelled, which wakes its call), then all that ended meanwhile."""
-    found: list[_Running] = []
+def _start(waits: list[tuple[_Running, int, Coroutine[Any, Any, Any]]], woken: Woken) -> None:
+    """On the loop: a task per wait."""
+    loop = asyncio.get_running_loop()
+    for run, step, awaitable in waits:
+        run.task = loop.create_task(_settle(run, step, awaitable, woken))
+
+
+async def _settle(run: _Running, step: int, awaitable: Coroutine[Any, Any, Any], woken: Woken) -> None:
+    """On the loop: await one wait and hand back how it ended (a cancelled one: it overran)."""
+    try:
+        sent = Settled(value=await awaitable)
+    except asyncio.CancelledError:
+        sent = Settled(error=SessionManager.overran(run.timeout))
+    except Exception as exc:  # thrown into the call, which turns it into its own outcome
+        sent = Settled(error=exc)
+    woken.put((run, step, sent))
+
+
+def _cancel(run: _Running) -> None:
+    """On the loop: cancel the task of a wait the scheduler gave up on."""
+    if run.task is not None:
+        run.task.cancel()
+
+
+def _woken(woken: Woken, running: set[_Running], manager: SessionManager, *,
+           block: bool) -> list[tuple[_Running, Settled]]:
+    """The calls whose wait on the loop ended, with how: at least one if ``block``, then all that ended
+    meanwhile. A wait still running ``RUN_GRACE_SECONDS`` after its timeout is given up on at once (its task
+    is cancelled, its late wake-up ignored) and its call resumed with ``DeadlineExceeded``."""
+    found: list[tuple[_Running, Settled]] = []
     while block and running and not found:
         soonest = min(run.overrun_at for run in running)
         try:
-            found.append(woken.get(timeout=max(soonest - time.monotonic(), 0.0)))
+            found += _current([woken.get(timeout=max(soonest - time.monotonic(), 0.0))])
         except queue.Empty:
-            for run in running:
-                if run.future is not None and run.overrun_at <= time.monotonic():
-                    run.future.cancel()
+            found += _given_up(running, manager)
+    late: list[tuple[_Running, int, Settled]] = []
     while True:
         try:
-            found.append(woken.get_nowait())
+            late.append(woken.get_nowait())
         except queue.Empty:
-            return found
+            return found + _current(late)
+
+
+def _current(items: list[tuple[_Running, int, Settled]]) -> list[tuple[_Running, Settled]]:
+    """The wake-ups of the waits still awaited (a wait given up on has a newer step number by then)."""
+    return [(run, sent) for run, step, sent in items if step == run.step]
+
+
+def _given_up(running: set[_Running], manager: SessionManager) -> list[tuple[_Running, Settled]]:
+    """The calls whose wait overran, each resumed with ``DeadlineExceeded``; their tasks are cancelled."""
+    overran = [run for run in running if run.overrun_at <= time.monotonic()]
+    for run in overran:
+        run.step, run.overrun_at = run.step + 1, math.inf
+        with contextlib.suppress(Exception):  # a closed loop has no task left to cancel
+            manager.call_soon(_cancel, run)
+    return [(run, Settled(error=SessionManager.overran(run.timeout))) for run in overran]
 
 
 def _revoked(runtime: WorkerRuntime, task_ids: list[str]) -> set[str]:

@@ -19,7 +19,6 @@ import os
 import threading
 import time
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
-from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
 from typing import Any, TypeVar
 
@@ -384,9 +383,9 @@ class SessionManager:
     def _submit(self, coro: Awaitable[T]) -> Any:
         return asyncio.run_coroutine_threadsafe(coro, self._loop)  # type: ignore[arg-type]
 
-    def submit(self, coro: Coroutine[Any, Any, T]) -> Future[T]:
-        """Start ``coro`` on the session loop; its future resolves there (a chunk waits for many at once)."""
-        return self._submit(coro)
+    def call_soon(self, callback: Callable[..., object], *args: Any) -> None:
+        """Run ``callback(*args)`` on the session loop, soon (a chunk hands it a turn's waits at once)."""
+        self._loop.call_soon_threadsafe(callback, *args)
 
     def run(self, coro: Awaitable[T], timeout: float) -> T:
         """Run ``coro`` on the session loop and wait for it from this (task) thread."""

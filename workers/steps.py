@@ -12,7 +12,6 @@ so a slot or a breaker admission is released however the call ends.
 from __future__ import annotations
 
 from collections.abc import Coroutine, Generator
-from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -40,14 +39,6 @@ class Settled:
 
     value: Any = None
     error: BaseException | None = None
-
-    @classmethod
-    def of(cls, future: Future[Any], timeout: float) -> Settled:
-        """The outcome of a finished step's future; a cancelled one overran its ``timeout``."""
-        if future.cancelled():
-            return cls(error=SessionManager.overran(timeout))
-        error = future.exception()
-        return cls(error=error) if error is not None else cls(value=future.result())
 
 
 def resume(steps: Steps[T], sent: Settled) -> OnLoop | Settled:
