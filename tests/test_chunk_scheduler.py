@@ -8,9 +8,10 @@ the scheduling, which the worker tests (tests/test_batch_chunks.py) cover end to
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
@@ -25,10 +26,12 @@ from workers.steps import OnLoop, Steps
 
 @dataclass
 class LoopOnly:
-    """What ``run_chunk`` uses of a worker's runtime: the session loop (no session is opened) and Redis."""
+    """What ``run_chunk`` uses of a worker's runtime: the session loop (no session is opened), Redis and the
+    process's call slots."""
 
     redis: redis.Redis
     manager: SessionManager
+    call_slots: threading.BoundedSemaphore = field(default_factory=lambda: threading.BoundedSemaphore(256))
 
     def sessions(self) -> SessionManager:
         return self.manager
@@ -73,6 +76,35 @@ def test_calls_open_in_order_at_most_width_in_flight_and_each_ends_once(runtime:
     assert opened == [call["id"] for call in calls]
     assert flight["max"] == 4
     assert sorted(e.settled.value for e in ended) == sorted(f"{c['id']}: held, held" for c in calls)
+    assert runtime.call_slots.acquire(blocking=False)  # every slot given back: 256 free again
+    assert [runtime.call_slots.acquire(blocking=False) for _ in range(255)] == [True] * 255
+
+
+def test_chunks_running_at_once_keep_the_process_to_its_call_slots_and_all_end(runtime: LoopOnly) -> None:
+    """Three chunks of 10 on three task threads, 4 slots in the process: never more than 4 calls in flight,
+    and a chunk with none in flight waits for a slot another chunk frees."""
+    runtime.call_slots = threading.BoundedSemaphore(4)
+    flight = {"now": 0, "max": 0}
+
+    async def hold() -> None:
+        flight["now"] += 1
+        flight["max"] = max(flight["max"], flight["now"])
+        await asyncio.sleep(0.02)
+        flight["now"] -= 1
+
+    def steps(call: ChunkCall, revoked: bool) -> Steps[str]:
+        yield OnLoop(hold(), 5)
+        return call["id"]
+
+    ended: list[list[EndedCall]] = [[], [], []]
+    threads = [threading.Thread(target=lambda mine=mine: mine.extend(run(runtime, chunk(10), steps)))
+               for mine in ended]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    assert [len(mine) for mine in ended] == [10, 10, 10]
+    assert flight["max"] == 4
 
 
 def test_a_revoked_call_is_opened_as_revoked_and_the_others_are_not(runtime: LoopOnly) -> None:

@@ -4,9 +4,10 @@ held session, each a call of its own.
 Each call goes through the same guards as a single-call task (``workers.tasks.guarded_steps``) and ends
 with its own outcome stored under its own task id, so the client waits for it, counts it and settles it
 exactly as a single call. The chunk's task thread schedules its calls: it opens them in order, at most
-``CHUNK_WIDTH`` (or the server's concurrency cap) at once, runs the guards, hands each call's waits to
-the session loop as coroutines (``workers.steps``), and resumes a call when its wait ends; no call
-holds a thread. Just before a wave of calls opens, one round trip reads which of them a client revoked
+``CHUNK_WIDTH`` (or the server's concurrency cap) at once and at most ``CALLS_IN_FLIGHT`` in the
+process (``WorkerRuntime.call_slots``), runs the guards, hands each call's waits to the session loop as
+coroutines (``workers.steps``), and resumes a call when its wait ends; no call holds a thread. Just
+before a wave of calls opens, one round trip reads which of them a client revoked
 (``orchestrator.revocation``), and those never start. The outcomes of the calls that ended in one
 turn are stored in one round trip (``workers.outcomes``).
 """
@@ -18,6 +19,7 @@ import contextlib
 import logging
 import math
 import queue
+import threading
 import time
 from collections import deque
 from collections.abc import Callable, Coroutine
@@ -82,35 +84,49 @@ def run_chunk(runtime: WorkerRuntime, calls: list[ChunkCall], steps: Callable[[C
     handed to ``ended`` (the calls that ended in one turn at once). ``steps(call, revoked)`` is the call's
     guarded steps; ``revoked`` is true for a call a client revoked, or any call once ``start_by`` (the
     batch deadline) has passed. The waits of one turn go to the loop in one hand-over."""
-    manager = runtime.sessions()
+    manager, slots = runtime.sessions(), runtime.call_slots
     pending = deque(calls)
     running: set[_Running] = set()
     woken: Woken = queue.SimpleQueue()
-    while pending or running:
-        resumed: list[tuple[_Running, Settled]] = []
-        if pending and len(running) < width:
-            wave = [pending.popleft() for _ in range(min(width - len(running), len(pending)))]
-            revoked = _revoked(runtime, [call["id"] for call in wave])
-            late = start_by is not None and now() >= start_by
-            for call in wave:
-                run = _Running(call, steps(call, late or call["id"] in revoked))
-                running.add(run)
-                resumed.append((run, Settled()))
-        idle = not resumed and (not pending or len(running) >= width)
-        resumed += _woken(woken, running, manager, block=idle)
-        done: list[EndedCall] = []
-        while resumed:
-            waits: list[tuple[_Running, OnLoop]] = []
-            for run, sent in resumed:
-                step = resume(run.steps, sent)
-                if isinstance(step, OnLoop):
-                    waits.append((run, step))
-                else:
-                    running.discard(run)
-                    done.append(EndedCall(run.call, step, time.perf_counter() - run.opened))
-            resumed = _hand_to_loop(manager, waits, woken)
-        if done:
-            ended(done)
+    try:
+        while pending or running:
+            resumed: list[tuple[_Running, Settled]] = []
+            wanted = min(width - len(running), len(pending))
+            wave = [pending.popleft() for _ in range(_take(slots, wanted, wait=not running))]
+            if wave:
+                revoked = _revoked(runtime, [call["id"] for call in wave])
+                late = start_by is not None and now() >= start_by
+                for call in wave:
+                    run = _Running(call, steps(call, late or call["id"] in revoked))
+                    running.add(run)
+                    resumed.append((run, Settled()))
+            resumed += _woken(woken, running, manager, block=not resumed and len(wave) < max(wanted, 1))
+            done: list[EndedCall] = []
+            while resumed:
+                waits: list[tuple[_Running, OnLoop]] = []
+                for run, sent in resumed:
+                    step = resume(run.steps, sent)
+                    if isinstance(step, OnLoop):
+                        waits.append((run, step))
+                    else:
+                        running.discard(run)
+                        slots.release()
+                        done.append(EndedCall(run.call, step, time.perf_counter() - run.opened))
+                resumed = _hand_to_loop(manager, waits, woken)
+            if done:
+                ended(done)
+    finally:
+        for _ in running:  # only when the scheduler itself failed: the process's slots stay whole
+            slots.release()
+
+
+def _take(slots: threading.BoundedSemaphore, wanted: int, *, wait: bool) -> int:
+    """Take up to ``wanted`` of the process's call slots; waits for the first only when ``wait`` (the chunk
+    has no call in flight, so none of its own can free one)."""
+    taken = 0
+    while taken < wanted and slots.acquire(blocking=wait and taken == 0):
+        taken += 1
+    return taken
 
 
 def _hand_to_loop(manager: SessionManager, waits: list[tuple[_Running, OnLoop]],

@@ -39,6 +39,14 @@ class ExecutionMarkers:
         return bool(self.redis.set(execution_marker_key(task_id), worker, nx=True, ex=self.ttl))
 
 
+CALLS_IN_FLIGHT = 256
+"""Calls of chunks one worker process keeps in flight at once (each chunk at most
+``workers.chunks.CHUNK_WIDTH``). Past the point where the session loop and the MCP servers are busy,
+more in flight only makes every call slower: they share the loop and the servers, so under overload
+all of them would end late together. A bound keeps them first come, first served: the calls opened
+first end first, inside their deadlines, and the others wait unstarted."""
+
+
 class WorkerRuntime:
     """One worker process's handles; every Redis or session handle is built on first use."""
 
@@ -70,6 +78,11 @@ class WorkerRuntime:
     @cached_property
     def markers(self) -> ExecutionMarkers:
         return ExecutionMarkers(self.redis, self.settings.visibility_timeout + int(self.settings.max_timeout))
+
+    @cached_property
+    def call_slots(self) -> threading.BoundedSemaphore:
+        """One per call of a chunk in flight in this process (``CALLS_IN_FLIGHT``; built after a fork)."""
+        return threading.BoundedSemaphore(CALLS_IN_FLIGHT)
 
     @cached_property
     def _health_redis(self) -> Redis:
