@@ -96,6 +96,18 @@ def test_a_server_set_to_count_attempts_opens_within_one_retried_call(client: Or
     assert client.breaker_states()["flaky_attempts"].state == "open"
 
 
+def test_chunks_of_calls_to_a_server_counting_attempts_admit_and_record_every_attempt(client: Orchestrator) -> None:
+    """In chunks, each attempt's admission and record run off the session loop (on a thread) and still count:
+    64 echoes leave the breaker closed with no failure, 20 upstream outages open it."""
+    echoes = client.call_tools_parallel([("flaky_attempts", "echo", {"text": str(i)}) for i in range(64)])
+    assert [o.data["text"] for o in echoes if isinstance(o, ToolResult)] == [str(i) for i in range(64)]
+    snapshot = client.breaker_states()["flaky_attempts"]
+    assert snapshot.state == "closed" and snapshot.failures == 0
+    outages = client.call_tools_parallel([("flaky_attempts", "upstream_down", {})] * 20)
+    assert all(isinstance(o, UpstreamUnavailable | CircuitBreakerOpenError) for o in outages), outages
+    assert client.breaker_states()["flaky_attempts"].state == "open"
+
+
 def test_tool_errors_caused_by_arguments_do_not_count(client: Orchestrator) -> None:
     """Ten calls failing on their own input leave the breaker closed with no failure counted."""
     for _ in range(10):
