@@ -100,7 +100,7 @@ def run_chunk(runtime: WorkerRuntime, calls: list[ChunkCall], steps: Callable[[C
                     run = _Running(call, steps(call, late or call["id"] in revoked))
                     running.add(run)
                     resumed.append((run, Settled()))
-            resumed += _woken(woken, running, manager, block=not resumed and len(wave) < max(wanted, 1))
+            resumed += _woken(woken, running, manager, block=not wave)  # no call opened: wait for one to end
             done: list[EndedCall] = []
             while resumed:
                 waits: list[tuple[_Running, OnLoop]] = []

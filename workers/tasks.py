@@ -80,7 +80,7 @@ def guarded_steps(backend: Any, server: str, call: dict[str, Any], *, worker: st
         worker_call = WorkerCall(server=config, tool=tool, params=call["params"], deadline=deadline,
                                  task_id=task_id, worker=worker)
         if cap and not runtime.limits.try_acquire(server, cap, task_id, deadline + LEASE_MARGIN_SECONDS):
-            yield OnLoop(runtime.limits.wait_for_slot(server, cap, task_id, deadline), deadline - time.time())
+            yield OnLoop(runtime.limits.wait_for_slot(server, cap, task_id, deadline), max(deadline - time.time(), 0.0))
         try:
             result = yield from call_steps(worker_call, runtime.sessions(), runtime)
         finally:
@@ -115,11 +115,13 @@ def call_chunk(self: Task, server: str, calls: list[dict[str, Any]], start_by: f
 
 def _ended(server: str, done: EndedCall) -> Ended:
     """A chunk's call as its outcome is stored: result, error or revoked, and its counters if it ran."""
-    value: Any = done.settled.error or done.settled.value
+    value: Any
     if done.settled.error is not None:
-        state = states.FAILURE
+        value, state = done.settled.error, states.FAILURE
+    elif done.settled.value is None:
+        value, state = None, states.REVOKED
     else:
-        state = states.SUCCESS if value is not None else states.REVOKED
+        value, state = done.settled.value, states.SUCCESS
     count = None if state == states.REVOKED else call_count(server, done.call["tool"], value, state, done.duration)
     return Ended(done.call["id"], value, state, count)
 
