@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -198,8 +199,9 @@ def plan_batch(app: Celery, settings: Settings, prepared: list[PreparedCall], *,
     The calls refused are counted in ``counts`` (the call metrics), under their tool name when the
     catalog lists it (``listed``, one flag per call), else ``UNLISTED_TOOL``."""
     caps = _check_caps(settings, max_concurrency)
-    if timeout is not None and (isinstance(timeout, bool) or not isinstance(timeout, int | float) or timeout <= 0):
-        raise InvalidCall("timeout: the batch deadline must be a positive number of seconds", field="timeout")
+    if timeout is not None and (isinstance(timeout, bool) or not isinstance(timeout, int | float)
+                                or not math.isfinite(timeout) or timeout <= 0):
+        raise InvalidCall("timeout: the batch deadline must be a positive, finite number of seconds", field="timeout")
     size = settings.batch_chunk_size if chunk_size is None else chunk_size
     if isinstance(size, bool) or not isinstance(size, int) or size < 0:
         raise InvalidCall("chunk_size: must be 0 (adaptive), 1 (a task per call) or a chunk size", field="chunk_size")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import math
 import time
 
 import pytest
@@ -139,6 +140,17 @@ def test_bad_input_anywhere_in_the_batch_is_refused_before_enqueueing(stack: Sta
         client.call_tools_parallel(calls)  # type: ignore[arg-type]
     assert caught.value.field == field
     assert str(caught.value).startswith(field)
+    assert conn.llen("mcp.probe") == before
+
+
+@pytest.mark.parametrize("timeout", [0, -1, math.nan, math.inf, True, "10"])
+def test_a_batch_deadline_that_is_not_a_positive_finite_number_is_refused_before_enqueueing(
+        stack: Stack, client: Orchestrator, timeout: object) -> None:
+    conn = redis.Redis.from_url(stack.broker_url)
+    before = conn.llen("mcp.probe")
+    with pytest.raises(InvalidCall) as caught:
+        client.call_tools_parallel([("probe", "add", {"a": 1, "b": 2})], timeout=timeout)  # type: ignore[arg-type]
+    assert caught.value.field == "timeout" and "positive, finite" in str(caught.value)
     assert conn.llen("mcp.probe") == before
 
 
