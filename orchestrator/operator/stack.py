@@ -8,14 +8,15 @@ metrics endpoint (``orchestrator.operator.stack_monitoring``), in one of two lay
 in-process; beat, metrics and simulators as threads of this process) or ``distributed`` (one
 worker per server queue, or one for all, with stdio servers; every other part a process of its own).
 It prints what runs where, waits until every server answers ``tools/list`` through the queue, and
-on Ctrl-C, SIGTERM or SIGHUP (the terminal closing) stops every child process group, leaving
-nothing behind; children also get SIGTERM if this process is killed outright (``PR_SET_PDEATHSIG``).
+on Ctrl-C, SIGTERM, SIGHUP or its terminal hanging up (``make stack`` keeps the SIGHUP to itself) stops
+every child process group, leaving nothing behind; children also get SIGTERM if this process is killed outright (``PR_SET_PDEATHSIG``).
 """
 
 from __future__ import annotations
 
 import os
 import secrets
+import select
 import shlex
 import shutil
 import signal
@@ -224,6 +225,29 @@ def start_parts(stack: RunningStack, options: StackOptions) -> FlowerLogin | Non
     return login
 
 
+def is_worker(name: str) -> bool:
+    """A Celery worker of the stack: the compact layout's ``worker`` or a distributed ``worker-<queue>``."""
+    return name == "worker" or name.startswith("worker-")
+
+
+def watch_terminal(closed: threading.Event) -> None:
+    """Set ``closed`` when the terminal on stdin hangs up. The stack's own SIGHUP handler covers a terminal
+    it leads; under ``make stack`` make leads the session, gets the SIGHUP alone and waits for the stack
+    forever (so do ``ssh -t host make stack`` and ``tmux new 'make stack'``). A poll with no events asked
+    for still reports the hang-up, and nothing typed wakes it."""
+    if not sys.stdin.isatty():
+        return
+    poller = select.poll()
+    poller.register(sys.stdin.fileno(), 0)
+
+    def wait_for_hangup() -> None:
+        while not any(event & (select.POLLHUP | select.POLLERR | select.POLLNVAL) for _, event in poller.poll()):
+            pass
+        closed.set()
+
+    threading.Thread(target=wait_for_hangup, name="terminal-watch", daemon=True).start()
+
+
 def run_stack(options: StackOptions) -> int:
     """Start everything, report readiness, block until SIGINT/SIGTERM/SIGHUP, stop everything."""
     started = time.monotonic()
@@ -240,6 +264,7 @@ def run_stack(options: StackOptions) -> int:
     stopped_cleanly = False
     for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):  # SIGHUP: the terminal closed
         signal.signal(sig, lambda *_: stopping.set())
+    watch_terminal(stopping)
     try:
         if os.environ.get(BROKER_ENV) is None and bundled:
             other = stack_state.find(path).running
@@ -262,10 +287,9 @@ def run_stack(options: StackOptions) -> int:
         print_table(stack, status, try_command(stack.settings, path.resolve(), bundled))
         restarter = Restarter(lambda line: print(line, file=sys.stderr, flush=True))
         while not stopping.wait(1.0):
-            workers = [child for child in stack.children
-                       if isinstance(child, ChildProcess) and child.name.startswith("worker-")]
+            workers = [child for child in stack.children if isinstance(child, ChildProcess) and is_worker(child.name)]
             for worker in workers:
-                restarter.tend(worker)  # a dead worker is started again, with backoff
+                restarter.tend(worker)  # a dead worker is started again, with backoff (either layout)
             dead = [child.name for child in stack.children if child not in workers and not child.alive()]
             if dead:
                 print(f"stopping: {', '.join(dead)} exited (see {log_dir})", file=sys.stderr)

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import json
 import os
+import pty
 import re
+import select
 import shlex
 import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -152,4 +155,46 @@ def test_with_its_own_config_the_stack_names_the_configured_redis_and_the_transp
         assert tried.returncode == 0 and "echo" in tried.stdout, tried.stderr
     finally:
         proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=60)
+
+
+def test_the_terminal_closing_stops_the_stack_even_when_its_parent_keeps_the_hangup(tmp_path: Path) -> None:
+    """As under ``make stack`` (or ``ssh -t host make stack``): the session leader catches SIGHUP and waits for the
+    stack, so the stack gets no signal; it sees its terminal hang up and stops, leaving no process behind."""
+    leader = ("import signal, subprocess, sys; signal.signal(signal.SIGHUP, lambda *_: None); "
+              "sys.exit(subprocess.call(sys.argv[1:]))")
+    pid, terminal = pty.fork()
+    if pid == 0:  # the child: session leader on the new terminal, as make is
+        os.chdir(REPO)
+        os.execve(sys.executable, [sys.executable, "-c", leader, *MCP_ORCH, "stack", "--no-flower"],
+                  operator_env(tmp_path))
+    output = b""
+    deadline = time.monotonic() + START_TIMEOUT
+    while b"Try:" not in output and time.monotonic() < deadline:
+        if select.select([terminal], [], [], 1.0)[0]:
+            output += os.read(terminal, 65536)
+    assert b"Try:" in output, output.decode(errors="replace")[-2000:]
+    processes = descendants(pid)
+    os.close(terminal)  # the terminal window closes
+    assert wait_gone(list(processes), timeout=60) == []
+    assert os.waitpid(pid, 0)[1] != -1
+
+
+def test_a_killed_compact_worker_is_started_again_and_the_stack_keeps_running(tmp_path: Path) -> None:
+    """kill -9 of the compact layout's one worker: the stack starts it again (with backoff) instead of stopping,
+    and calls go through again."""
+    proc, _ = start_stack(tmp_path, "--no-flower")
+    try:
+        (worker,) = [pid for pid in descendants(proc.pid)
+                     if b"workers.app" in Path(f"/proc/{pid}/cmdline").read_bytes()
+                     and b" worker" in Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ")]
+        os.kill(worker, signal.SIGKILL)
+        deadline = time.monotonic() + 60
+        while (call := cli(tmp_path, "call", "sabnzbd", "sabnzbd_get_queue")).returncode != 0:
+            assert proc.poll() is None, "the stack stopped instead of starting its worker again"
+            assert time.monotonic() < deadline, call.stderr
+            time.sleep(1)
+        assert proc.poll() is None
+    finally:
+        proc.send_signal(signal.SIGINT)
         proc.wait(timeout=60)
