@@ -9,7 +9,8 @@ in-process; beat, metrics and simulators as threads of this process) or ``distri
 worker per server queue, or one for all, with stdio servers; every other part a process of its own).
 It prints what runs where, waits until every server answers ``tools/list`` through the queue, and
 on Ctrl-C, SIGTERM, SIGHUP or its terminal hanging up (``make stack`` keeps the SIGHUP to itself) stops
-every child process group, leaving nothing behind; children also get SIGTERM if this process is killed outright (``PR_SET_PDEATHSIG``).
+every child process group, leaving nothing behind; children also get SIGTERM if this process is killed
+outright (``PR_SET_PDEATHSIG``).
 """
 
 from __future__ import annotations
